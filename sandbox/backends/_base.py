@@ -1,0 +1,105 @@
+"""The backend protocol: everything a backend needs to launch one sandboxed command.
+
+A backend turns a `LaunchSpec` (pure data, already validated against the policy) into a
+running, isolated process and reports a `LaunchResult`. It never decides policy; it either
+enforces exactly what the spec says or raises `EnforcementError` (exit 125).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+
+class Network(StrEnum):
+    NONE = "none"  # loopback of the sandbox only
+    EGRESS = "egress"  # loopback only, plus the egress proxy bridged in (see `egress`)
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """A host path made visible inside. `rw=False` unless there is a reason."""
+
+    src: Path
+    dst: str
+    rw: bool = False
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The overlay the workspace is seen through.
+
+    lower: the real workspace (never written); mask: an optional lower layer of whiteouts above
+    it that hides secret files; upper/work: the session's dirs under $SANDBOX_HOME.
+    """
+
+    lower: Path
+    upper: Path
+    work: Path
+    mask: Path | None = None
+    mount_point: str = "/workspace"
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float | None = None
+    memory_bytes: int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    write_bytes: int | None = None  # cap on what the run may write (upper dir / RLIMIT_FSIZE)
+    output_bytes: int | None = None  # cap on captured stdout+stderr kept in the record
+
+
+@dataclass(frozen=True)
+class Seccomp:
+    """A compiled seccomp profile: a Kafel policy for nsjail, the JSON for docker."""
+
+    name: str
+    digest: str
+    kafel: str
+    oci_json: str = ""
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    argv: tuple[str, ...]
+    snapshot: Snapshot
+    scratch: Path  # per-run dir for the backend's own files (config, log); never mounted
+    env: Mapping[str, str]
+    seccomp: Seccomp
+    limits: Limits = field(default_factory=Limits)
+    network: Network = Network.NONE
+    extra_mounts: tuple[BindMount, ...] = ()
+    # argv prefix run inside before the command (e.g. the egress forwarder launcher); the
+    # command follows after it. Empty: the command is exec'd directly.
+    wrapper: tuple[str, ...] = ()
+    cwd: str = "/workspace"
+    hostname: str = "sandbox"
+    image_root: Path | None = None  # None: a read-only view of the host system
+    stdin_tty: bool = False
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    exit_code: int  # already mapped to the CLI contract (124 timeout, 128+N signal, 125...)
+    timed_out: bool
+    signal: int | None
+    duration_ms: int
+    cpu_ms: int
+    peak_memory_kb: int
+    write_limit_hit: bool = False
+    backend_error: str | None = None  # set when the sandbox itself failed (exit 125)
+
+
+class Backend(Protocol):
+    name: str
+
+    def check(self) -> None:
+        """Raise EnforcementError (with a hint naming the fix) if this host cannot enforce."""
+
+    def launch(self, spec: LaunchSpec) -> LaunchResult:
+        """Run spec.argv isolated, streaming its stdout/stderr live; block until it ends and
+        nothing it started survives."""

@@ -1,0 +1,188 @@
+"""Overlay set-up for a sandbox launched by root: idmapped lower layer in a private mount ns.
+
+Why this exists: when root runs `sandbox`, uid 0 inside the sandbox must be an unprivileged id
+outside (`MAPPED_ROOT_ID`). The workspace, though, is usually owned by root, and a process whose
+outside id is `MAPPED_ROOT_ID` may neither read root's 0600 files nor edit root's 0644 files, and
+may not even traverse `/root` to reach the workspace or `$SANDBOX_HOME`. So, in the forked child
+that is about to exec nsjail (still real root), we:
+
+1. unshare a private mount namespace (nothing here is ever visible on the host, and it dies with
+   the nsjail process tree: no mount outlives the run, even after `kill -9`);
+2. clone the workspace as a detached mount and idmap it (disk uid of the owner -> MAPPED_ROOT_ID)
+   so the sandbox sees the workspace owner's files as its own root's files;
+3. mount the overlay (mask and idmapped workspace as lower layers, the session's upper dir) as
+   real root, on a fresh tmpfs over /tmp of this private namespace, where the mapped id can
+   reach it; nsjail then bind-mounts it to /workspace.
+
+An unprivileged caller needs none of this: nsjail maps inside 0 to the caller's own uid and mounts
+the overlay itself inside its user namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.errors import EnforcementError
+
+# Outside id of the sandbox's root when root launches it: far above any login or subordinate
+# id range (useradd hands out subuids from 100000), so no real account shares it.
+MAPPED_ROOT_ID = 1_000_000_000
+
+STAGE_DIR = "/tmp"  # inside the private mount namespace only: a fresh tmpfs
+STAGE_WORKSPACE = "/tmp/workspace"
+
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+_SYS_MOUNT_SETATTR = 442
+_OPEN_TREE_CLONE = 1
+_OPEN_TREE_CLOEXEC = 0o2000000
+_AT_EMPTY_PATH = 0x1000
+_AT_RECURSIVE = 0x8000
+_MOUNT_ATTR_IDMAP = 0x100000
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+_MS_REC = 0x4000
+_MS_PRIVATE = 0x40000
+_MS_NOSUID = 0x2
+_MS_NODEV = 0x4
+_AT_FDCWD = -100
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+@dataclass(frozen=True)
+class OverlayLayers:
+    lower: Path
+    upper: Path
+    work: Path
+    mask: Path | None
+
+    def options(self, lower_override: str | None = None) -> str:
+        lower = lower_override or str(self.lower)
+        lowers = f"{self.mask}:{lower}" if self.mask is not None else lower
+        # redirect_dir=nofollow, metacopy off: renames of lower dirs fall back to copy+delete, so the
+        # diff never has to interpret redirect xattrs; index off keeps upper self-contained.
+        return (
+            f"lowerdir={lowers},upperdir={self.upper},workdir={self.work},"
+            "redirect_dir=nofollow,metacopy=off,index=off"
+        )
+
+
+def check_overlay_path(path: Path) -> None:
+    """Overlay mount options cannot carry these characters; say so instead of misparsing."""
+    bad = [c for c in (",", ":", "\\", "\n") if c in str(path)]
+    if bad:
+        raise EnforcementError(
+            f"cannot build an overlay over {path!s}: the path contains {bad[0]!r}",
+            hint="move or symlink the workspace to a path without ',', ':' or '\\'",
+        )
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def make_idmap_userns(disk_uid: int, disk_gid: int) -> int:
+    """Return an fd of a user namespace mapping disk ids -> MAPPED_ROOT_ID (for idmapped mounts).
+
+    A short-lived child unshares CLONE_NEWUSER; we write its maps and keep a handle to the ns.
+    """
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.unshare(os.CLONE_NEWUSER)
+            os.write(ready_w, b"1")
+            os.read(done_r, 1)
+        finally:
+            os._exit(0)
+    try:
+        os.close(ready_w)
+        if os.read(ready_r, 1) != b"1":
+            raise EnforcementError(
+                "could not create a user namespace for the idmapped workspace mount",
+                hint="run `sandbox doctor`",
+            )
+        Path(f"/proc/{pid}/uid_map").write_text(f"{disk_uid} {MAPPED_ROOT_ID} 1\n")
+        Path(f"/proc/{pid}/setgroups").write_text("deny")
+        Path(f"/proc/{pid}/gid_map").write_text(f"{disk_gid} {MAPPED_ROOT_ID} 1\n")
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.write(done_w, b"1")
+        for fd in (ready_r, done_r, done_w):
+            os.close(fd)
+        os.waitpid(pid, 0)
+
+
+def root_preexec(layers: OverlayLayers, userns_fd: int) -> Callable[[], None]:
+    """Build the preexec hook run in the forked child, as real root, before exec of nsjail."""
+
+    def preexec() -> None:
+        try:
+            _stage(layers, userns_fd)
+        except OSError as exc:
+            # subprocess only reports "Exception occurred in preexec_fn": say what failed.
+            os.write(2, f"sandbox: staging the overlay failed: {exc}\n".encode())
+            raise
+
+    return preexec
+
+
+def _stage(layers: OverlayLayers, userns_fd: int) -> None:
+    libc = _libc()
+    os.unshare(os.CLONE_NEWNS)
+    _check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "make / private")
+    # Take handles on every layer first: the stage tmpfs below may shadow their paths.
+    tree = _check(
+        libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(layers.lower),
+                     _OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | _AT_RECURSIVE),
+        "open_tree(workspace)",
+    )
+    attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+    _check(
+        libc.syscall(_SYS_MOUNT_SETATTR, tree, b"", _AT_EMPTY_PATH | _AT_RECURSIVE,
+                     ctypes.byref(attr), ctypes.sizeof(attr)),
+        "idmap workspace mount",
+    )
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+    upper = os.open(layers.upper, flags)
+    work = os.open(layers.work, flags)
+    mask = os.open(layers.mask, flags) if layers.mask is not None else -1
+    _check(libc.mount(b"sandbox-stage", STAGE_DIR.encode(), b"tmpfs",
+                      _MS_NOSUID | _MS_NODEV, b"mode=0755,size=64k"), "stage tmpfs")
+    os.mkdir("/tmp/lower", 0o755)
+    os.mkdir(STAGE_WORKSPACE, 0o755)
+    _check(
+        libc.syscall(_SYS_MOVE_MOUNT, tree, b"", _AT_FDCWD, b"/tmp/lower",
+                     _MOVE_MOUNT_F_EMPTY_PATH),
+        "attach idmapped workspace",
+    )
+    staged = OverlayLayers(
+        lower=Path("/tmp/lower"),
+        upper=Path(f"/proc/self/fd/{upper}"),
+        work=Path(f"/proc/self/fd/{work}"),
+        mask=Path(f"/proc/self/fd/{mask}") if mask >= 0 else None,
+    )
+    _check(libc.mount(b"overlay", STAGE_WORKSPACE.encode(), b"overlay", _MS_NOSUID,
+                      staged.options().encode()), "mount overlay")
+    for fd in (tree, upper, work, mask):
+        if fd >= 0:
+            os.close(fd)

