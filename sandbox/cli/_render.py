@@ -1,0 +1,272 @@
+"""Text and JSON rendering. Everything from a run (names, contents, reasons) is escaped before
+it reaches a terminal: control characters, escape sequences and bidi controls never act."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from sandbox.fs import ChangeKind, ChangeSet
+from sandbox.policy import EffectivePolicy
+
+_BIDI = {0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069, 0x200E,
+         0x200F, 0x061C}
+
+
+def esc(text: str) -> str:
+    """Make untrusted text inert on a terminal (lossless for printable text)."""
+    out: list[str] = []
+    for ch in text:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:  # surrogateescape: an undecodable byte of a file name
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif o < 0x20 or o == 0x7F or 0x80 <= o < 0xA0:
+            out.append({9: "\\t", 10: "\\n", 13: "\\r"}.get(o, f"\\x{o:02x}"))
+        elif o in _BIDI:
+            out.append(f"\\u{o:04x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_KIND = {ChangeKind.ADDED: "A", ChangeKind.MODIFIED: "M", ChangeKind.DELETED: "D",
+         ChangeKind.MODE_CHANGED: "m", ChangeKind.TYPE_CHANGED: "T"}
+
+
+def change_table(cs: ChangeSet, limit: int = 200) -> str:
+    lines = []
+    for c in cs.changes[:limit]:
+        marks = []
+        if c.forbidden:
+            marks.append("FORBIDDEN")
+        if c.binary:
+            marks.append("binary")
+        if c.executable_added:
+            marks.append("new-exec")
+        counts = "" if c.added_lines is None else f" +{c.added_lines} -{c.removed_lines or 0}"
+        kind = (c.new_type or c.old_type)
+        t = f" [{kind.value}]" if kind is not None and kind.value != "file" else ""
+        mark = f"  ({', '.join(marks)})" if marks else ""
+        lines.append(f"  {_KIND[c.kind]} {esc(c.path)}{t}{counts}{mark}\n")
+    if len(cs.changes) > limit:
+        lines.append(f"  ... and {len(cs.changes) - limit} more\n")
+    return "".join(lines)
+
+
+def run_summary(outcome: Any) -> None:
+    """The closing summary of `sandbox run`, on stderr (stdout belongs to the command)."""
+    from sandbox.governance import AskPerson, AutoCommit, Hold, NothingToDo
+
+    out = sys.stderr
+    cs: ChangeSet = outcome.changeset
+    launch = outcome.launch
+    usage = ""
+    if launch is not None:
+        usage = (f" in {launch.duration_ms} ms, cpu {launch.cpu_ms} ms, "
+                 f"peak {launch.peak_memory_kb // 1024} MiB")
+    out.write(f"\nsandbox: run {outcome.run_id} (session {outcome.session_id}) exited "
+              f"{outcome.exit_code}{usage}\n")
+    for note in outcome.notes:
+        out.write(f"sandbox: {esc(note)}\n")
+    if not cs:
+        out.write("sandbox: no changes\n")
+        return
+    out.write(f"sandbox: {len(cs.changes)} change(s):\n{change_table(cs, limit=30)}")
+    decision = outcome.decision
+    refused: Sequence[Any] = ()
+    match decision:
+        case AutoCommit(refused=refused, held=held):
+            out.write(f"sandbox: committed {len(outcome.committed)} change(s) "
+                      "automatically\n")
+            for v in held:
+                out.write(f"sandbox: {esc(v.reason)}\n")
+        case Hold(reasons=reasons, refused=refused):
+            for r in reasons:
+                out.write(f"sandbox: {esc(r)}\n")
+        case AskPerson(refused=refused):
+            word = "committed" if outcome.committed else "kept pending"
+            out.write(f"sandbox: {word}\n")
+        case NothingToDo():
+            pass
+    for v in refused:
+        out.write(f"sandbox: refused {esc(v.path)}: {esc(v.reason)}\n")
+    if outcome.state.value == "pending":
+        ref = outcome.session_id
+        out.write(f"sandbox: pending. Review: sandbox diff {ref} | approve: sandbox approve "
+                  f"{ref} | discard: sandbox reject {ref}\n")
+
+
+def ls(runs: Sequence[Any], *, json_out: bool) -> int:
+    if json_out:
+        print(json.dumps([_run_json(r) for r in runs], indent=2))
+        return 0
+    if not runs:
+        print("no runs yet: try `sandbox run -- echo hello`")
+        return 0
+    print(f"{'RUN':<14} {'SESSION':<20} {'STATUS':<9} {'EXIT':>4} {'DECISION':<10} "
+          f"{'STARTED':<20} COMMAND")
+    for r in runs:
+        cmd = esc(" ".join(r.command))
+        if len(cmd) > 40:
+            cmd = cmd[:37] + "..."
+        print(f"{r.id:<14} {esc(r.session_id):<20} {r.status.value:<9} "
+              f"{'' if r.exit_code is None else r.exit_code:>4} {r.decision.value:<10} "
+              f"{r.started.strftime('%Y-%m-%d %H:%M:%S'):<20} {cmd}")
+    return 0
+
+
+def _run_json(r: Any) -> dict[str, Any]:
+    return {"id": r.id, "session": r.session_id, "seq": r.seq, "command": list(r.command),
+            "workspace": str(r.workspace), "level": r.level, "backend": r.backend,
+            "profile": r.profile, "status": r.status.value, "exit_code": r.exit_code,
+            "started": r.started.isoformat(), "duration_ms": r.duration_ms,
+            "peak_mem_kb": r.peak_mem_kb, "cpu_ms": r.cpu_ms, "decision": r.decision.value,
+            "summary": dict(r.summary)}
+
+
+def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any], *,
+         json_out: bool) -> int:
+    session = resolved.session
+    holds = [e for e in events if e.event == "decision"]
+    if json_out:
+        print(json.dumps({"session": session.id, "workspace": str(session.workspace),
+                          "state": session.state.value, "level": session.level,
+                          "runs": [_run_json(r) for r in runs], "pending": cs.to_json(),
+                          "decisions": [dict(e.data) for e in holds]}, indent=2))
+        return 0
+    print(f"session {session.id}  state {session.state.value}  level {session.level}")
+    print(f"workspace {esc(str(session.workspace))}")
+    for r in sorted(runs, key=lambda r: r.seq):
+        print(f"  run {r.id} #{r.seq}: {esc(' '.join(r.command))}")
+        print(f"    {r.status.value}, exit {r.exit_code}, {r.duration_ms} ms, cpu {r.cpu_ms} ms,"
+              f" peak {(r.peak_mem_kb or 0) // 1024} MiB, backend {r.backend}, "
+              f"profile {r.profile}")
+        for note in r.summary.get("notes", []) if isinstance(r.summary, dict) else []:
+            print(f"    {esc(str(note))}")
+    for e in holds:
+        data = e.data
+        for reason in data.get("reasons", []):
+            print(f"  {esc(str(reason))}")
+        for ref in data.get("refused", []):
+            print(f"  refused {esc(str(ref['path']))}: {esc(str(ref['reason']))}")
+    if cs:
+        print(f"pending changes ({len(cs.changes)}):")
+        print(change_table(cs), end="")
+    else:
+        print("nothing pending")
+    return 0
+
+
+def write_patch(patch: bytes) -> None:
+    """Byte-exact to a file or pipe (for `git apply`); escaped on a terminal."""
+    if sys.stdout.isatty():
+        sys.stdout.write(safe_patch_for_terminal(patch))
+        sys.stdout.flush()
+    else:
+        sys.stdout.flush()
+        os.write(sys.stdout.fileno(), patch) if patch else None
+
+
+def safe_patch_for_terminal(patch: bytes) -> str:
+    color = os.environ.get("NO_COLOR") is None
+    out = []
+    for raw in patch.split(b"\n"):
+        line = esc(raw.decode("utf-8", "surrogateescape"))
+        if color and line.startswith("+") and not line.startswith("+++"):
+            line = f"\x1b[32m{line}\x1b[0m"
+        elif color and line.startswith("-") and not line.startswith("---"):
+            line = f"\x1b[31m{line}\x1b[0m"
+        elif color and line.startswith("@@"):
+            line = f"\x1b[36m{line}\x1b[0m"
+        out.append(line)
+    return "\n".join(out)
+
+
+def committed(paths: Sequence[str], refused: Sequence[Any]) -> None:
+    print(f"committed {len(paths)} change(s)")
+    for p in paths:
+        print(f"  {esc(p)}")
+    for v in refused:
+        print(f"refused {esc(v.path)}: {esc(v.reason)}")
+
+
+def audit(records: Iterable[Any], *, json_out: bool) -> int:
+    from sandbox.audit import render_text
+
+    recs = list(records)
+    if json_out:
+        print(json.dumps([r.to_json() if hasattr(r, "to_json") else asdict(r) for r in recs],
+                         indent=2, default=str))
+    else:
+        text = render_text(recs)
+        print(text if text else "the audit log is empty")
+    return 0
+
+
+def audit_verify(report: Any, *, json_out: bool) -> int:
+    ok = bool(report.ok)
+    if json_out:
+        print(json.dumps({"ok": ok, "records": report.records,
+                          "problems": [str(p) for p in report.problems]}, indent=2))
+    elif ok:
+        print(f"audit log OK: {report.records} records, chain intact")
+    else:
+        print("audit log BROKEN:")
+        for p in report.problems:
+            print(f"  {esc(str(p))}")
+    return 0 if ok else 1
+
+
+def policy_lines(eff: EffectivePolicy, *, short: bool = False) -> list[str]:
+    p = eff.policy
+    rows: list[tuple[str, Any, str]] = [
+        ("level", int(p.level), "level"), ("run.backend", p.backend, "backend"),
+        ("run.profile", p.profile, "profile"), ("run.image", p.image, "image"),
+        ("limits.timeout", p.limits.timeout_s, "limits.timeout_s"),
+        ("limits.memory", p.limits.memory_bytes, "limits.memory_bytes"),
+        ("limits.cpus", p.limits.cpus, "limits.cpus"),
+        ("limits.pids", p.limits.pids, "limits.pids"),
+        ("limits.write", p.limits.write_bytes, "limits.write_bytes"),
+        ("limits.output", p.limits.output_bytes, "limits.output_bytes"),
+        ("egress.allow", list(p.egress_allow), "egress_allow"),
+    ]
+    if not short:
+        rows += [
+            ("egress.ceiling", None if p.egress_ceiling is None else list(p.egress_ceiling),
+             "egress_ceiling"),
+            ("hide.paths", list(p.hide), "hide"), ("protect.paths", list(p.protected),
+                                                   "protected"),
+            ("protect.allow_at_level4", list(p.allow_at_level4), "allow_at_level4"),
+            ("review.auto.max_files", p.review_auto.max_files, "review_auto.max_files"),
+            ("review.auto.max_lines", p.review_auto.max_lines, "review_auto.max_lines"),
+            ("review.auto.allow_paths", [list(g) for g in p.review_auto.allow_paths],
+             "review_auto.allow_paths"),
+            ("review.auto.deny_paths", list(p.review_auto.deny_paths),
+             "review_auto.deny_paths"),
+            ("review.auto.new_executables", p.review_auto.new_executables,
+             "review_auto.new_executables"),
+            ("review.auto.binaries", p.review_auto.binaries, "review_auto.binaries"),
+            ("review.auto.deletions", p.review_auto.deletions, "review_auto.deletions"),
+            ("env.pass", list(p.env_pass), "env_pass"),
+        ]
+    return [f"{name} = {json.dumps(value)}    # {eff.source_of(attr)}"
+            for name, value, attr in rows]
+
+
+def policy(eff: EffectivePolicy, *, json_out: bool) -> int:
+    if json_out:
+        print(json.dumps({"policy": eff.policy.to_json(), "sources": dict(eff.sources),
+                          "layers": list(eff.layers), "digest": eff.policy.digest()},
+                         indent=2))
+        return 0
+    print("# effective policy; each field with the layer that set it")
+    print(f"# layers: built-in{''.join(' > ' + esc(x) for x in eff.layers)}")
+    for line in policy_lines(eff):
+        print(esc(line))
+    return 0

@@ -1,0 +1,50 @@
+"""Committing and rejecting a session's pending changes: shared by auto-commit and approve."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from sandbox._home import HomeLayout
+from sandbox.audit import AuditEvent, AuditLog
+from sandbox.errors import ForbiddenChangeError, UsageError
+from sandbox.fs import ChangeSet, commit_changeset, discard_paths
+from sandbox.store import SessionRecord
+
+
+def commit_paths(layout: HomeLayout, audit: AuditLog, session: SessionRecord, cs: ChangeSet,
+                 upper: Path, paths: Sequence[str], *, run_id: str | None, actor: str | None,
+                 force: bool = False, message: str | None = None) -> tuple[str, ...]:
+    """Commit exactly `paths` (journaled, atomic); remove them from the pending upper dir."""
+    if not paths:
+        return ()
+    selected = [c for c in cs.changes if c.path in set(paths)]
+    bad = [c for c in selected if c.forbidden]
+    if bad:
+        raise ForbiddenChangeError(
+            "refusing to commit forbidden changes: "
+            + "; ".join(f"{c.path} ({', '.join(c.forbidden)})" for c in bad))
+    result = commit_changeset(cs, upper=upper, workspace=session.workspace,
+                              journal_dir=layout.journal_dir, started_ns=session.started_ns,
+                              paths=list(paths), force=force)
+    committed = tuple(result.committed)
+    audit.append(AuditEvent.COMMIT, run=run_id, session=session.id, actor=actor, data={
+        "paths": list(committed), "journal": result.journal_id, "force": force,
+        "message": message,
+    })
+    discard_paths(upper, list(committed))
+    return committed
+
+
+def reject_paths(audit: AuditLog, session: SessionRecord, cs: ChangeSet, upper: Path,
+                 paths: Sequence[str] | None, *, message: str | None) -> tuple[str, ...]:
+    """Discard pending changes (all when paths is None). Nothing in the workspace changes."""
+    if paths is not None:
+        missing = cs.unmatched(paths)
+        if missing:
+            raise UsageError(f"no pending change at: {', '.join(missing)}")
+    chosen = tuple(c.path for c in cs.select(paths))
+    discard_paths(upper, list(chosen))
+    audit.append(AuditEvent.DECISION, session=session.id, data={
+        "decision": "reject", "paths": list(chosen), "message": message})
+    return chosen

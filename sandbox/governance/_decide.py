@@ -1,0 +1,133 @@
+"""What happens to a changeset at each governance level: decisions are values.
+
+Per change a `Verdict` (ok / protected / forbidden, with the rule that says so); per changeset a
+`Decision`: commit these paths automatically, ask the person, or hold as pending — always
+listing what is refused and why, so the output can say which rule held or refused what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import assert_never
+
+from sandbox.fs import Change, ChangeKind, ChangeSet, FileType, match_path
+from sandbox.policy import Level, Policy
+
+
+class Risk(StrEnum):
+    OK = "ok"
+    PROTECTED = "protected"  # a person must approve (below level 4); refused at level 4
+    FORBIDDEN = "forbidden"  # never committed at any level
+
+
+@dataclass(frozen=True)
+class Verdict:
+    path: str
+    risk: Risk
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AutoCommit:
+    """Commit `paths` now (level 3 low-risk, level 4)."""
+
+    paths: tuple[str, ...]
+    refused: tuple[Verdict, ...] = ()
+    held: tuple[Verdict, ...] = ()  # stays pending for a person (protected at level 3)
+
+
+@dataclass(frozen=True)
+class AskPerson:
+    """Levels 1-2 with a terminal: show the summary, commit only on a yes."""
+
+    paths: tuple[str, ...]
+    refused: tuple[Verdict, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Keep everything pending; `reasons` say why in words."""
+
+    reasons: tuple[str, ...]
+    refused: tuple[Verdict, ...] = ()
+
+
+@dataclass(frozen=True)
+class NothingToDo:
+    pass
+
+
+Decision = AutoCommit | AskPerson | Hold | NothingToDo
+
+
+def classify(change: Change, policy: Policy) -> Verdict:
+    if change.forbidden:
+        return Verdict(change.path, Risk.FORBIDDEN, "; ".join(change.forbidden))
+    pattern = match_path(change.path, policy.protected)
+    if pattern is not None:
+        return Verdict(change.path, Risk.PROTECTED, f"protected path (matches {pattern!r})")
+    return Verdict(change.path, Risk.OK)
+
+
+def low_risk_failures(cs: ChangeSet, candidates: tuple[Change, ...], policy: Policy) -> list[str]:
+    """Level-3 rules (`[review.auto]`): each failed rule in words; empty means low-risk."""
+    rules = policy.review_auto
+    out: list[str] = []
+    files = [c for c in candidates if c.new_type is not FileType.DIR and c.old_type is not FileType.DIR]
+    if len(files) > rules.max_files:
+        out.append(f"{len(files)} files changed (review.auto.max_files = {rules.max_files})")
+    lines = sum((c.added_lines or 0) + (c.removed_lines or 0) for c in candidates)
+    if lines > rules.max_lines:
+        out.append(f"{lines} lines changed (review.auto.max_lines = {rules.max_lines})")
+    for c in candidates:
+        if (deny := match_path(c.path, rules.deny_paths)) is not None:
+            out.append(f"touches {c.path} (review.auto.deny_paths {deny!r})")
+        for group in rules.allow_paths:
+            if match_path(c.path, group) is None:
+                out.append(f"touches {c.path}, outside review.auto.allow_paths {list(group)!r}")
+        if c.binary and not rules.binaries:
+            out.append(f"binary file {c.path} (review.auto.binaries = false)")
+        if c.executable_added and not rules.new_executables:
+            out.append(f"new executable {c.path} (review.auto.new_executables = false)")
+        if c.kind is ChangeKind.DELETED and not rules.deletions:
+            out.append(f"deletes {c.path} (review.auto.deletions = false)")
+        if c.kind is ChangeKind.MODE_CHANGED and c.executable_added and rules.new_executables:
+            pass  # allowed explicitly
+    return out
+
+
+def decide(cs: ChangeSet, policy: Policy, *, interactive: bool) -> Decision:
+    if not cs:
+        return NothingToDo()
+    verdicts = [classify(c, policy) for c in cs.changes]
+    forbidden = tuple(v for v in verdicts if v.risk is Risk.FORBIDDEN)
+    protected = tuple(v for v in verdicts if v.risk is Risk.PROTECTED)
+    ok_paths = tuple(v.path for v in verdicts if v.risk is Risk.OK)
+    level = policy.level
+    match level:
+        case Level.HUMAN_IN_THE_LOOP | Level.HUMAN_ON_THE_LOOP:
+            committable = ok_paths + tuple(v.path for v in protected)
+            if interactive:
+                return AskPerson(paths=committable, refused=forbidden)
+            return Hold(reasons=(f"level {int(level)}: changes wait for a person "
+                                 "(`sandbox approve` or `sandbox review`)",), refused=forbidden)
+        case Level.HUMAN_AS_ORCHESTRATOR:
+            candidates = tuple(c for c in cs.changes if c.path in set(ok_paths))
+            failures = low_risk_failures(cs, candidates, policy)
+            held = tuple(Verdict(v.path, v.risk, f"held: touches {v.path} ({v.reason})")
+                         for v in protected)
+            if failures:
+                return Hold(reasons=tuple(f"held: {f}" for f in failures)
+                            + tuple(v.reason for v in held), refused=forbidden)
+            return AutoCommit(paths=ok_paths, refused=forbidden, held=held)
+        case Level.HUMAN_OUTSIDE_THE_LOOP:
+            allowed = tuple(v.path for v in protected
+                            if match_path(v.path, policy.allow_at_level4) is not None)
+            refused_protected = tuple(
+                Verdict(v.path, v.risk, f"{v.reason}; refused at level 4 "
+                        "(protect.allow_at_level4 does not name it)")
+                for v in protected if v.path not in allowed)
+            return AutoCommit(paths=ok_paths + allowed, refused=forbidden + refused_protected)
+        case _:
+            assert_never(level)
