@@ -192,7 +192,8 @@ class Runner:
                              hint="start a new session with another --session name")
         return session
 
-    def _prepare_dirs(self, session: SessionRecord, workspace: Path, policy: Policy) -> Snapshot:
+    def _prepare_dirs(self, session: SessionRecord, workspace: Path,
+                      policy: Policy) -> tuple[Snapshot, tuple[str, ...]]:
         dirs = self.layout.session_dirs(session.id).create()
         st = workspace.stat()
         owner = (MAPPED_ROOT_ID, MAPPED_ROOT_ID) if os.getuid() == 0 else (os.getuid(), os.getgid())
@@ -201,13 +202,14 @@ class Runner:
         os.chmod(dirs.upper, st.st_mode & 0o7777)
         if os.getuid() == 0:
             os.chown(dirs.upper, *owner)
-        build_mask(workspace, dirs.mask, policy.hide, owner,
-                   cache_file=self.layout.cache_dir / f"mask-{session.id}.json")
-        return Snapshot(lower=workspace, upper=dirs.upper, work=dirs.work, mask=dirs.mask)
+        hidden = build_mask(workspace, dirs.mask, policy.hide, owner,
+                            cache_file=self.layout.cache_dir / f"mask-{session.id}.json")
+        snap = Snapshot(lower=workspace, upper=dirs.upper, work=dirs.work, mask=dirs.mask)
+        return snap, tuple(policy.hide) + tuple(hidden)
 
     def _run_locked(self, req: RunRequest, session: SessionRecord, workspace: Path,
                     policy: Policy, env: dict[str, str], seccomp: Any) -> RunOutcome:
-        snapshot = self._prepare_dirs(session, workspace, policy)
+        snapshot, hidden = self._prepare_dirs(session, workspace, policy)
         run = self.store.new_run(session.id, req.argv, backend=self.backend.name,
                                  profile=seccomp.name)
         self.audit.append(AuditEvent.RUN_STARTED, run=run.id, session=session.id, data={
@@ -243,7 +245,7 @@ class Runner:
             notes.append(f"sandbox failed: {result.backend_error}")
         if result.timed_out:
             notes.append(f"timed out after {lim.timeout_s:g}s" if lim.timeout_s else "timed out")
-        cs = compute_changeset(snapshot.upper, workspace, hidden=policy.hide)
+        cs = compute_changeset(snapshot.upper, workspace, hidden=hidden)
         self.audit.append(AuditEvent.RUN_FINISHED, run=run.id, session=session.id, data={
             "status": status.value, "exit_code": result.exit_code,
             "duration_ms": result.duration_ms, "peak_memory_kb": result.peak_memory_kb,

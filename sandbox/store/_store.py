@@ -341,6 +341,9 @@ class Store:
         """A run id, a session id, a unique prefix of either (with or without its "r-"/"s-"),
         or "last" (the latest run, in `workspace` if given). NotFoundError/UsageError else."""
         text = ref.strip().lower()
+        named = self._one("SELECT * FROM sessions WHERE id = ?", (ref.strip(),))
+        if named is not None:  # a `--session NAME` given by the user, matched exactly
+            return self._from_session(ref, session_from_row(named))
         if text == "last":
             runs = self.list_runs(1, workspace=workspace)
             if not runs:

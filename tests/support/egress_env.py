@@ -83,9 +83,11 @@ def run_jailed(
     """Run `sh -c script` (or argv) in nsjail with the handle's egress plumbing (None: no
     network at all). `uid`: the user inside and outside (None: root, as nsjail maps it)."""
     nsjail = require_nsjail()
-    args = [str(nsjail), "-Mo", "-Q", "-R", "/", "-T", "/tmp", "-T", "/run", "-T", "/root"]
-    args += ["--time_limit", str(int(timeout)), "--rlimit_as", "inf", "--rlimit_fsize", "inf"]
-    args += ["--rlimit_nofile", "1024", "--rlimit_cpu", "inf", "--hostname", "sandbox"]
+    args = [str(nsjail), "-Mo", "-q", "-R", "/", "-T", "/run", "-T", "/root"]
+    args += ["-m", "none:/tmp:tmpfs:mode=1777,size=268435456"]
+    # a finite fsize: with "inf"/"max"/"def" nsjail makes every write fail with EIO on this kernel
+    args += ["--time_limit", str(int(timeout)), "--rlimit_as", "max", "--rlimit_fsize", "65536"]
+    args += ["--rlimit_nofile", "1024", "--rlimit_cpu", "max", "--hostname", "sandbox"]
     if uid is not None:
         args += ["-u", f"{uid}:{uid}:1", "-g", f"{uid}:{uid}:1"]
     for src, dst in mounts:
@@ -104,9 +106,7 @@ def run_jailed(
     args += list(argv) if argv is not None else ["/bin/sh", "-c", script]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout + 30, check=False)
     stderr = "\n".join(
-        line
-        for line in proc.stderr.splitlines()
-        if "no version information available" not in line
+        line for line in proc.stderr.splitlines() if "no version information available" not in line
     )
     return JailResult(proc.returncode, proc.stdout, stderr)
 
@@ -125,14 +125,17 @@ class _Origin(http.server.BaseHTTPRequestHandler):
             if target.is_relative_to(root) and target.is_dir():
                 names = sorted(p.name for p in target.iterdir())
                 body = "".join(f'<a href="{n}">{n}</a>\n' for n in names).encode()
+                kind = "text/html"
             elif target.is_relative_to(root) and target.is_file():
-                body = target.read_bytes()
+                body, kind = target.read_bytes(), "application/octet-stream"
             else:
                 self.send_error(404)
                 return
         else:
             body = f"{self.server.tag} {self.path} host={self.headers['Host']}\n".encode()
+            kind = "text/plain"
         self.send_response(200)
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -157,7 +160,9 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def origin(tag: str, *, root: Path | None = None, tls: ssl.SSLContext | None = None) -> Iterator[int]:
+def origin(
+    tag: str, *, root: Path | None = None, tls: ssl.SSLContext | None = None
+) -> Iterator[int]:
     """An HTTP(S) server on 127.0.0.1 answering "<tag> <path> host=<Host>"; yields its port.
     With `root`, it serves that directory (for a PEP 503 simple index)."""
     server = _Server(("127.0.0.1", 0), _Origin)
@@ -199,9 +204,12 @@ def simple_index(root: Path, name: str = "egresstestpkg", version: str = "1.0") 
     dist = f"{name}-{version}.dist-info"
     with zipfile.ZipFile(pkg_dir / wheel, "w") as zf:
         zf.writestr(f"{name}/__init__.py", "VALUE = 42\n")
-        zf.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
         zf.writestr(
-            f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+            f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        )
+        zf.writestr(
+            f"{dist}/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         )
         zf.writestr(f"{dist}/RECORD", "")
     for path in [root, *root.rglob("*")]:
@@ -217,10 +225,13 @@ def free_udp_echo() -> tuple[socket.socket, int]:
     return sock, sock.getsockname()[1]
 
 
-def world_readable_tmp(tmp_path: Path) -> Path:
-    """pytest's tmp dirs are 0700 root; the unprivileged sandbox user must read them."""
-    for parent in [tmp_path, *tmp_path.parents]:
-        if parent == Path("/tmp") or parent == Path("/"):
+def traversable(path: Path) -> Path:
+    """Give every parent of `path` o+x: nsjail bind-mounts from inside the new user namespace,
+    where the mapped sandbox uid must be able to walk to the source (pytest's tmp dirs are
+    0700). The dirs themselves stay unreadable to others."""
+    for parent in [path, *path.parents]:
+        if parent in (Path("/tmp"), Path("/")):
             break
-        parent.chmod(parent.stat().st_mode | 0o755)
-    return tmp_path
+        if parent.exists():
+            parent.chmod(parent.stat().st_mode | 0o011)
+    return path

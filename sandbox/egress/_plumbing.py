@@ -1,0 +1,239 @@
+"""Per-run egress plumbing: the proxy, its unix control socket, the shim, env and mounts.
+
+`start()` returns an `EgressHandle` the run flow turns into `LaunchSpec.extra_mounts`,
+`env` and `wrapper`. The handle's dir (`run_dir/egress`, bind-mounted read-only at
+`/run/sandbox-egress`) holds `shim.py` and `proxy.sock`. The shim, first inside, passes its
+listening socket to the proxy over `proxy.sock`; the proxy accepts exactly one such hand-off,
+then closes and unlinks `proxy.sock`, so the sandboxed command cannot talk to the control
+channel at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from sandbox.backends._base import BindMount
+from sandbox.egress._proxy import AskHook, EgressEvent, EgressProxy, ProxyConfig, Verdict
+from sandbox.egress._resolve import Resolver, default_resolver, host_addresses
+from sandbox.egress._rules import DenyReason, EgressPolicy, IPAddress
+
+INSIDE_DIR = "/run/sandbox-egress"
+DEFAULT_PORT = 3128
+DEFAULT_PYTHON = "/usr/bin/python3"
+_SHIM = Path(__file__).with_name("_shim.py")
+_ATTACH_TIMEOUT = 10.0
+
+
+def _bind_unix(path: Path) -> socket.socket:
+    """Bind a unix socket at `path`, even past the 108-byte sun_path limit: long paths go
+    through the /proc/self/fd/N alias of their directory."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    if len(os.fsencode(path)) < 100:
+        sock.bind(str(path))
+        return sock
+    dir_fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sock.bind(f"/proc/self/fd/{dir_fd}/{path.name}")
+    finally:
+        os.close(dir_fd)
+    return sock
+
+
+def _valid_listener(fd: int) -> socket.socket | None:
+    """Adopt fd only if it is a listening TCP socket (defence in depth: the shim is ours)."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        os.close(fd)
+        return None
+    ok = (
+        sock.family in (socket.AF_INET, socket.AF_INET6)
+        and sock.type == socket.SOCK_STREAM
+        and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+    )
+    if not ok:
+        sock.close()
+        return None
+    return sock
+
+
+class EgressHandle:
+    """The running egress plumbing of one run. Use as a context manager, or call stop()."""
+
+    def __init__(
+        self,
+        policy: EgressPolicy,
+        *,
+        run_id: str,
+        run_dir: Path,
+        on_event: Callable[[EgressEvent], None],
+        resolver: Resolver,
+        ask: AskHook | None,
+        port: int,
+        python: str,
+        addresses: frozenset[IPAddress],
+    ) -> None:
+        self.run_id = run_id
+        self.dir = run_dir / "egress"
+        self.dir.mkdir(parents=True, exist_ok=False)
+        self.dir.chmod(0o755)  # the sandbox user (any uid) must reach the socket and shim
+        shutil.copyfile(_SHIM, self.dir / "shim.py")
+        (self.dir / "shim.py").chmod(0o644)
+        self._sock_path = self.dir / "proxy.sock"
+        self._control = _bind_unix(self._sock_path)
+        self._sock_path.chmod(0o666)
+        self._control.listen(1)
+        self._attached = threading.Event()
+        self._stopped = False
+        self._proxy = EgressProxy(
+            ProxyConfig(run_id, policy, resolver, addresses, ask), on_event=on_event
+        )
+        url = f"http://127.0.0.1:{port}"
+        self.proxy_url = url
+        self.env: dict[str, str] = {
+            **{k: url for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")},
+            **{k.lower(): url for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")},
+            "NO_PROXY": "",
+            "no_proxy": "",
+        }
+        self.mounts: tuple[BindMount, ...] = (BindMount(self.dir, INSIDE_DIR, rw=False),)
+        self.wrapper: tuple[str, ...] = (
+            python,
+            "-I",
+            "-S",
+            f"{INSIDE_DIR}/shim.py",
+            "--socket",
+            f"{INSIDE_DIR}/proxy.sock",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--",
+        )
+        self._thread = threading.Thread(target=self._attach, name="sandbox-egress-ctl", daemon=True)
+        self._thread.start()
+
+    def _attach(self) -> None:
+        """Accept the one hand-off from the shim, then close the control channel."""
+        try:
+            conn, _ = self._control.accept()
+        except OSError:
+            return  # stop() before the sandbox started
+        listener: socket.socket | None = None
+        with conn:
+            try:
+                conn.settimeout(_ATTACH_TIMEOUT)
+                _msg, fds, _flags, _addr = socket.recv_fds(conn, 1, 4)
+                listener = _valid_listener(fds[0]) if len(fds) == 1 else None
+                for extra in fds[1:] if listener else fds:
+                    os.close(extra)
+                if listener is not None:
+                    self._proxy.serve(listener)
+                    self._attached.set()
+                conn.sendall(b"K" if listener is not None else b"E")
+            except OSError:
+                pass
+            finally:
+                self._close_control()
+
+    def _close_control(self) -> None:
+        with contextlib.suppress(OSError):
+            self._control.shutdown(socket.SHUT_RDWR)
+        self._control.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._sock_path.unlink()
+
+    def wait_attached(self, timeout: float | None = None) -> bool:
+        """True once the sandbox's listening socket is being served."""
+        return self._attached.wait(timeout)
+
+    @property
+    def attached(self) -> bool:
+        return self._attached.is_set()
+
+    def events(self) -> tuple[EgressEvent, ...]:
+        return self._proxy.events()
+
+    def denied(self) -> tuple[EgressEvent, ...]:
+        return tuple(e for e in self.events() if e.verdict is Verdict.DENIED)
+
+    def callback_errors(self) -> tuple[BaseException, ...]:
+        """Exceptions raised by `on_event` (e.g. the audit writer); the run should fail."""
+        return self._proxy.callback_errors()
+
+    def live_connections(self) -> int:
+        return self._proxy.live_connections()
+
+    def stop(self) -> None:
+        """Kill every connection, stop serving, remove the egress dir. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        with contextlib.suppress(OSError):
+            self._control.shutdown(socket.SHUT_RDWR)  # wakes a pending accept()
+        self._thread.join(_ATTACH_TIMEOUT)
+        self._proxy.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> EgressHandle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start(
+    policy: EgressPolicy,
+    *,
+    run_id: str,
+    run_dir: Path,
+    on_event: Callable[[EgressEvent], None] | None = None,
+    resolver: Resolver | None = None,
+    ask: AskHook | None = None,
+    port: int = DEFAULT_PORT,
+    python: str = DEFAULT_PYTHON,
+    addresses: frozenset[IPAddress] | None = None,
+) -> EgressHandle:
+    """Start the egress proxy of one run. `on_event` is called once per decision, serially,
+    from proxy threads; `ask(host, port)` (level 1 with a terminal) is consulted for hosts not
+    in the allowlist; `resolver` defaults to the system resolver, or the hosts-format file
+    named by $SANDBOX_EGRESS_HOSTS. `addresses` are the host's own (default: read from /proc)."""
+    return EgressHandle(
+        policy,
+        run_id=run_id,
+        run_dir=run_dir,
+        on_event=on_event or (lambda _e: None),
+        resolver=resolver or default_resolver(),
+        ask=ask,
+        port=port,
+        python=python,
+        addresses=host_addresses() if addresses is None else addresses,
+    )
+
+
+def summarize_denials(events: tuple[EgressEvent, ...] | list[EgressEvent]) -> str | None:
+    """'2 egress requests denied: evil.example (not in allowlist), 169.254.169.254
+    (link-local)', or None when nothing was denied. Repeats of one host/reason count once."""
+    denied = [e for e in events if e.verdict is Verdict.DENIED]
+    if not denied:
+        return None
+    seen: dict[tuple[str, str], None] = {}
+    for e in denied:
+        try:
+            why = DenyReason(e.reason).text
+        except ValueError:
+            why = e.reason
+        seen[(e.host or "(unparsable request)", why)] = None
+    noun = "request" if len(denied) == 1 else "requests"
+    items = ", ".join(f"{host} ({why})" for host, why in seen)
+    return f"{len(denied)} egress {noun} denied: {items}"

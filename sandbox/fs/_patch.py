@@ -1,0 +1,207 @@
+"""Render a ChangeSet as a git patch that `git apply` accepts byte-exactly, and a diffstat.
+
+Follows what `git diff --binary --full-index` emits: path quoting (core.quotePath), mode
+headers, symlinks as mode 120000, `GIT binary patch` literals (zlib + git's base85) in both
+directions, and "\\ No newline at end of file". Directories are not content in git, and
+devices/fifos/sockets cannot be expressed, so those changes produce no section.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.fs._changeset import Change, ChangeKind, ChangeSet, FileType
+from sandbox.fs._diff import read_bytes
+from sandbox.fs._textdiff import grouped, is_binary, lines_of, opcodes
+
+_NULL_SHA = b"0" * 40
+_ESCAPES = {7: b"\\a", 8: b"\\b", 9: b"\\t", 10: b"\\n", 11: b"\\v", 12: b"\\f", 13: b"\\r"}
+_NO_NEWLINE = b"\\ No newline at end of file\n"
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One side of a file section: git mode and content (None = absent)."""
+
+    mode: int
+    data: bytes
+
+
+def git_quote(name: bytes) -> bytes:
+    """git's quote_c_style with core.quotePath=true: quote only when needed."""
+    if not any(b < 0x20 or b in (0x22, 0x5C) or b >= 0x7F for b in name):
+        return name
+    out = bytearray(b'"')
+    for b in name:
+        if b in _ESCAPES:
+            out += _ESCAPES[b]
+        elif b in (0x22, 0x5C):
+            out += b"\\" + bytes([b])
+        elif b < 0x20 or b >= 0x7F:
+            out += b"\\%03o" % b
+        else:
+            out.append(b)
+    out += b'"'
+    return bytes(out)
+
+
+def blob_sha(data: bytes) -> bytes:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest().encode()
+
+
+def _base85_lines(data: bytes) -> bytes:
+    out = bytearray()
+    for i in range(0, len(data), 52):
+        chunk = data[i : i + 52]
+        n = len(chunk)
+        out.append(ord("A") + n - 1 if n <= 26 else ord("a") + n - 27)
+        out += base64.b85encode(chunk, pad=True)
+        out += b"\n"
+    return bytes(out)
+
+
+def _binary_literal(data: bytes) -> bytes:
+    return b"literal %d\n" % len(data) + _base85_lines(zlib.compress(data)) + b"\n"
+
+
+def _hunk_range(start: int, length: int) -> bytes:
+    if length == 1:
+        return b"%d" % (start + 1)
+    if length == 0:
+        return b"%d,0" % start
+    return b"%d,%d" % (start + 1, length)
+
+
+def _emit_line(prefix: bytes, line: bytes) -> bytes:
+    if line.endswith(b"\n"):
+        return prefix + line
+    return prefix + line + b"\n" + _NO_NEWLINE
+
+
+def _text_hunks(old: bytes, new: bytes) -> bytes:
+    a, b = lines_of(old), lines_of(new)
+    out = bytearray()
+    for group in grouped(opcodes(a, b), 3):
+        i1, i2 = group[0][1], group[-1][2]
+        j1, j2 = group[0][3], group[-1][4]
+        out += b"@@ -" + _hunk_range(i1, i2 - i1) + b" +" + _hunk_range(j1, j2 - j1) + b" @@\n"
+        for tag, ai1, ai2, bj1, bj2 in group:
+            if tag == "equal":
+                for line in a[ai1:ai2]:
+                    out += _emit_line(b" ", line)
+                continue
+            for line in a[ai1:ai2]:
+                out += _emit_line(b"-", line)
+            for line in b[bj1:bj2]:
+                out += _emit_line(b"+", line)
+    return bytes(out)
+
+
+def _section(path: bytes, old: _Side | None, new: _Side | None) -> bytes:
+    """One `diff --git` section; old/new None mean the file is created/deleted."""
+    a_name, b_name = git_quote(b"a/" + path), git_quote(b"b/" + path)
+    tab = b"\t" if b" " in path else b""
+    out = bytearray(b"diff --git " + a_name + b" " + b_name + b"\n")
+    old_data = old.data if old else b""
+    new_data = new.data if new else b""
+    if old is None and new is not None:
+        out += b"new file mode %o\n" % new.mode
+    elif new is None and old is not None:
+        out += b"deleted file mode %o\n" % old.mode
+    elif old is not None and new is not None and old.mode != new.mode:
+        out += b"old mode %o\nnew mode %o\n" % (old.mode, new.mode)
+    if old is not None and new is not None and old_data == new_data:
+        return bytes(out)  # mode-only change: no index line, no hunk
+    old_sha = blob_sha(old_data) if old else _NULL_SHA
+    new_sha = blob_sha(new_data) if new else _NULL_SHA
+    out += b"index " + old_sha + b".." + new_sha
+    if old is not None and new is not None and old.mode == new.mode:
+        out += b" %o" % old.mode
+    out += b"\n"
+    if is_binary(old_data) or is_binary(new_data):
+        out += b"GIT binary patch\n" + _binary_literal(new_data) + _binary_literal(old_data)
+        return bytes(out)
+    if not old_data and not new_data:
+        return bytes(out)
+    out += b"--- " + (a_name + tab if old else b"/dev/null") + b"\n"
+    out += b"+++ " + (b_name + tab if new else b"/dev/null") + b"\n"
+    out += _text_hunks(old_data, new_data)
+    return bytes(out)
+
+
+def _read_side(root: Path, rel: str, ftype: FileType | None, mode: int | None) -> _Side | None:
+    if ftype is None or mode is None:
+        return None
+    git_mode = ftype.git_mode(mode)
+    if git_mode is None:
+        return None
+    path = os.path.join(root, rel)
+    match ftype:
+        case FileType.SYMLINK:
+            return _Side(git_mode, os.fsencode(os.readlink(path)))
+        case FileType.FILE:
+            return _Side(git_mode, read_bytes(path))
+        case _:
+            return None
+
+
+def _render_change(change: Change, upper: Path, lower: Path) -> bytes:
+    path = os.fsencode(change.path)
+    old = _read_side(lower, change.path, change.old_type, change.old_mode)
+    if change.kind is ChangeKind.DELETED:
+        return _section(path, old, None) if old else b""
+    new = _read_side(upper, change.path, change.new_type, change.new_mode)
+    if old is None and new is None:
+        return b""
+    if old is not None and new is not None and old.mode >> 12 != new.mode >> 12:
+        # file <-> symlink: git shows a deletion then a creation of the same path
+        return _section(path, old, None) + _section(path, None, new)
+    if old is not None and new is not None and old == new:
+        return b""  # e.g. 0644 -> 0600: invisible to git
+    return _section(path, old, new)
+
+
+def render_patch(
+    cs: ChangeSet, *, upper: Path, lower: Path, paths: Sequence[str] | None = None
+) -> bytes:
+    """A patch turning `lower` (the workspace) into the run's view, for `git apply`."""
+    return b"".join(_render_change(c, upper, lower) for c in cs.select(paths))
+
+
+def diffstat(cs: ChangeSet, *, paths: Sequence[str] | None = None, width: int = 80) -> str:
+    """A `git diff --stat` style summary (directories are not listed, as in git)."""
+    shown = [
+        c
+        for c in cs.select(paths)
+        if c.kind is ChangeKind.TYPE_CHANGED or FileType.DIR not in (c.old_type, c.new_type)
+    ]
+    if not shown:
+        return " 0 files changed\n"
+    names = [os.fsdecode(git_quote(os.fsencode(c.path))) for c in shown]
+    totals = [(c.added_lines or 0) + (c.removed_lines or 0) for c in shown]
+    name_w = max(len(n) for n in names)
+    num_w = max(len(str(t)) for t in totals)
+    bar_w = max(10, width - name_w - num_w - 6)
+    scale = min(1.0, bar_w / max(1, *totals))
+    lines: list[str] = []
+    for c, name, total in zip(shown, names, totals, strict=True):
+        if c.binary:
+            lines.append(f" {name:<{name_w}} | Bin {c.old_size or 0} -> {c.new_size or 0} bytes")
+            continue
+        plus, minus = round((c.added_lines or 0) * scale), round((c.removed_lines or 0) * scale)
+        bar = "+" * plus + "-" * minus
+        lines.append(f" {name:<{name_w}} | {total:>{num_w}} {bar}".rstrip())
+    ins = sum(c.added_lines or 0 for c in shown)
+    dels = sum(c.removed_lines or 0 for c in shown)
+    summary = f" {len(shown)} file{'s' if len(shown) != 1 else ''} changed"
+    if ins:
+        summary += f", {ins} insertion{'s' if ins != 1 else ''}(+)"
+    if dels:
+        summary += f", {dels} deletion{'s' if dels != 1 else ''}(-)"
+    return "\n".join([*lines, summary]) + "\n"

@@ -1,0 +1,212 @@
+"""`sandbox profile test FILE -- CMD` and `sandbox profile record -- CMD`.
+
+Mechanism (works as root and unprivileged): the profile is rewritten into a *tracing variant*
+where every verdict that is not ALLOW/LOG becomes `TRACE(code)` (code -> the original verdict);
+for record, ALLOW becomes `TRACE(ALLOW_CODE)` too. nsjail runs CMD under that variant while a
+ptrace tracer (sandbox.seccomp._ptrace) follows nsjail and every descendant. At each seccomp stop
+the tracer counts the call and then applies the original verdict itself: ERRNO(e) -> the call is
+skipped and returns -e; KILL* -> the process is killed (SIGKILL: exit 137, where the kernel would
+report SIGSYS); TRAP -> SIGSYS; TRACE -> ENOSYS (no tracer in a real run); ALLOW -> continues.
+So CMD sees exactly what it would see under the profile, and the author gets names and counts.
+
+record: records under a base profile (`default` unless told otherwise), so recording never
+grants what the base denies; attempts the base denies are reported and left out. The output is
+a deny-by-default allowlist of the calls used, the base's conditions for conditional calls
+(clone's namespace mask, socket families...) restricted to the rules that matched, plus what
+the runtime itself needs (execve, exit, signals' return, clone3 -> ENOSYS so libc falls back).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, assert_never
+
+from sandbox.seccomp import _jail, _kafel, _model, _ptrace, _resolve, _syscalls
+from sandbox.seccomp._model import Action
+from sandbox.seccomp._resolve import Entry, Resolved, Verdict
+
+ALLOW_CODE = 0xFFFF
+BASE_RUNTIME = ("execve", "exit", "exit_group", "rt_sigreturn", "restart_syscall")
+
+
+@dataclass(frozen=True)
+class Denial:
+    name: str
+    nr: int
+    verdict: str
+    count: int
+
+
+@dataclass(frozen=True)
+class TestReport:
+    profile: str
+    digest: str
+    exit_code: int
+    denials: tuple[Denial, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.denials
+
+    def render(self) -> str:
+        if not self.denials:
+            return f"profile {self.profile}: no call denied (command exit {self.exit_code})"
+        lines = [f"profile {self.profile}: {len(self.denials)} syscall(s) denied "
+                 f"(command exit {self.exit_code}):"]  # fmt: skip
+        lines += [f"  {d.name:<20} {d.count:>6}x  {d.verdict}" for d in self.denials]
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "profile": self.profile, "digest": self.digest, "exit_code": self.exit_code,
+            "passed": self.passed,
+            "denied": [{"name": d.name, "nr": d.nr, "action": d.verdict, "count": d.count}
+                       for d in self.denials],
+        }, indent=2)  # fmt: skip
+
+
+def _variant(res: Resolved, *, record: bool) -> tuple[Resolved, dict[int, Verdict]]:
+    codes: dict[int, Verdict] = {}
+    by_ret: dict[int, int] = {}
+
+    def tr(v: Verdict) -> Verdict:
+        if v.action in (Action.ALLOW, Action.LOG):
+            return Verdict(Action.TRACE, ALLOW_CODE) if record else v
+        code = by_ret.setdefault(v.ret(), len(by_ret) + 1)
+        codes[code] = v
+        return Verdict(Action.TRACE, code)
+
+    entries = tuple(replace(e, verdict=tr(e.verdict)) for e in res.entries)
+    return replace(res, entries=entries, default=tr(res.default)), codes
+
+
+@dataclass
+class _Recorder:
+    """Mutable per-run tally (lives only for one traced run)."""
+
+    codes: dict[int, Verdict]
+    denied: Counter[tuple[int, int]]
+    used: dict[int, list[tuple[int, ...]]]
+
+    def on_seccomp(self, pt: _ptrace.Ptrace, pid: int) -> None:
+        sc = pt.syscall(pid)
+        if sc.data == ALLOW_CODE:
+            seen = self.used.setdefault(sc.nr, [])
+            if len(seen) < 64 and sc.args not in seen:
+                seen.append(sc.args)
+            return
+        v = self.codes.get(sc.data, Verdict(Action.ERRNO, errno.ENOSYS))
+        self.denied[(sc.nr, v.ret())] += 1
+        _apply(pt, pid, v)
+
+
+def _apply(pt: _ptrace.Ptrace, pid: int, v: Verdict) -> None:
+    match v.action:
+        case Action.ERRNO:
+            pt.fail_syscall(pid, v.data)
+        case Action.TRACE | Action.NOTIFY:
+            pt.fail_syscall(pid, errno.ENOSYS)  # what a real run returns without a tracer
+        case Action.TRAP:
+            pt.fail_syscall(pid, errno.ENOSYS)
+            os.kill(pid, signal.SIGSYS)
+        case Action.KILL | Action.KILL_THREAD | Action.KILL_PROCESS:
+            pt.fail_syscall(pid, errno.EPERM)
+            os.kill(pid, signal.SIGKILL)
+        case Action.ALLOW | Action.LOG:
+            pass
+        case _:
+            assert_never(v.action)
+
+
+def _run(res: Resolved, cmd: Sequence[str], *, record: bool, name: str,
+         stdout_to_stderr: bool = False) -> tuple[int, _Recorder]:  # fmt: skip
+    variant, codes = _variant(res, record=record)
+    kafel = _kafel.to_kafel(variant, name=f"{name} (tracing variant)")
+    rec = _Recorder(codes, Counter(), {})
+    argv = _jail.jail_argv(kafel, cmd)
+    code = _ptrace.run_traced(argv, on_seccomp=rec.on_seccomp, stdout_to_stderr=stdout_to_stderr)
+    return code, rec
+
+
+def _describe(v: Verdict) -> str:
+    from sandbox.seccomp._show import verdict_text
+
+    return verdict_text(v)
+
+
+def test_profile(profile: _model.Profile, cmd: Sequence[str], *, name: str,
+                 target: _resolve.Target | None = None) -> TestReport:  # fmt: skip
+    res = _resolve.resolve_or_raise(profile, target)
+    code, rec = _run(res, cmd, record=False, name=name)
+    rets = {v.ret(): v for v in rec.codes.values()}
+    denials = sorted(
+        (Denial(_syscalls.name_of(nr), nr, _describe(rets[ret]), n)
+         for (nr, ret), n in rec.denied.items()),
+        key=lambda d: (-d.count, d.name),
+    )  # fmt: skip
+    return TestReport(name, profile.digest, code, tuple(denials))
+
+
+@dataclass(frozen=True)
+class Recording:
+    profile_json: dict[str, Any]
+    exit_code: int
+    denied: tuple[Denial, ...]  # attempts the base profile refused (not in the output)
+
+
+def record(cmd: Sequence[str], *, base: _model.Profile, base_name: str,
+           target: _resolve.Target | None = None) -> Recording:  # fmt: skip
+    res = _resolve.resolve_or_raise(base, target)
+    code, rec = _run(res, cmd, record=True, name=base_name, stdout_to_stderr=True)
+    by_nr = res.by_syscall()
+    plain: set[str] = set(BASE_RUNTIME)
+    rules: list[dict[str, Any]] = []
+    for nr in sorted(rec.used):
+        entries = by_nr.get(nr, [])
+        name = _syscalls.name_of(nr)
+        if any(not e.conds for e in entries) or not entries:
+            plain.add(name)
+            continue
+        matched = _matching(entries, rec.used[nr])
+        for e in matched:
+            rules.append(_rule_json(e, f"recorded: {name} as the base profile {base_name} allows it"))
+    rules.insert(0, {"names": sorted(plain), "action": "SCMP_ACT_ALLOW",
+                     "comment": "recorded by `sandbox profile record` (plus what the runtime needs)"})  # fmt: skip
+    rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS,
+                  "comment": "ENOSYS so libc falls back to clone, whose flags can be checked"})  # fmt: skip
+    if "clone" not in plain and not any("clone" in r["names"] for r in rules):
+        clone_rules = [e for e in by_nr.get(_syscalls.X86_64["clone"], []) if e.conds]
+        rules += [_rule_json(e, "clone without namespace flags") for e in clone_rules[:1]]
+    prof = {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno.EPERM,
+            "architectures": ["SCMP_ARCH_X86_64"], "syscalls": rules}  # fmt: skip
+    rets = {v.ret(): v for v in rec.codes.values()}
+    denied = tuple(Denial(_syscalls.name_of(nr), nr, _describe(rets[ret]), n)
+                   for (nr, ret), n in sorted(rec.denied.items()))  # fmt: skip
+    return Recording(prof, code, denied)
+
+
+def _matching(entries: list[Entry], calls: list[tuple[int, ...]]) -> list[Entry]:
+    out: list[Entry] = []
+    for args in calls:
+        for e in entries:
+            if all(_resolve.cond_holds(c, args) for c in e.conds):
+                if e.verdict.action in (Action.ALLOW, Action.LOG) and e not in out:
+                    out.append(e)
+                break
+    return out
+
+
+def _rule_json(e: Entry, comment: str) -> dict[str, Any]:
+    args = []
+    for c in e.conds:
+        a: dict[str, Any] = {"index": c.index, "value": c.value, "op": c.op.value}
+        if c.value_two:
+            a["valueTwo"] = c.value_two
+        args.append(a)
+    return {"names": [e.name], "action": "SCMP_ACT_ALLOW", "args": args, "comment": comment}

