@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol, assert_never
 
 from sandbox.errors import ConflictError, ForbiddenChangeError, NotFoundError
+from sandbox.fs import _rules
 from sandbox.fs._changeset import Change, ChangeKind, ChangeSet, FileType
 from sandbox.fs._journal import OldKind
 from sandbox.fs._safeio import DirFds, UnsafePathError, lstat_at, split
@@ -79,10 +80,19 @@ def select_closure(cs: ChangeSet, paths: Sequence[str] | None) -> tuple[Change, 
 
 
 def check_forbidden(changes: Sequence[Change]) -> None:
-    bad = [c for c in changes if c.forbidden]
+    """Refuse forbidden changes: those the diff flagged, and (defense in depth, for change
+    sets loaded from storage or built by hand) whatever the rules find again now."""
+    bad: list[tuple[str, tuple[str, ...]]] = []
+    for c in changes:
+        again = _rules.violations(
+            c.path, new_type=c.new_type, new_mode=c.new_mode, link_target=c.link_target
+        )
+        found = tuple(dict.fromkeys((*c.forbidden, *again)))
+        if found:
+            bad.append((c.path, found))
     if bad:
-        lines = [f"{c.path}: {'; '.join(c.forbidden)}" for c in bad]
-        rules = sorted({r for c in bad for r in c.forbidden_rules})
+        lines = [f"{path}: {'; '.join(found)}" for path, found in bad]
+        rules = sorted({f.split(":", 1)[0] for _, found in bad for f in found})
         raise ForbiddenChangeError(
             f"refusing forbidden change(s) ({', '.join(rules)}):\n  " + "\n  ".join(lines)
         )

@@ -130,13 +130,19 @@ OnSeccomp = Callable[[Ptrace, int], None]  # must leave the tracee ready to PTRA
 
 
 def run_traced(argv: Sequence[str], *, env: dict[str, str] | None = None,
-               on_exec: OnExec | None = None, on_seccomp: OnSeccomp | None = None) -> int:
-    """Run argv with every descendant traced; returns a shell-style exit status."""
+               on_exec: OnExec | None = None, on_seccomp: OnSeccomp | None = None,
+               stdout_to_stderr: bool = False) -> int:  # fmt: skip
+    """Run argv with every descendant traced; returns a shell-style exit status.
+
+    The caller must have no other children it waits for meanwhile: the loop reaps any child.
+    """
     pt = Ptrace()
     pid = os.fork()
     if pid == 0:  # child: become traceable, wait for the options, then exec
         try:
             pt.call(PTRACE_TRACEME, 0)
+            if stdout_to_stderr:  # keep our stdout clean (record writes JSON there)
+                os.dup2(2, 1)
             os.kill(os.getpid(), signal.SIGSTOP)
             if env is None:
                 os.execvp(argv[0], list(argv))
