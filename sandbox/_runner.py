@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -202,8 +203,10 @@ class Runner:
         os.chmod(dirs.upper, st.st_mode & 0o7777)
         if os.getuid() == 0:
             os.chown(dirs.upper, *owner)
+        # The cache is per workspace: an unchanged tree costs a stat per directory, not a walk.
+        key = hashlib.sha256(os.fsencode(workspace)).hexdigest()[:16]
         hidden = build_mask(workspace, dirs.mask, policy.hide, owner,
-                            cache_file=self.layout.cache_dir / f"mask-{session.id}.json")
+                            cache_file=self.layout.cache_dir / f"mask-{key}.json")
         snap = Snapshot(lower=workspace, upper=dirs.upper, work=dirs.work, mask=dirs.mask)
         return snap, tuple(policy.hide) + tuple(hidden)
 

@@ -25,7 +25,7 @@ def add_profile_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "profile", help="author and check seccomp profiles", epilog=PROFILE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Lint, show, compile, test and record Docker/OCI JSON seccomp profiles.")  # fmt: skip
+        description="Lint, show, compile, test and record Docker/OCI JSON seccomp profiles.")
     sub = p.add_subparsers(dest="profile_cmd", metavar="SUBCOMMAND", parser_class=type(p))
     lint = sub.add_parser("lint", help="schema, names, dangerous allows (exit 1 on errors)")
     lint.add_argument("file", metavar="FILE")
@@ -43,7 +43,8 @@ def add_profile_parser(subparsers: Any) -> None:
     test.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
     rec = sub.add_parser("record", help="print a minimal allowlist profile for CMD")
     rec.add_argument("--base", default="default", metavar="NAME|PATH",
-                     help="record under this profile; calls it denies stay denied (default: default)")  # fmt: skip
+                     help="record under this profile; what it denies stays denied "
+                          "(default: default)")
     rec.add_argument("--output", "-o", metavar="OUT", help="write here instead of stdout")
     rec.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
 
@@ -128,7 +129,7 @@ def _record(args: argparse.Namespace) -> int:
     rec = record(cmd, base=base, base_name=base_name)
     for d in rec.denied:
         print(f"sandbox: record: {d.name} denied {d.count}x by the base profile {base_name} "
-              f"({d.verdict}); left out", file=sys.stderr)  # fmt: skip
+              f"({d.verdict}); left out", file=sys.stderr)
     _write(json.dumps(rec.profile_json, indent=2), args.output)
     if rec.exit_code != 0:
         print(f"sandbox: record: the command exited {rec.exit_code}", file=sys.stderr)

@@ -172,6 +172,22 @@ class Reader:
             raise HttpError(400, "connection closed mid-request")
         self.buf += chunk
 
+    def peek(self) -> bool:
+        """Read the first bytes; False if the peer closed without sending any."""
+        if not self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
+
+    def exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
+
     def read_head(self) -> bytes:
         while True:
             end = self.buf.find(b"\r\n\r\n")

@@ -10,9 +10,9 @@ egress dir and run as `python3 -I -S shim.py --socket PATH --listen HOST:PORT --
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # C modules: socket/signal.py cost ~7 ms
+import _socket
 import os
-import signal
-import socket
 import sys
 
 TYPE_CHECKING = False  # no `typing` import at run time: it is on every sandboxed call's path
@@ -37,14 +37,15 @@ def main(argv: list[str]) -> None:
     if not cmd:
         _fail("no command given", 2)
     try:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+        listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
         listener.bind((host, int(port)))
         listener.listen(1024)
-        ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        ctl = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         ctl.settimeout(10)
         ctl.connect(sock_path)
-        socket.send_fds(ctl, [b"L"], [listener.fileno()])
+        fd = listener.fileno().to_bytes(4, sys.byteorder)  # struct cmsghdr's int[1]
+        ctl.sendmsg([b"L"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd)])
         ack = ctl.recv(1)
         ctl.close()
         listener.close()  # the proxy holds its own reference now
@@ -53,8 +54,8 @@ def main(argv: list[str]) -> None:
     if ack != b"K":
         _fail("the egress proxy refused the listening socket; refusing to run")
     # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec, so restore them.
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
+    for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):
+        _signal.signal(sig, _signal.SIG_DFL)
     try:
         os.execvp(cmd[0], cmd)
     except FileNotFoundError:

@@ -43,20 +43,22 @@ def open_dir_at(root_fd: int, rel_dir: str) -> int:
             try:
                 nfd = os.open(comp, O_DIR, dir_fd=fd)
             except OSError as exc:
-                reason = {
-                    errno.ELOOP: "is a symlink",
-                    errno.ENOTDIR: "is not a directory",
-                    errno.ENOENT: "does not exist",
-                }.get(exc.errno or 0)
-                if reason is None:
-                    raise
-                raise UnsafePathError(walked, reason) from exc
+                raise UnsafePathError(walked, _why(fd, comp, exc)) from exc
             os.close(fd)
             fd = nfd
         return fd
     except BaseException:
         os.close(fd)
         raise
+
+
+def _why(dir_fd: int, name: str, exc: OSError) -> str:
+    if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+        raise exc
+    st = lstat_at(dir_fd, name)
+    if st is None:
+        return "does not exist"
+    return "is a symlink" if stat.S_ISLNK(st.st_mode) else "is not a directory"
 
 
 def lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
@@ -111,10 +113,11 @@ class DirFds:
             return fd
         parent, name = split(rel_dir)
         if parent and parent in self._fds:
+            pfd = self._fds[parent]
             try:
-                fd = os.open(name, O_DIR, dir_fd=self._fds[parent])
+                fd = os.open(name, O_DIR, dir_fd=pfd)
             except OSError as exc:
-                raise UnsafePathError(rel_dir, os.strerror(exc.errno or 0)) from exc
+                raise UnsafePathError(rel_dir, _why(pfd, name, exc)) from exc
         else:
             fd = open_dir_at(self.root_fd, rel_dir)
         self._fds[rel_dir] = fd

@@ -2,24 +2,108 @@
 
 `load_for_run` is the runtime's per-call entry point (cached, light to import). The authoring
 tools (lint, show, compile, test, record) live behind the same package; they import their heavy
-dependencies (jsonschema, libseccomp) only when called.
+dependencies (jsonschema, libseccomp, ptrace via ctypes) only when called.
 """
 
-from sandbox.seccomp._load import DEFAULT_PROFILE, find_profile, load_for_run, shipped_names
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sandbox.seccomp._load import (
+    DEFAULT_PROFILE,
+    TRANSLATOR_VERSION,
+    find_profile,
+    load_for_run,
+    shipped_names,
+)
 from sandbox.seccomp._model import Action, Op, Profile, loads, parse
-from sandbox.seccomp._resolve import Resolved, Target, resolve
+from sandbox.seccomp._resolve import Resolved, Target, resolve, resolve_or_raise
+
+if TYPE_CHECKING:
+    from sandbox.seccomp._lint import LintReport, Severity
+    from sandbox.seccomp._show import Format
+    from sandbox.seccomp._trace import Recording, TestReport
 
 __all__ = [
     "DEFAULT_PROFILE",
+    "TRANSLATOR_VERSION",
     "Action",
+    "Format",
+    "LintReport",
     "Op",
     "Profile",
+    "Recording",
     "Resolved",
+    "Severity",
     "Target",
+    "TestReport",
+    "compile_profile",
     "find_profile",
+    "lint_file",
     "load_for_run",
+    "load_profile",
     "loads",
     "parse",
+    "record",
     "resolve",
+    "resolve_or_raise",
     "shipped_names",
+    "show",
+    "test_profile",
 ]
+
+
+def load_profile(name_or_path: str) -> tuple[str, Profile]:
+    """(display name, parsed profile) for a shipped name or a path; ProfileError if bad."""
+    from sandbox.seccomp._show import load_file
+
+    return load_file(name_or_path)
+
+
+def lint_file(path: Path | str) -> LintReport:
+    from sandbox.seccomp._lint import lint_file as _lint_file
+
+    return _lint_file(path)
+
+
+def show(name_or_path: Path | str) -> str:
+    from sandbox.seccomp._show import show as _show
+
+    return _show(name_or_path)
+
+
+def compile_profile(name_or_path: Path | str, fmt: Format | str) -> str | bytes:
+    from sandbox.seccomp._show import Format
+    from sandbox.seccomp._show import compile_profile as _compile
+
+    return _compile(name_or_path, Format(fmt))
+
+
+def test_profile(profile: Profile, cmd: Sequence[str], *, name: str) -> TestReport:
+    from sandbox.seccomp._trace import test_profile as _test
+
+    return _test(profile, cmd, name=name)
+
+
+test_profile.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def record(cmd: Sequence[str], *, base: Profile, base_name: str) -> Recording:
+    from sandbox.seccomp._trace import record as _record
+
+    return _record(cmd, base=base, base_name=base_name)
+
+
+def __getattr__(name: str) -> object:
+    # Lazy enum exports: importing them eagerly would load the lint/show modules on the hot path.
+    if name == "Format":
+        from sandbox.seccomp._show import Format
+
+        return Format
+    if name == "Severity":
+        from sandbox.seccomp._lint import Severity
+
+        return Severity
+    raise AttributeError(name)

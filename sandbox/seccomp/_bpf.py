@@ -179,7 +179,7 @@ def describe(ret: int) -> str:
     names = {
         RET_KILL_PROCESS: "KILL_PROCESS", RET_KILL_THREAD: "KILL", RET_USER_NOTIF: "USER_NOTIF",
         RET_LOG: "LOG", RET_ALLOW: "ALLOW",
-    }  # fmt: skip
+    }
     if action in names:
         return names[action]
     with_data = {RET_TRAP: "TRAP", RET_ERRNO: "ERRNO", RET_TRACE: "TRACE"}
@@ -192,7 +192,7 @@ def normalize(ret: int) -> int:
     """Collapse values the kernel treats identically (unknown actions kill the process)."""
     action = ret & RET_ACTION_FULL
     known = {RET_KILL_PROCESS, RET_KILL_THREAD, RET_TRAP, RET_ERRNO, RET_USER_NOTIF, RET_TRACE,
-             RET_LOG, RET_ALLOW}  # fmt: skip
+             RET_LOG, RET_ALLOW}
     if action not in known:
         return RET_KILL_PROCESS
     if action in (RET_KILL_PROCESS, RET_KILL_THREAD, RET_LOG, RET_ALLOW, RET_USER_NOTIF):

@@ -33,13 +33,13 @@ def nsjail_binary() -> Path:
 
 
 def jail_argv(kafel: str, argv: Sequence[str], *, cwd: str | None = None,
-              env: Sequence[str] = ("PATH", "HOME", "LANG", "TERM")) -> list[str]:  # fmt: skip
+              env: Sequence[str] = ("PATH", "HOME", "LANG", "TERM")) -> list[str]:
     here = cwd or os.getcwd()
     out = [
         str(nsjail_binary()), "--mode", "o", "--quiet", "--chroot", "/", "--tmpfsmount", "/tmp",
         "--cwd", here, "--rlimit_as", "inf", "--rlimit_fsize", "inf", "--rlimit_nofile", "1024",
         "--time_limit", "0", "--seccomp_string", kafel,
-    ]  # fmt: skip
+    ]
     for name in env:
         if name in os.environ:
             out += ["--env", f"{name}={os.environ[name]}"]

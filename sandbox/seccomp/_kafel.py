@@ -108,7 +108,9 @@ def to_kafel(res: Resolved, *, name: str = "") -> str:
         f"// resolved for {t.arch}, kernel {t.kernel[0]}.{t.kernel[1]}, "
         f"capabilities: {', '.join(sorted(t.caps)) or 'none'}",
     ]
-    skipped = sorted({n for note in res.notes if note.kind is NoteKind.OTHER_ARCH for n in note.names})
+    skipped = sorted(
+        {n for note in res.notes if note.kind is NoteKind.OTHER_ARCH for n in note.names}
+    )
     if skipped:
         header.append("// not x86_64 syscalls (skipped): " + ", ".join(skipped))
     blocks: list[str] = []
@@ -119,4 +121,5 @@ def to_kafel(res: Resolved, *, name: str = "") -> str:
     policy = f"POLICY {POLICY_NAME} {{\n" + ",\n".join(blocks) + "\n}" if blocks else (
         f"POLICY {POLICY_NAME} {{ }}"
     )
-    return "\n".join([*header, policy, f"USE {POLICY_NAME} DEFAULT {kafel_action(res.default)}", ""])
+    use = f"USE {POLICY_NAME} DEFAULT {kafel_action(res.default)}"
+    return "\n".join([*header, policy, use, ""])

@@ -59,7 +59,7 @@ class LintReport:
             "errors": self.count(Severity.ERROR), "warnings": self.count(Severity.WARNING),
             "schema_checked": self.schema_checked,
             "findings": [asdict(f) for f in self.findings],
-        }  # fmt: skip
+        }
         return json.dumps(d, indent=2)
 
     def render(self) -> str:
@@ -77,7 +77,7 @@ class LintReport:
 def _schema_validator() -> Any | None:
     # Cached: building the validator parses the schema; it is immutable once built.
     try:
-        import jsonschema
+        import jsonschema  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
         return None
     path = schema_path()
@@ -114,9 +114,10 @@ def lint_bytes(raw: bytes, *, source: str, target: _resolve.Target | None = None
         return LintReport(source, tuple(findings))
     validator = _schema_validator()
     if validator is not None:
-        for err in sorted(validator.iter_errors(obj), key=lambda x: list(map(str, x.absolute_path))):
+        errors = sorted(validator.iter_errors(obj), key=lambda x: list(map(str, x.absolute_path)))
+        for err in errors:
             findings.append(Finding(Severity.ERROR, "schema", _json_path(err.absolute_path),
-                                    err.message))  # fmt: skip
+                                    err.message))
     findings += _impossible(obj)
     try:
         profile = _model.parse(obj, source=source)
@@ -140,7 +141,7 @@ def _impossible(obj: Any) -> list[Finding]:
         for j, a in enumerate(args if isinstance(args, list) else []):
             try:
                 cond = ArgCond(index=int(a["index"]), value=int(a["value"]), op=Op(a["op"]),
-                               value_two=int(a.get("valueTwo", 0)))  # fmt: skip
+                               value_two=int(a.get("valueTwo", 0)))
             except (KeyError, ValueError, TypeError):
                 continue  # malformed: the schema reports it
             why = _model.impossible_reason(cond)
@@ -155,11 +156,11 @@ def _note_finding(n: _resolve.Note) -> Finding:
     match n.kind:
         case k.UNKNOWN_NAME:
             return Finding(Severity.ERROR, n.kind, n.path, f"unknown syscall {n.names[0]!r}",
-                           suggestions=tuple(_syscalls.suggest(n.names[0])))  # fmt: skip
+                           suggestions=tuple(_syscalls.suggest(n.names[0])))
         case k.SAME_AS_DEFAULT:
             return Finding(Severity.WARNING, n.kind, n.path,
                            "rule identical to the default action: it has no effect "
-                           f"({', '.join(n.names[:5])}{'...' if len(n.names) > 5 else ''})")  # fmt: skip
+                           f"({', '.join(n.names[:5])}{'...' if len(n.names) > 5 else ''})")
         case k.SHADOWED | k.CONFLICT | k.OR_ALL:
             return Finding(Severity.WARNING, n.kind, n.path, n.message)
         case k.OTHER_ARCH | k.NOT_SELECTED:
@@ -178,29 +179,29 @@ def _semantic(profile: _model.Profile, res: _resolve.Resolved) -> list[Finding]:
         out.append(Finding(Severity.ERROR, "default-allows", "$.defaultAction",
                            f"default action {profile.default_action.value} allows every call "
                            "not listed, including syscalls added by future kernels; use "
-                           "SCMP_ACT_ERRNO and list what is allowed"))  # fmt: skip
+                           "SCMP_ACT_ERRNO and list what is allowed"))
     for path, action in [(r.path, r.action) for r in profile.syscalls] + [
         ("$.defaultAction", profile.default_action)
     ]:
         if action is Action.NOTIFY:
             out.append(Finding(Severity.ERROR, "notify", path,
-                               "SCMP_ACT_NOTIFY needs a listener the sandbox does not provide"))  # fmt: skip
+                               "SCMP_ACT_NOTIFY needs a listener the sandbox does not provide"))
     execve = _syscalls.X86_64["execve"]
     if not _allows(_resolve.verdict_for(res, execve)):
         out.append(Finding(Severity.ERROR, "execve-denied", "$.syscalls",
                            "execve is not allowed: the sandbox installs the filter right before "
-                           "it executes the command, so nothing could start"))  # fmt: skip
+                           "it executes the command, so nothing could start"))
     for d in _dangers.DANGERS:
         nr = _syscalls.X86_64[d.name]
         v = _resolve.verdict_for(res, nr, d.args)
         if _allows(v):
             out.append(Finding(Severity.WARNING, "dangerous-allow", _where(res, nr, d.args),
-                               f"{d.label} is allowed: {d.reason}", tier=d.tier.value))  # fmt: skip
+                               f"{d.label} is allowed: {d.reason}", tier=d.tier.value))
     for r in profile.syscalls:
         for name, why in _dangers.MULTIPLEXERS.items():
             if name in r.names and _allows(_resolve.rule_verdict(r)):
                 out.append(Finding(Severity.WARNING, "dangerous-allow", r.path,
-                                   f"{name} is allowed: {why}", tier=_dangers.Tier.MEDIUM.value))  # fmt: skip
+                                   f"{name} is allowed: {why}", tier=_dangers.Tier.MEDIUM.value))
     return out
 
 

@@ -78,7 +78,9 @@ def compile_for_run(raw: bytes, *, name: str, target: _resolve.Target) -> Seccom
 
 
 @functools.lru_cache(maxsize=32)
-def _memo(key: str, raw: bytes, name: str, target: _resolve.Target, cache_dir: Path | None) -> Seccomp:
+def _memo(
+    key: str, raw: bytes, name: str, target: _resolve.Target, cache_dir: Path | None
+) -> Seccomp:
     # A pure function of its arguments (the key includes everything it depends on), so
     # memoizing it is not hidden state: it can never serve a different answer.
     if cache_dir is not None:

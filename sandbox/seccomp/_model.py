@@ -115,7 +115,9 @@ def loads(text: str | bytes, *, source: str = "<profile>") -> Profile:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ProfileError(f"{source}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}")
+        raise ProfileError(
+            f"{source}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}"
+        ) from None
     except UnicodeDecodeError as e:
         raise ProfileError(f"{source}: not UTF-8 text: {e}") from e
     return parse(obj, source=source)
@@ -124,14 +126,14 @@ def loads(text: str | bytes, *, source: str = "<profile>") -> Profile:
 _TOP = {
     "defaultAction", "defaultErrnoRet", "architectures", "archMap", "flags", "listenerPath",
     "listenerMetadata", "syscalls",
-}  # fmt: skip
+}
 _RULE = {"names", "name", "action", "errnoRet", "args", "comment", "includes", "excludes"}
 _ARG = {"index", "value", "valueTwo", "op"}
 _SEL = {"arches", "caps", "minKernel"}
 _FLAGS = {
     "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
-}  # fmt: skip
+}
 _KERNEL_RE = re.compile(r"^(\d+)\.(\d+)$")
 
 
@@ -144,7 +146,8 @@ def _obj(v: Any, path: str, source: str, allowed: set[str]) -> dict[str, Any]:
         raise _fail(path, source, f"expected an object, got {type(v).__name__}")
     for k in v:
         if k not in allowed:
-            raise _fail(f"{path}.{k}", source, f"unknown field (allowed: {', '.join(sorted(allowed))})")
+            known = ", ".join(sorted(allowed))
+            raise _fail(f"{path}.{k}", source, f"unknown field (allowed: {known})")
     return v
 
 
@@ -175,7 +178,8 @@ def _selector(v: Any, path: str, source: str) -> Selector:
     if "minKernel" in d:
         m = _KERNEL_RE.match(str(d["minKernel"])) if isinstance(d["minKernel"], str) else None
         if m is None:
-            raise _fail(f"{path}.minKernel", source, f"expected \"MAJOR.MINOR\", got {d['minKernel']!r}")
+            got = d["minKernel"]
+            raise _fail(f"{path}.minKernel", source, f'expected "MAJOR.MINOR", got {got!r}')
         mk = (int(m[1]), int(m[2]))
     return Selector(
         arches=_strs(d.get("arches", []), f"{path}.arches", source),

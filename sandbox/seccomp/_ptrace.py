@@ -12,6 +12,7 @@ ptrace_scope 0 and 1).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -46,7 +47,8 @@ EVENT_STOP = 128
 __WALL = 0x40000000
 
 # struct user_regs_struct on x86_64, as indexes of 8-byte words
-REG_R10, REG_R9, REG_R8, REG_RAX, REG_RDX, REG_RSI, REG_RDI, REG_ORIG_RAX = 7, 8, 9, 10, 12, 13, 14, 15
+REG_R10, REG_R9, REG_R8, REG_RAX = 7, 8, 9, 10
+REG_RDX, REG_RSI, REG_RDI, REG_ORIG_RAX = 12, 13, 14, 15
 _NREGS = 27
 
 
@@ -97,10 +99,9 @@ class Ptrace:
         return int(v.value)
 
     def cont(self, pid: int, sig: int = 0) -> None:
-        try:
+        # ProcessLookupError: killed meanwhile (e.g. SIGKILL from its parent)
+        with contextlib.suppress(ProcessLookupError):
             self.call(PTRACE_CONT, pid, None, sig)
-        except ProcessLookupError:
-            pass  # killed meanwhile (e.g. SIGKILL from its parent)
 
     def seccomp_filter(self, pid: int, index: int = 0) -> bytes | None:
         """The index-th most recent filter of a stopped tracee (needs CAP_SYS_ADMIN)."""
@@ -131,7 +132,7 @@ OnSeccomp = Callable[[Ptrace, int], None]  # must leave the tracee ready to PTRA
 
 def run_traced(argv: Sequence[str], *, env: dict[str, str] | None = None,
                on_exec: OnExec | None = None, on_seccomp: OnSeccomp | None = None,
-               stdout_to_stderr: bool = False) -> int:  # fmt: skip
+               stdout_to_stderr: bool = False) -> int:
     """Run argv with every descendant traced; returns a shell-style exit status.
 
     The caller must have no other children it waits for meanwhile: the loop reaps any child.
@@ -150,9 +151,9 @@ def run_traced(argv: Sequence[str], *, env: dict[str, str] | None = None,
                 os.execvpe(argv[0], list(argv), env)
         finally:
             os._exit(127)
-    _, status = os.waitpid(pid, __WALL)
+    os.waitpid(pid, __WALL)  # the child's SIGSTOP: it now waits for our options
     opts = (O_TRACEFORK | O_TRACEVFORK | O_TRACECLONE | O_TRACEEXEC | O_TRACESECCOMP
-            | O_EXITKILL)  # fmt: skip
+            | O_EXITKILL)
     pt.call(PTRACE_SETOPTIONS, pid, None, opts)
     pt.cont(pid)
     return _loop(pt, pid, on_exec, on_seccomp)

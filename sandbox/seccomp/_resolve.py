@@ -158,7 +158,7 @@ def _verdict(action: Action, errno_ret: int | None) -> Verdict:
         case (
             Action.KILL | Action.KILL_THREAD | Action.KILL_PROCESS | Action.TRAP | Action.LOG
             | Action.ALLOW | Action.NOTIFY
-        ):  # fmt: skip
+        ):
             return Verdict(action)
         case _:
             assert_never(action)
@@ -207,19 +207,20 @@ def resolve(profile: Profile, target: Target | None = None) -> Resolved:
     for rule in profile.syscalls:
         if not selected(rule, tgt):
             notes.append(Note(NoteKind.NOT_SELECTED, rule.path,
-                              f"not applied for {tgt.arch}, kernel {tgt.kernel[0]}.{tgt.kernel[1]}, "
-                              f"capabilities {sorted(tgt.caps) or 'none'}", rule.names))  # fmt: skip
+                              f"not applied for {tgt.arch}, kernel "
+                              f"{tgt.kernel[0]}.{tgt.kernel[1]}, "
+                              f"capabilities {sorted(tgt.caps) or 'none'}", rule.names))
             continue
         verdict = rule_verdict(rule)
         if verdict.same_as(default):
             notes.append(Note(NoteKind.SAME_AS_DEFAULT, rule.path,
-                              "same action as the default: has no effect", rule.names))  # fmt: skip
+                              "same action as the default: has no effect", rule.names))
             continue
         groups = _split_conditions(rule)
         if len(groups) > 1 and len({a.index for a in rule.args}) > 1:
             notes.append(Note(NoteKind.OR_ALL, rule.path,
                               "an argument index repeats, so (as in runc) every condition of this "
-                              "rule is OR'ed, including those on other indexes", rule.names))  # fmt: skip
+                              "rule is OR'ed, including those on other indexes", rule.names))
         other_arch: list[str] = []
         for i, name in enumerate(rule.names):
             nr = _syscalls.number(name)
@@ -238,7 +239,7 @@ def resolve(profile: Profile, target: Target | None = None) -> Resolved:
         if other_arch:
             notes.append(Note(NoteKind.OTHER_ARCH, rule.path,
                               "not x86_64 syscalls, skipped: " + ", ".join(other_arch),
-                              tuple(other_arch)))  # fmt: skip
+                              tuple(other_arch)))
     entries = tuple(e for lst in per_nr.values() for e in lst)
     return Resolved(default, entries, tuple(notes), profile.digest, tgt)
 
@@ -250,14 +251,14 @@ def _add(per_nr: dict[int, list[Entry]], new: Entry, notes: list[Note]) -> None:
         if not winner.verdict.same_as(new.verdict):
             notes.append(Note(NoteKind.SHADOWED, new.path,
                               f"{new.name}: the unconditional rule at {winner.path} wins",
-                              (new.name,)))  # fmt: skip
+                              (new.name,)))
         return
     if not new.conds:
         for e in lst:
             if not e.verdict.same_as(new.verdict):
                 notes.append(Note(NoteKind.SHADOWED, e.path,
                                   f"{e.name}: the unconditional rule at {new.path} wins",
-                                  (e.name,)))  # fmt: skip
+                                  (e.name,)))
         lst[:] = [new]
         return
     for e in lst:
@@ -265,7 +266,7 @@ def _add(per_nr: dict[int, list[Entry]], new: Entry, notes: list[Note]) -> None:
             notes.append(Note(NoteKind.CONFLICT, new.path,
                               f"{new.name}: conditional rules with different actions (also "
                               f"{e.path}); where both match, the first listed wins here",
-                              (new.name,)))  # fmt: skip
+                              (new.name,)))
             break
     lst.append(new)
 
@@ -279,12 +280,21 @@ def resolve_or_raise(profile: Profile, target: Target | None = None) -> Resolved
     for e in res.entries:
         if e.verdict.action is Action.NOTIFY:
             raise ProfileError(
-                f"{profile.source}: {e.path}: SCMP_ACT_NOTIFY needs a user-notification listener, which the "
-                "sandbox does not provide",
+                f"{profile.source}: {e.path}: SCMP_ACT_NOTIFY needs a user-notification "
+                "listener, which the sandbox does not provide",
                 hint="use SCMP_ACT_ERRNO or SCMP_ACT_LOG",
             )
+    execve = _syscalls.X86_64["execve"]
+    if verdict_for(res, execve).action not in (Action.ALLOW, Action.LOG):
+        raise ProfileError(
+            f"{profile.source}: execve is not allowed, so no command could start (the sandbox "
+            "installs the filter right before it executes the command)",
+            hint='add "execve" to an SCMP_ACT_ALLOW rule',
+        )
     if res.default.action is Action.NOTIFY:
-        raise ProfileError(f"{profile.source}: $.defaultAction: SCMP_ACT_NOTIFY is not supported by the sandbox")
+        raise ProfileError(
+            f"{profile.source}: $.defaultAction: SCMP_ACT_NOTIFY is not supported by the sandbox"
+        )
     return res
 
 

@@ -23,7 +23,9 @@ def load_file(path: Path | str) -> tuple[str, _model.Profile]:
     return name, _model.loads(_load.read_profile(p), source=name)
 
 
-def compile_profile(path: Path | str, fmt: Format, target: _resolve.Target | None = None) -> str | bytes:
+def compile_profile(
+    path: Path | str, fmt: Format, target: _resolve.Target | None = None
+) -> str | bytes:
     name, profile = load_file(path)
     match fmt:
         case Format.KAFEL:
@@ -51,7 +53,7 @@ def verdict_text(v: _resolve.Verdict) -> str:
         case (
             Action.ALLOW | Action.LOG | Action.KILL | Action.KILL_THREAD | Action.KILL_PROCESS
             | Action.NOTIFY
-        ):  # fmt: skip
+        ):
             return v.action.name
         case _:
             assert_never(v.action)

@@ -58,7 +58,7 @@ class TestReport:
         if not self.denials:
             return f"profile {self.profile}: no call denied (command exit {self.exit_code})"
         lines = [f"profile {self.profile}: {len(self.denials)} syscall(s) denied "
-                 f"(command exit {self.exit_code}):"]  # fmt: skip
+                 f"(command exit {self.exit_code}):"]
         lines += [f"  {d.name:<20} {d.count:>6}x  {d.verdict}" for d in self.denials]
         return "\n".join(lines)
 
@@ -68,7 +68,7 @@ class TestReport:
             "passed": self.passed,
             "denied": [{"name": d.name, "nr": d.nr, "action": d.verdict, "count": d.count}
                        for d in self.denials],
-        }, indent=2)  # fmt: skip
+        }, indent=2)
 
 
 def _variant(res: Resolved, *, record: bool) -> tuple[Resolved, dict[int, Verdict]]:
@@ -125,7 +125,7 @@ def _apply(pt: _ptrace.Ptrace, pid: int, v: Verdict) -> None:
 
 
 def _run(res: Resolved, cmd: Sequence[str], *, record: bool, name: str,
-         stdout_to_stderr: bool = False) -> tuple[int, _Recorder]:  # fmt: skip
+         stdout_to_stderr: bool = False) -> tuple[int, _Recorder]:
     variant, codes = _variant(res, record=record)
     kafel = _kafel.to_kafel(variant, name=f"{name} (tracing variant)")
     rec = _Recorder(codes, Counter(), {})
@@ -141,7 +141,7 @@ def _describe(v: Verdict) -> str:
 
 
 def test_profile(profile: _model.Profile, cmd: Sequence[str], *, name: str,
-                 target: _resolve.Target | None = None) -> TestReport:  # fmt: skip
+                 target: _resolve.Target | None = None) -> TestReport:
     res = _resolve.resolve_or_raise(profile, target)
     code, rec = _run(res, cmd, record=False, name=name)
     rets = {v.ret(): v for v in rec.codes.values()}
@@ -149,7 +149,7 @@ def test_profile(profile: _model.Profile, cmd: Sequence[str], *, name: str,
         (Denial(_syscalls.name_of(nr), nr, _describe(rets[ret]), n)
          for (nr, ret), n in rec.denied.items()),
         key=lambda d: (-d.count, d.name),
-    )  # fmt: skip
+    )
     return TestReport(name, profile.digest, code, tuple(denials))
 
 
@@ -161,7 +161,7 @@ class Recording:
 
 
 def record(cmd: Sequence[str], *, base: _model.Profile, base_name: str,
-           target: _resolve.Target | None = None) -> Recording:  # fmt: skip
+           target: _resolve.Target | None = None) -> Recording:
     res = _resolve.resolve_or_raise(base, target)
     code, rec = _run(res, cmd, record=True, name=base_name, stdout_to_stderr=True)
     by_nr = res.by_syscall()
@@ -175,19 +175,21 @@ def record(cmd: Sequence[str], *, base: _model.Profile, base_name: str,
             continue
         matched = _matching(entries, rec.used[nr])
         for e in matched:
-            rules.append(_rule_json(e, f"recorded: {name} as the base profile {base_name} allows it"))
+            why = f"recorded: {name} as the base profile {base_name} allows it"
+            rules.append(_rule_json(e, why))
     rules.insert(0, {"names": sorted(plain), "action": "SCMP_ACT_ALLOW",
-                     "comment": "recorded by `sandbox profile record` (plus what the runtime needs)"})  # fmt: skip
+                     "comment": "recorded by `sandbox profile record` "
+                                "(plus what the runtime needs)"})
     rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS,
-                  "comment": "ENOSYS so libc falls back to clone, whose flags can be checked"})  # fmt: skip
+                  "comment": "ENOSYS so libc falls back to clone, whose flags can be checked"})
     if "clone" not in plain and not any("clone" in r["names"] for r in rules):
         clone_rules = [e for e in by_nr.get(_syscalls.X86_64["clone"], []) if e.conds]
         rules += [_rule_json(e, "clone without namespace flags") for e in clone_rules[:1]]
     prof = {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno.EPERM,
-            "architectures": ["SCMP_ARCH_X86_64"], "syscalls": rules}  # fmt: skip
+            "architectures": ["SCMP_ARCH_X86_64"], "syscalls": rules}
     rets = {v.ret(): v for v in rec.codes.values()}
     denied = tuple(Denial(_syscalls.name_of(nr), nr, _describe(rets[ret]), n)
-                   for (nr, ret), n in sorted(rec.denied.items()))  # fmt: skip
+                   for (nr, ret), n in sorted(rec.denied.items()))
     return Recording(prof, code, denied)
 
 

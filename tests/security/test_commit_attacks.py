@@ -245,13 +245,12 @@ def _build_crash_fixture(root: Path) -> tuple[Path, Path]:
             mode = 0o755 if f == 9 else 0o644
             body = f"line {d} {f}\n" * 3 if f == 9 else f"changed {d} {f}\n"
             write(upper / f"dir{d}/f{f}.txt", body, mode)
-    for n in range(60):  # new trees and files
+    for n in range(100):  # new trees and files
         write(upper / f"new{n % 6}/sub{n % 3}/n{n}.py", f"print({n})\n")
     for d in range(8):  # deletions
         os.mknod(upper / f"dir{d}/f14.txt", stat.S_IFCHR, os.makedev(0, 0))
     os.mknod(upper / "doomed", stat.S_IFCHR, os.makedev(0, 0))
     os.symlink("dir1/f1.txt", upper / "link")
-    (upper / "dir7/f13.txt").unlink()
     (upper / "dir7/f13.txt").mkdir()  # file -> dir
     write(upper / "dir7/f13.txt/inside", "inside\n")
     return template, upper
@@ -310,5 +309,6 @@ def test_kill_9_at_random_instants_leaves_before_or_after(tmp_path: Path) -> Non
         outcomes["before" if state == before else "after"] += 1
         assert recover_interrupted(journal) == ()
         shutil.rmtree(ws)
+    print("crash outcomes", outcomes, "seed", seed)
     # The kill must really land inside commits, on both sides of the decision point.
     assert outcomes["recovered"] >= 5, (outcomes, seed)
