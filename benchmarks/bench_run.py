@@ -58,7 +58,7 @@ BWRAP = ["bwrap", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "
 
 def per_call(n: int, base: Path) -> dict[str, float]:
     from sandbox._home import HomeLayout
-    from sandbox._runner import RunRequest, Runner
+    from sandbox._runner import Runner, RunRequest
     from sandbox.audit import AuditLog
     from sandbox.backends import get_backend
     from sandbox.policy import Layer, merge
@@ -111,7 +111,7 @@ TEN_CHANGES = ("for i in 0 1 2 3 4 5 6 7 8 9; do echo 'y = 1' >> src/edit$i.py; 
 
 def snapshot_cost(n: int, base: Path) -> dict[str, float]:
     from sandbox._home import HomeLayout
-    from sandbox._runner import RunRequest, Runner
+    from sandbox._runner import Runner, RunRequest
     from sandbox.audit import AuditLog
     from sandbox.backends import get_backend
     from sandbox.policy import Layer, merge
@@ -126,7 +126,7 @@ def snapshot_cost(n: int, base: Path) -> dict[str, float]:
         policy = merge([Layer("flags", "--level", {"level": 4})])
         req = RunRequest(argv=("sh", "-c", TEN_CHANGES), workspace=ws, policy=policy)
 
-        def once() -> None:
+        def once(runner: Runner = runner, req: RunRequest = req) -> None:
             outcome = runner.run(req)
             assert len(outcome.committed) == 10, outcome.committed
 

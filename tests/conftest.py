@@ -34,7 +34,7 @@ def nsjail_available() -> bool:
         from sandbox.backends._nsjail import nsjail_binary
 
         b = nsjail_binary()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     if not b.exists():
         return False

@@ -6,8 +6,10 @@ exec nsjail, stream output, wait4 for usage, map nsjail's log to the exit-code c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -209,7 +211,7 @@ class NsjailBackend:
 def _reclaim_terminal() -> None:
     """Take the terminal's foreground back: the sandbox's init gave it to the command's
     process group, and a later prompt would otherwise read EIO."""
-    try:
+    with contextlib.suppress(OSError):
         if not os.isatty(0) or os.tcgetpgrp(0) == os.getpgrp():
             return
         old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
@@ -217,8 +219,6 @@ def _reclaim_terminal() -> None:
             os.tcsetpgrp(0, os.getpgrp())
         finally:
             signal.signal(signal.SIGTTOU, old)
-    except OSError:
-        pass
 
 
 def _with_env_lookup(spec: LaunchSpec) -> LaunchSpec:
@@ -237,7 +237,7 @@ def _ensure_cgroup_parents() -> None:
         Path(f"/sys/fs/cgroup/{c}/sandbox").mkdir(exist_ok=True)
 
 
-def _wait4(proc: subprocess.Popen[bytes], timeout_s: float | None) -> tuple[int, int, os.struct_rusage]:
+def _wait4(proc: subprocess.Popen[bytes], timeout_s: float | None) -> tuple[int, int, resource.struct_rusage]:
     """wait4 the nsjail process (its rusage includes the sandboxed tree it reaped).
 
     nsjail enforces the time limit itself; this is a backstop a few seconds later."""
@@ -282,10 +282,8 @@ def _stderr_sink() -> Callable[[bytes], None]:
     fd = 2
 
     def write(chunk: bytes) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.write(fd, chunk)
-        except OSError:
-            pass
 
     return write
 

@@ -122,7 +122,7 @@ def _load(workspace: Path, policy_file: str | None, flags: list[Layer]) -> Any:
 
 
 def _run(ctx: Ctx, args: argparse.Namespace) -> int:
-    from sandbox._runner import RunRequest, Runner, check_workspace
+    from sandbox._runner import Runner, RunRequest, check_workspace
     from sandbox.backends import get_backend
     from sandbox.cli._person import TerminalPerson
 
@@ -178,7 +178,7 @@ def _pending(ctx: Ctx, ref: str) -> tuple[Any, Any, Path]:
 def _session_hide(ctx: Ctx, session: Any) -> tuple[str, ...]:
     try:
         eff = _load(session.workspace, None, [])
-    except Exception:  # noqa: BLE001 - a broken policy must not hide pending changes
+    except Exception:
         return ()
     return tuple(eff.policy.hide)
 

@@ -125,7 +125,7 @@ def _home() -> Check:
 
     try:
         layout = HomeLayout.from_env().ensure()
-    except Exception as exc:  # noqa: BLE001 - doctor reports, never crashes
+    except Exception as exc:
         return Check("state dir", Status.FAIL, str(exc), "set SANDBOX_HOME to a writable dir")
     return Check("state dir", Status.OK, str(layout.root))
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from sandbox.errors import EXIT_USAGE, SandboxError
 
@@ -23,7 +24,7 @@ exit status: the command's own; 2 usage/policy error; 124 timeout; 125 the sandb
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too; keep its usage line
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; keep its usage line
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"sandbox: error: {message}\n")
 

@@ -220,8 +220,6 @@ def _locate(layer: Layer, table: str, key: str) -> str:
             current = s.strip("[] ").replace('"', "")
         elif current == table and re.match(rf"{re.escape(key)}\s*=", s):
             return f"{layer.label}:{n}"
-        elif not table and current == "" and re.match(rf"{re.escape(key)}\s*=", s):
-            return f"{layer.label}:{n}"
     return layer.label
 
 

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from sandbox.errors import ConflictError, ForbiddenChangeError, NotFoundError
-from sandbox.fs import ChangeSet, commit_changeset, compute_changeset, recover_interrupted
+from sandbox.fs import ChangeSet, _journal, commit_changeset, compute_changeset, recover_interrupted
 from sandbox.fs import _commit as commit_mod
-from sandbox.fs import _journal
 
 Tree = dict[str, tuple[Any, ...]]
 

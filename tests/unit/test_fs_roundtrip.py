@@ -84,12 +84,14 @@ def _content(rng: random.Random) -> bytes:
     choice = rng.random()
     if choice < 0.15:
         return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))  # binary
-    lines = [f"line {rng.randrange(30)} {'x' * rng.randrange(5)}\n" for _ in range(rng.randrange(40))]
+    lines = [
+        f"line {rng.randrange(30)} {'x' * rng.randrange(5)}\n" for _ in range(rng.randrange(40))
+    ]
     data = "".join(lines).encode()
     if choice < 0.35 and data:
         data = data[:-1]  # no newline at end of file
     if choice > 0.9:
-        data += " spaced\ttab\r\n".encode()
+        data += b" spaced\ttab\r\n"
     return data
 
 

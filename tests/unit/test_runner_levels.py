@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sandbox._home import HomeLayout
-from sandbox._runner import RunRequest, Runner
+from sandbox._runner import Runner, RunRequest
 from sandbox.audit import AuditLog
 from sandbox.backends._fake import FakeBackend
 from sandbox.errors import UsageError

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sandbox.seccomp import _bpf, _libseccomp, _model, _resolve, _syscalls
@@ -161,8 +161,20 @@ def rules(draw: Any) -> dict[str, Any]:
 def test_random_profiles_single_action_per_syscall(rs: list[dict[str, Any]],
                                                   default: tuple[str, int | None]) -> None:
     """Generated profiles where each syscall has one action (different actions on overlapping
-    conditions have no portable meaning; lint flags them): libseccomp == resolver."""
+    conditions have no portable meaning; lint flags them): libseccomp == resolver.
+
+    Excluded: several conditional rules on one syscall where a rule uses a range operator.
+    libseccomp 2.5.4 compiles that wrongly (personality: a2 <= 0 OR a2 < 2**32 returns the
+    default for a2 == 1); nsjail's Kafel gets it right, which
+    tests/security/test_seccomp_equivalence.py pins down against the real filter."""
     need_libseccomp()
+    ranges = {"SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_GT", "SCMP_CMP_GE"}
+    for name in {r["names"][0] for r in rs}:
+        mine = [r for r in rs if r["names"][0] == name]
+        # runc turns a rule whose index repeats into one libseccomp rule per condition
+        n_rules = sum(len(r["args"]) if len({a["index"] for a in r["args"]}) < len(r["args"])
+                      else 1 for r in mine)
+        assume(n_rules == 1 or not any(a["op"] in ranges for r in mine for a in r["args"]))
     first: dict[str, tuple[str, Any]] = {}
     for r in rs:
         first.setdefault(r["names"][0], (r["action"], r.get("errnoRet")))
