@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol, assert_never
 
 from sandbox._home import HomeLayout
-from sandbox.audit import AuditEvent, AuditLog
+from sandbox.audit import AuditEvent, AuditLog, Entry
 from sandbox.backends import Backend, LaunchResult, LaunchSpec, Limits, Network, Snapshot
 from sandbox.backends._mountns import MAPPED_ROOT_ID
 from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError, WorkspaceError
@@ -249,17 +249,21 @@ class Runner:
         if result.timed_out:
             notes.append(f"timed out after {lim.timeout_s:g}s" if lim.timeout_s else "timed out")
         cs = compute_changeset(snapshot.upper, workspace, hidden=hidden)
-        self.audit.append(AuditEvent.RUN_FINISHED, run=run.id, session=session.id, data={
-            "status": status.value, "exit_code": result.exit_code,
-            "duration_ms": result.duration_ms, "peak_memory_kb": result.peak_memory_kb,
-            "cpu_ms": result.cpu_ms, "timed_out": result.timed_out, "notes": notes,
-        })
-        self.audit.append(AuditEvent.CHANGESET, run=run.id, session=session.id,
-                          data=cs.summary() | {"paths": [c.path for c in cs.changes][:200]})
+        # The records that close a run are written together: one disk flush, not four.
+        records = [
+            Entry(AuditEvent.RUN_FINISHED, run=run.id, session=session.id, data={
+                "status": status.value, "exit_code": result.exit_code,
+                "duration_ms": result.duration_ms, "peak_memory_kb": result.peak_memory_kb,
+                "cpu_ms": result.cpu_ms, "timed_out": result.timed_out, "notes": notes}),
+            Entry(AuditEvent.CHANGESET, run=run.id, session=session.id,
+                  data=cs.summary() | {"paths": [c.path for c in cs.changes][:200]}),
+        ]
         decision = _decide(cs, policy, self.person.interactive())
         committed: tuple[str, ...] = ()
         if result.backend_error is None:
-            committed = self._apply(decision, cs, session, snapshot.upper, run.id)
+            committed = self._apply(decision, cs, session, snapshot.upper, run.id, records)
+        if records:
+            self.audit.append_many(records)
         state = self._session_state(session.id, cs, committed)
         self.store.finish_run(run.id, status=status, exit_code=result.exit_code,
                               duration_ms=result.duration_ms, peak_mem_kb=result.peak_memory_kb,
@@ -271,30 +275,38 @@ class Runner:
                           state=state, notes=tuple(notes))
 
     def _apply(self, decision: Decision, cs: ChangeSet, session: SessionRecord, upper: Path,
-               run_id: str) -> tuple[str, ...]:
+               run_id: str, records: list[Entry]) -> tuple[str, ...]:
+        """Carry out the decision. Its audit record joins `records`, which are flushed before
+        anything is committed (a commit is always preceded by its decision in the log)."""
+
+        def record(data: dict[str, Any], actor: str | None) -> None:
+            records.append(Entry(AuditEvent.DECISION, run=run_id, session=session.id,
+                                 actor=actor, data=data))
+
+        def flush() -> None:
+            self.audit.append_many(records)
+            records.clear()
+
         match decision:
             case NothingToDo():
                 return ()
             case Hold(reasons=reasons, refused=refused):
-                self.audit.append(AuditEvent.DECISION, run=run_id, session=session.id,
-                                  actor="policy", data={"decision": "hold",
-                                                        "reasons": list(reasons),
-                                                        "refused": _verdicts(refused)})
+                record({"decision": "hold", "reasons": list(reasons),
+                        "refused": _verdicts(refused)}, "policy")
                 return ()
             case AutoCommit(paths=paths, refused=refused, held=held):
-                self.audit.append(AuditEvent.DECISION, run=run_id, session=session.id,
-                                  actor="policy", data={"decision": "auto-commit",
-                                                        "paths": list(paths),
-                                                        "refused": _verdicts(refused),
-                                                        "held": _verdicts(held)})
+                record({"decision": "auto-commit", "paths": list(paths),
+                        "refused": _verdicts(refused), "held": _verdicts(held)}, "policy")
+                flush()
                 return commit_paths(self.layout, self.audit, session, cs, upper, paths,
                                     run_id=run_id, actor="policy")
             case AskPerson(paths=paths, refused=refused):
+                flush()  # the run is on record before a person is asked
                 yes = self.person.review(cs, decision, session, upper)
-                self.audit.append(AuditEvent.DECISION, run=run_id, session=session.id,
-                                  data={"decision": "approve" if yes else "keep-pending",
-                                        "paths": list(paths) if yes else [],
-                                        "refused": _verdicts(refused)})
+                record({"decision": "approve" if yes else "keep-pending",
+                        "paths": list(paths) if yes else [], "refused": _verdicts(refused)},
+                       None)
+                flush()
                 if not yes:
                     return ()
                 return commit_paths(self.layout, self.audit, session, cs, upper, paths,

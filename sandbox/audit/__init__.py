@@ -6,7 +6,7 @@ report = log.verify()          # says which line/seq broke, if any
 print(render_text(log.records(run=run_id)))
 """
 
-from sandbox.audit._log import AuditLog
+from sandbox.audit._log import AuditLog, Entry
 from sandbox.audit._record import GENESIS, AuditEvent, AuditRecord, canonical_bytes, compute_hash
 from sandbox.audit._render import render_text, safe_text
 from sandbox.audit._verify import Head, Problem, ProblemKind, VerifyReport
@@ -16,6 +16,7 @@ __all__ = [
     "AuditEvent",
     "AuditLog",
     "AuditRecord",
+    "Entry",
     "Head",
     "Problem",
     "ProblemKind",

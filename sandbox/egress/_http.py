@@ -131,9 +131,7 @@ def same_authority(header: str, host: str, port: int, default_port: int) -> bool
         h_host, h_port = parse_authority(header.strip(), default_port)
     except HttpError:
         return False
-    return h_host.lower().rstrip(".").strip("[]") == host.lower().rstrip(".").strip("[]") and (
-        h_port == port
-    )
+    return h_host.lower().rstrip(".").strip("[]") == host.lower().rstrip(".").strip("[]") and (h_port == port)
 
 
 def origin_request(head: RequestHead, target: AbsoluteTarget) -> bytes:

@@ -92,9 +92,7 @@ class EgressHandle:
         self._control.listen(1)
         self._attached = threading.Event()
         self._stopped = False
-        self._proxy = EgressProxy(
-            ProxyConfig(run_id, policy, resolver, addresses, ask), on_event=on_event
-        )
+        self._proxy = EgressProxy(ProxyConfig(run_id, policy, resolver, addresses, ask), on_event=on_event)
         url = f"http://127.0.0.1:{port}"
         self.proxy_url = url
         self.env: dict[str, str] = {

@@ -19,7 +19,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import assert_never
@@ -74,6 +74,56 @@ class EgressEvent:
         data = asdict(self)
         data["verdict"] = str(self.verdict)
         return data
+
+    @classmethod
+    def from_audit(cls, data: Mapping[str, object]) -> EgressEvent:
+        """Inverse of `to_audit` (for `sandbox show`); unknown keys are ignored."""
+
+        def num(key: str) -> float:
+            value = data.get(key, 0)
+            return float(value) if isinstance(value, int | float) else 0.0
+
+        def text(key: str) -> str:
+            return str(data.get(key, ""))
+
+        return cls(
+            run_id=text("run_id"),
+            verdict=Verdict(text("verdict")),
+            host=text("host"),
+            port=int(num("port")),
+            method=text("method"),
+            reason=text("reason"),
+            detail=text("detail"),
+            address=text("address"),
+            bytes_up=int(num("bytes_up")),
+            bytes_down=int(num("bytes_down")),
+            duration_ms=num("duration_ms"),
+            started=num("started"),
+            error=text("error"),
+        )
+
+    def describe(self) -> str:
+        """One line for people: `denied  CONNECT evil.example:443  not in allowlist`."""
+        target = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        if self.verdict is Verdict.DENIED:
+            try:
+                why = DenyReason(self.reason).text
+            except ValueError:
+                why = self.reason
+            return f"denied   {self.method} {target}  {why}"
+        tail = f"  error: {self.error}" if self.error else ""
+        return (
+            f"allowed  {self.method} {target}  ({self.reason})  "
+            f"{_size(self.bytes_up)} up, {_size(self.bytes_down)} down, "
+            f"{self.duration_ms:.0f} ms{tail}"
+        )
+
+
+def _size(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
+    exponent = min(3, (len(str(n)) - 1) // 3)  # 1: kB, 2: MB, 3: GB
+    return f"{n / 1000**exponent:.1f} {('kB', 'MB', 'GB')[exponent - 1]}"
 
 
 @dataclass(frozen=True)
@@ -145,6 +195,7 @@ class EgressProxy:
         self._on_event = on_event
         self._lock = threading.Lock()
         self._ask_lock = threading.Lock()
+        self._emit_lock = threading.Lock()
         self._live: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
         self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
@@ -278,10 +329,13 @@ class EgressProxy:
         )
         with self._lock:
             self._events.append(event)
+        # a lock of its own: the audit writer fsyncs, and must not stall accept() meanwhile
+        with self._emit_lock:
             try:
                 self._on_event(event)
             except Exception as exc:  # the audit writer failed: keep it for the caller
-                self._errors.append(exc)
+                with self._lock:
+                    self._errors.append(exc)
 
     # -- decisions ---------------------------------------------------------------------
 
@@ -338,9 +392,7 @@ class EgressProxy:
             if refused is None:
                 raise _Unreachable(f"{host} has no address")
             addr, why = refused
-            raise _Refused(
-                Deny(why, f"{host} resolves to {addr} ({why.text}); not named by policy")
-            )
+            raise _Refused(Deny(why, f"{host} resolves to {addr} ({why.text}); not named by policy"))
         last: OSError | None = None
         for addr in usable:
             family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET

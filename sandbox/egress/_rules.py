@@ -193,9 +193,7 @@ class EgressRule:
         if host.startswith("*."):
             suffix = host[2:].removesuffix(".")
             if "." not in suffix or not valid_hostname(suffix):
-                raise PolicyError(
-                    f"egress rule {text!r}: a wildcard needs a domain of two labels or more"
-                )
+                raise PolicyError(f"egress rule {text!r}: a wildcard needs a domain of two labels or more")
             return cls(RuleKind.WILDCARD, host=suffix, ports=ports)
         name = host.removesuffix(".")
         if not valid_hostname(name):
@@ -299,9 +297,7 @@ def _subnet(inner: IPNetwork | None, outer: IPNetwork | None) -> bool:
     return False
 
 
-def classify(
-    addr: IPAddress, host_addresses: frozenset[IPAddress] = frozenset()
-) -> DenyReason | None:
+def classify(addr: IPAddress, host_addresses: frozenset[IPAddress] = frozenset()) -> DenyReason | None:
     """None for a globally routable address that is not the host's; else why it is special."""
     plain = _unmap(addr)
     if addr in host_addresses or plain in host_addresses:

@@ -7,7 +7,7 @@ starts with `recover_interrupted`.
 """
 
 from sandbox.fs._changeset import Change, ChangeKind, ChangeSet, FileType
-from sandbox.fs._commit import CommitResult, commit_changeset
+from sandbox.fs._commit import CommitResult, commit_changeset, run_start_ns
 from sandbox.fs._diff import compute_changeset
 from sandbox.fs._discard import discard_paths
 from sandbox.fs._globs import PathMatcher, match_path
@@ -33,5 +33,6 @@ __all__ = [
     "match_path",
     "recover_interrupted",
     "render_patch",
+    "run_start_ns",
     "symlink_escapes",
 ]

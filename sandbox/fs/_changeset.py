@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import stat
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, assert_never
@@ -38,13 +38,7 @@ class FileType(StrEnum):
                 return 0o100755 if mode & stat.S_IXUSR else 0o100644
             case FileType.SYMLINK:
                 return 0o120000
-            case (
-                FileType.DIR
-                | FileType.FIFO
-                | FileType.SOCKET
-                | FileType.CHARDEV
-                | FileType.BLOCKDEV
-            ):
+            case FileType.DIR | FileType.FIFO | FileType.SOCKET | FileType.CHARDEV | FileType.BLOCKDEV:
                 return None
             case _:
                 assert_never(self)
@@ -156,7 +150,7 @@ class ChangeSet:
     def __len__(self) -> int:
         return len(self.changes)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Change]:
         return iter(self.changes)
 
     def __bool__(self) -> bool:

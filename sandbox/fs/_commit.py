@@ -102,14 +102,10 @@ def commit_changeset(
     )
 
 
-def _execute(
-    plan: Plan, dirs: DirFds, src: DirFds, journal_dir: Path, jid: str, workspace: str
-) -> None:
+def _execute(plan: Plan, dirs: DirFds, src: DirFds, journal_dir: Path, jid: str, workspace: str) -> None:
     delay = step_delay()
     owner = _workspace_owner(dirs)
-    temps = tuple(
-        (split(t.change.path)[0], f".sandbox-{jid}-{i}.tmp") for i, t in enumerate(plan.targets)
-    )
+    temps = tuple((split(t.change.path)[0], f".sandbox-{jid}-{i}.tmp") for i, t in enumerate(plan.targets))
     ops: list[Op] = [DeleteOp(c.path, c.old_type is FileType.DIR) for c in plan.deletes]
     for target, (d, tmp) in zip(plan.targets, temps, strict=True):
         ops.append(
@@ -151,9 +147,7 @@ def _workspace_owner(dirs: DirFds) -> _Owner | None:
     return _Owner(st.st_uid, st.st_gid)
 
 
-def _stage(
-    target: Target, dir_fd: int, tmp: str, src: DirFds, owner: _Owner | None, delay: float
-) -> None:
+def _stage(target: Target, dir_fd: int, tmp: str, src: DirFds, owner: _Owner | None, delay: float) -> None:
     change = target.change
     match change.new_type:
         case FileType.FILE:
@@ -218,9 +212,7 @@ def _copy(sfd: int, dfd: int) -> None:
             view = view[os.write(dfd, view) :]
 
 
-def _stage_symlink(
-    change: Change, src: DirFds, dst_dir: int, name: str, owner: _Owner | None
-) -> None:
+def _stage_symlink(change: Change, src: DirFds, dst_dir: int, name: str, owner: _Owner | None) -> None:
     parent, base = split(change.path)
     sdir = src.get(parent)
     st = os.stat(base, dir_fd=sdir, follow_symlinks=False)
@@ -287,3 +279,14 @@ def _finish_dir(entry: tuple[str, int, Change], src: DirFds, owner: _Owner | Non
         fsync_fd(fd)
     finally:
         os.close(fd)
+
+
+def run_start_ns() -> int:
+    """The `started_ns` to record when a run starts, for commit's conflict check.
+
+    File ctimes come from the kernel's coarse clock, which lags time.time_ns() by up to a
+    tick, so an edit made just after the run started could look older than the start. Going
+    back 20 ms errs the safe way: an edit made just *before* the run is reported as a
+    conflict (force overrides it) instead of one made during the run being missed.
+    """
+    return time.time_ns() - 20_000_000

@@ -219,9 +219,7 @@ def _type_changed(
     )
 
 
-def _mode_changed(
-    ctx: _Ctx, rel: str, ftype: FileType, ust: os.stat_result, lst: os.stat_result
-) -> Change:
+def _mode_changed(ctx: _Ctx, rel: str, ftype: FileType, ust: os.stat_result, lst: os.stat_result) -> Change:
     return Change(
         path=rel,
         kind=ChangeKind.MODE_CHANGED,

@@ -335,8 +335,13 @@ def _recover_one(journal_dir: Path, jid: str) -> str | None:
             # removing its journal (all done): only the stale lock is left.
             remove_journal(journal_dir, jid)
             return None
-        journal = Journal.from_json(json.loads(raw))
-        with DirFds(journal.workspace) as dirs:
+        try:
+            journal = Journal.from_json(json.loads(raw))
+            dirs = DirFds(journal.workspace)
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            # Keep the journal: dropping it could strand the workspace half-committed.
+            return f"{jid}: cannot recover yet ({exc}); journal kept"
+        with dirs:
             match journal.state:
                 case JournalState.PREPARING:
                     rollback(dirs, journal.temps)

@@ -48,9 +48,7 @@ def _load_cache(cache_file: Path | None, key: str) -> dict[str, _Listing]:
         data: Any = json.loads(cache_file.read_bytes())
         if data.get("version") != _CACHE_VERSION or data.get("patterns") != key:
             return {}
-        return {
-            rel: _Listing(int(v[0]), tuple(v[1]), tuple(v[2])) for rel, v in data["dirs"].items()
-        }
+        return {rel: _Listing(int(v[0]), tuple(v[1]), tuple(v[2])) for rel, v in data["dirs"].items()}
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return {}  # a missing or damaged cache only costs a full scan
 
@@ -66,9 +64,7 @@ def _save_cache(cache_file: Path, key: str, listings: dict[str, _Listing]) -> No
     os.replace(tmp, cache_file)
 
 
-def _scan(
-    ws: str, rel: str, comps: tuple[str, ...], mtime_ns: int, matcher: PathMatcher
-) -> _Listing:
+def _scan(ws: str, rel: str, comps: tuple[str, ...], mtime_ns: int, matcher: PathMatcher) -> _Listing:
     subdirs: list[str] = []
     hidden: list[str] = []
     with os.scandir(os.path.join(ws, rel) if rel else ws) as it:

@@ -167,9 +167,7 @@ def _render_change(change: Change, upper: Path, lower: Path) -> bytes:
     return _section(path, old, new)
 
 
-def render_patch(
-    cs: ChangeSet, *, upper: Path, lower: Path, paths: Sequence[str] | None = None
-) -> bytes:
+def render_patch(cs: ChangeSet, *, upper: Path, lower: Path, paths: Sequence[str] | None = None) -> bytes:
     """A patch turning `lower` (the workspace) into the run's view, for `git apply`."""
     return b"".join(_render_change(c, upper, lower) for c in cs.select(paths))
 

@@ -84,9 +84,7 @@ def check_forbidden(changes: Sequence[Change]) -> None:
     sets loaded from storage or built by hand) whatever the rules find again now."""
     bad: list[tuple[str, tuple[str, ...]]] = []
     for c in changes:
-        again = _rules.violations(
-            c.path, new_type=c.new_type, new_mode=c.new_mode, link_target=c.link_target
-        )
+        again = _rules.violations(c.path, new_type=c.new_type, new_mode=c.new_mode, link_target=c.link_target)
         found = tuple(dict.fromkeys((*c.forbidden, *again)))
         if found:
             bad.append((c.path, found))
@@ -137,14 +135,10 @@ def make_plan(changes: Sequence[Change], dirs: DirFds, *, started_ns: int, force
         try:
             cur = lstat_at(dirs.get(parent), name)
         except UnsafePathError as exc:
-            conflict(
-                c.path, f"parent {exc.rel!r} {exc.reason}; refusing to write there", fatal=True
-            )
+            conflict(c.path, f"parent {exc.rel!r} {exc.reason}; refusing to write there", fatal=True)
             continue
         old_kind = (
-            OldKind.NONE
-            if cur is None
-            else (OldKind.DIR if stat.S_ISDIR(cur.st_mode) else OldKind.NONDIR)
+            OldKind.NONE if cur is None else (OldKind.DIR if stat.S_ISDIR(cur.st_mode) else OldKind.NONDIR)
         )
         if c.kind is ChangeKind.ADDED:
             if cur is not None:

@@ -75,17 +75,13 @@ def violations(
         found.append(f"{CONTROL_CHAR}: path {path!r} contains control characters")
     covering = is_hidden(path, hidden)
     if covering is not None:
-        found.append(
-            f"{HIDDEN}: {covering!r} is hidden from the sandbox; committing would clobber it"
-        )
+        found.append(f"{HIDDEN}: {covering!r} is hidden from the sandbox; committing would clobber it")
     match new_type:
         case None | FileType.FILE | FileType.DIR:
             pass
         case FileType.SYMLINK:
             if link_target is None or symlink_escapes(path, link_target):
-                found.append(
-                    f"{SYMLINK_ESCAPE}: symlink target {link_target!r} leaves the workspace"
-                )
+                found.append(f"{SYMLINK_ESCAPE}: symlink target {link_target!r} leaves the workspace")
         case FileType.CHARDEV | FileType.BLOCKDEV:
             found.append(f"{DEVICE_NODE}: device nodes are never committed")
         case FileType.FIFO:
@@ -96,10 +92,6 @@ def violations(
             assert_never(new_type)
     # setgid on a directory only makes new entries inherit the group (and new dirs inherit it
     # from a setgid parent automatically), so it is no privilege; commit strips it anyway.
-    if (
-        new_mode is not None
-        and new_type is not FileType.DIR
-        and new_mode & (stat.S_ISUID | stat.S_ISGID)
-    ):
+    if new_mode is not None and new_type is not FileType.DIR and new_mode & (stat.S_ISUID | stat.S_ISGID):
         found.append(f"{SETID}: mode {new_mode & 0o7777:04o} sets setuid/setgid")
     return tuple(found)

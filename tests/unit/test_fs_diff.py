@@ -226,9 +226,7 @@ def test_symlink_retarget_is_modified(trees: tuple[Path, Path]) -> None:
         ("a/../../b", "l", True),
     ],
 )
-def test_symlink_escape_rule(
-    trees: tuple[Path, Path], target: str, where: str, escapes: bool
-) -> None:
+def test_symlink_escape_rule(trees: tuple[Path, Path], target: str, where: str, escapes: bool) -> None:
     upper, lower = trees
     (upper / where).parent.mkdir(parents=True, exist_ok=True)
     os.symlink(target, upper / where)

@@ -125,9 +125,7 @@ def test_mask_hides_through_a_real_overlay(ws: Path, tmp_path: Path) -> None:
         assert not (merged / ".env").exists()
         assert not (merged / "home/.ssh").exists()
         assert (merged / "app/main.py").read_text() == "print()"
-        assert stat.S_IMODE(os.stat(merged / "app").st_mode) == stat.S_IMODE(
-            os.stat(ws / "app").st_mode
-        )
+        assert stat.S_IMODE(os.stat(merged / "app").st_mode) == stat.S_IMODE(os.stat(ws / "app").st_mode)
         (merged / ".env").write_text("clobber")  # the run writes over a secret it cannot see
         (merged / "app/main.py").write_text("changed")
     finally:

@@ -84,9 +84,7 @@ def _content(rng: random.Random) -> bytes:
     choice = rng.random()
     if choice < 0.15:
         return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))  # binary
-    lines = [
-        f"line {rng.randrange(30)} {'x' * rng.randrange(5)}\n" for _ in range(rng.randrange(40))
-    ]
+    lines = [f"line {rng.randrange(30)} {'x' * rng.randrange(5)}\n" for _ in range(rng.randrange(40))]
     data = "".join(lines).encode()
     if choice < 0.35 and data:
         data = data[:-1]  # no newline at end of file
@@ -213,9 +211,7 @@ def _reject_closure(cs: ChangeSet, picked: list[str]) -> set[str]:
                 rejected.update(c.path for c in cs.select([anc.path]) if c.path == anc.path)
                 if anc.kind is ChangeKind.TYPE_CHANGED:
                     # the replacement's own contents go with it
-                    rejected.update(
-                        c.path for c in cs.select([anc.path]) if c.kind is not ChangeKind.DELETED
-                    )
+                    rejected.update(c.path for c in cs.select([anc.path]) if c.kind is not ChangeKind.DELETED)
     return rejected
 
 
