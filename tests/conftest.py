@@ -84,7 +84,7 @@ class Cli:
         argv = [str(SANDBOX_BIN), *args]
         if self.user is not None:
             e = self.env(env)
-            argv = ["runuser", "-u", self.user, "--", "env", "-i",
+            argv = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", self.user, "--", "env", "-i",
                     *[f"{k}={v}" for k, v in e.items()], *argv]
             proc = subprocess.run(argv, cwd=cwd, input=input, capture_output=True,
                                   timeout=timeout, check=False)
@@ -150,6 +150,24 @@ def user_cli(base_dir: Path) -> Iterator[tuple[Cli, Path]]:
     for p in (home.parent, ws):
         subprocess.run(["chown", "-R", f"{pw.pw_uid}:{pw.pw_gid}", str(p)], check=True)
     yield Cli(home=home, user=TEST_USER), ws
+
+
+@pytest.fixture(params=["root", "user"])
+def sbx(request: pytest.FixtureRequest, base_dir: Path) -> tuple[Cli, Path]:
+    """(Cli, workspace) as root, then as the unprivileged test user: both modes for real."""
+    if request.param == "root":
+        require_root()
+        cli_: Cli = request.getfixturevalue("cli")
+        ws: Path = request.getfixturevalue("workspace")
+        return cli_, ws
+    pair: tuple[Cli, Path] = request.getfixturevalue("user_cli")
+    return pair
+
+
+def give(cli: Cli, path: Path) -> None:
+    """Files a test wrote into a user-mode workspace belong to that user, as in real life."""
+    if cli.user is not None:
+        subprocess.run(["chown", "-R", f"{cli.user}:", str(path)], check=True)
 
 
 def run_ok(cli: Cli, args: Sequence[str], **kw: object) -> subprocess.CompletedProcess[bytes]:

@@ -28,7 +28,7 @@ _PERM = 0o7777
 class _Ctx:
     upper: str
     lower: str
-    hidden: tuple[str, ...]
+    hidden: _rules.HiddenIndex
 
 
 def compute_changeset(upper: Path, lower: Path, *, hidden: Sequence[str] = ()) -> ChangeSet:
@@ -37,7 +37,7 @@ def compute_changeset(upper: Path, lower: Path, *, hidden: Sequence[str] = ()) -
     `hidden` are workspace-relative paths the mask hid from the run (what `build_mask`
     returned); any change at or below one is marked forbidden.
     """
-    ctx = _Ctx(os.fspath(upper), os.fspath(lower), tuple(hidden))
+    ctx = _Ctx(os.fspath(upper), os.fspath(lower), _rules.HiddenIndex.of(hidden))
     try:
         lower_st = os.stat(ctx.lower)  # the workspace root itself may be reached via a symlink
     except OSError as exc:

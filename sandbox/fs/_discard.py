@@ -29,7 +29,7 @@ def _parents_first(path: str) -> tuple[str, ...]:
 @dataclass
 class _Discard:
     up: DirFds
-    low: DirFds | None
+    low: DirFds
     touched: set[str] = field(default_factory=set)  # upper dirs to consider for pruning
 
     # -- lookups -------------------------------------------------------------------------
@@ -41,25 +41,11 @@ class _Discard:
             return None
 
     def lower_stat(self, rel: str) -> os.stat_result | None:
-        if self.low is None:
-            return None
         parent, name = split(rel)
         try:
             return lstat_at(self.low.get(parent), name)
         except UnsafePathError:
             return None
-
-    def is_whiteout(self, rel: str, st: os.stat_result) -> bool:
-        return _overlay.is_whiteout(st, self._xattrs(rel))
-
-    def _xattrs(self, rel: str) -> list[str]:
-        parent, name = split(rel)
-        try:
-            pfd = self.up.get(parent)
-        except UnsafePathError:
-            return []
-        # listxattr has no dir_fd form; /proc/self/fd keeps the lookup anchored to the fd.
-        return _overlay.listxattr(f"/proc/self/fd/{pfd}/{name}")
 
     def opaque_name(self, rel: str) -> str | None:
         if rel == "":
@@ -82,8 +68,6 @@ class _Discard:
 
     def whiteout_lower_children(self, rel: str, keep: set[str]) -> None:
         """Whiteout every lower child of `rel` missing from the upper dir `rel` (but `keep`)."""
-        if self.low is None:
-            return
         try:
             lfd = self.low.get(rel)
         except UnsafePathError:
@@ -159,9 +143,6 @@ class _Discard:
         if ust is None:
             return
         if lst is None or not stat.S_ISDIR(lst.st_mode):
-            if self.low is None and stat.S_ISDIR(ust.st_mode) and not self.is_whiteout(rel, ust):
-                self.touched.add(rel)  # cannot tell an added dir from a copied-up one
-                return
             self.remove(rel)
             return
         if stat.S_ISDIR(ust.st_mode):
@@ -190,7 +171,7 @@ class _Discard:
             if os.listdir(self.up.get(rel)) or self.opaque_name(rel) is not None:
                 continue
             lst = self.lower_stat(rel)
-            if self.low is not None and (
+            if (
                 lst is None
                 or not stat.S_ISDIR(lst.st_mode)
                 or stat.S_IMODE(lst.st_mode) != stat.S_IMODE(ust.st_mode)
@@ -207,21 +188,18 @@ class _Discard:
             pending.sort(key=lambda p: p.count("/"), reverse=True)
 
 
-def discard_paths(upper: Path, paths: Sequence[str], *, lower: Path | None = None) -> None:
-    """Remove the changes at exactly `paths` from `upper` (expand subtrees with
-    `ChangeSet.select` first). Pass the workspace as `lower` (recommended): it is needed to
-    undo a deletion implied by an ancestor, to undo a directory mode change, and to tell an
-    empty pending directory from a leftover copy-up. Without it, listed entries are removed
-    from upper and empty listed directories are pruned.
+def discard_paths(upper: Path, paths: Sequence[str], *, lower: Path) -> None:
+    """Remove the changes at exactly `paths` from `upper`, keeping every other one pending.
+
+    `lower` is the workspace as it is now (after a commit, or untouched after a reject); it
+    is required because the upper alone cannot say whether an empty directory is a pending
+    addition, nor which lower entries an opaque directory still has to hide: guessing wrong
+    would leave phantom deletions that a later "approve all" would carry out. `paths` are
+    exact change paths (expand user-given subtrees with `ChangeSet.select` first).
     """
     wanted = sorted({p.strip("/") for p in paths if p.strip("/")}, key=_parents_first)
-    with DirFds(upper) as up:
-        low = DirFds(lower) if lower is not None else None
-        try:
-            job = _Discard(up, low)
-            for rel in wanted:
-                job.discard(rel)
-            job.prune()
-        finally:
-            if low is not None:
-                low.close()
+    with DirFds(upper) as up, DirFds(lower) as low:
+        job = _Discard(up, low)
+        for rel in wanted:
+            job.discard(rel)
+        job.prune()

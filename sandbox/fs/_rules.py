@@ -8,10 +8,11 @@ from __future__ import annotations
 import posixpath
 import stat
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import assert_never
 
 from sandbox.fs._changeset import FileType
-from sandbox.fs._globs import match_path
+from sandbox.fs._globs import PathMatcher
 
 SYMLINK_ESCAPE = "symlink-escape"
 DEVICE_NODE = "device-node"
@@ -47,15 +48,35 @@ def _has_control(text: str) -> bool:
     return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
 
 
-def is_hidden(path: str, hidden: Sequence[str]) -> str | None:
+def is_hidden(path: str, hidden: Sequence[str] | HiddenIndex) -> str | None:
     """The hidden path (as returned by `build_mask`) or hide pattern (the policy's list) that
     covers `path`, if any. Patterns matter for changes judged without the run's mask (approve
     later) and for new files at hidden names: both must never overwrite a secret."""
-    for h in hidden:
-        h = h.strip("/")
-        if h and (path == h or path.startswith(h + "/")):
-            return h
-    return match_path(path, hidden)
+    index = hidden if isinstance(hidden, HiddenIndex) else HiddenIndex.of(hidden)
+    return index.covers(path)
+
+
+@dataclass(frozen=True)
+class HiddenIndex:
+    """`hidden` prepared once per diff: exact paths in a set (a lookup per ancestor instead
+    of a scan of every hidden path per change), patterns parsed once."""
+
+    exact: frozenset[str]
+    matcher: PathMatcher
+
+    @classmethod
+    def of(cls, hidden: Sequence[str]) -> HiddenIndex:
+        exact = frozenset(h.strip("/") for h in hidden if h.strip("/"))
+        return cls(exact, PathMatcher.of(hidden))
+
+    def covers(self, path: str, *, is_dir: bool = False) -> str | None:
+        if self.exact:
+            parts = path.split("/")
+            for i in range(1, len(parts) + 1):
+                prefix = "/".join(parts[:i])
+                if prefix in self.exact:
+                    return prefix
+        return self.matcher.match(path, is_dir=is_dir)
 
 
 def violations(
@@ -64,7 +85,7 @@ def violations(
     new_type: FileType | None,
     new_mode: int | None,
     link_target: str | None,
-    hidden: Sequence[str] = (),
+    hidden: Sequence[str] | HiddenIndex = (),
 ) -> tuple[str, ...]:
     """Every forbidden rule the change at `path` breaks (deletions only have path rules)."""
     found: list[str] = []
@@ -73,7 +94,8 @@ def violations(
         found.append(f"{DOTDOT}: path {path!r} is not a plain relative path")
     if _has_control(path):
         found.append(f"{CONTROL_CHAR}: path {path!r} contains control characters")
-    covering = is_hidden(path, hidden)
+    index = hidden if isinstance(hidden, HiddenIndex) else HiddenIndex.of(hidden)
+    covering = index.covers(path, is_dir=new_type is FileType.DIR)
     if covering is not None:
         found.append(f"{HIDDEN}: {covering!r} is hidden from the sandbox; committing would clobber it")
     match new_type:

