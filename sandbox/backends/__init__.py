@@ -1,4 +1,4 @@
-"""Backends: one protocol; nsjail (default), a fake for unit tests. Backends never import
+"""Backends: one protocol; nsjail (default), docker, a fake for unit tests. Backends never import
 each other; heavy ones are imported lazily so the `run` path stays fast."""
 
 from sandbox.backends._base import (
@@ -32,4 +32,9 @@ def get_backend(name: str, *, capture: bool = False) -> Backend:
         from sandbox.backends._nsjail import NsjailBackend
 
         return NsjailBackend(capture=capture)
-    raise UsageError(f"unknown backend {name!r}", hint="available: nsjail")
+    if name == "docker":
+        # Lazy: the Docker SDK costs ~100 ms to import; the nsjail path never pays it.
+        from sandbox.backends._docker import DockerBackend
+
+        return DockerBackend(capture=capture)
+    raise UsageError(f"unknown backend {name!r}", hint="available: nsjail, docker")

@@ -77,7 +77,7 @@ def stage_overlay(snap: Snapshot, scratch: Path) -> Stage:
     stage.root.mkdir(parents=True, mode=0o700)
     stage.lower.mkdir()
     stage.workspace.mkdir()
-    (stage.root / "owner").write_text(_owner_token(os.getpid()))
+    (stage.root / "owner").write_text(owner_token(os.getpid()))
     libc = ctypes.CDLL(None, use_errno=True)
     st = snap.lower.stat()
     userns_fd = make_idmap_userns(st.st_uid, st.st_gid)
@@ -140,14 +140,14 @@ def reap_stale() -> int:
         except OSError:
             owner = ""
         pid_text = owner.split(" ", 1)[0]
-        if pid_text.isdigit() and _owner_token(int(pid_text)) == owner:
+        if pid_text.isdigit() and owner_token(int(pid_text)) == owner:
             continue  # still running
         unstage(Stage(root))
         reaped += 1
     return reaped
 
 
-def _owner_token(pid: int) -> str:
+def owner_token(pid: int) -> str:
     """pid plus its start time: a recycled pid does not look like the owner."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

@@ -111,7 +111,8 @@ def _test(args: argparse.Namespace) -> int:
 
     cmd = _command(args)
     name, profile = load_profile(args.file)
-    report = test_profile(profile, cmd, name=name)
+    # --json: the report owns stdout, so the command's output goes to stderr
+    report = test_profile(profile, cmd, name=name, stdout_to_stderr=args.json)
     if args.json:
         _write(report.to_json(), None)
     else:

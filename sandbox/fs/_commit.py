@@ -50,7 +50,9 @@ _COPY_CHUNK = 1 << 30
 @dataclass(frozen=True)
 class CommitResult:
     committed: tuple[str, ...]  # change paths applied (incl. directories they needed)
-    skipped: tuple[str, ...]  # selected but nothing to do (already so in the workspace)
+    # selected but not applied: already so in the workspace, or a directory removal whose
+    # contents were not all selected (still pending)
+    skipped: tuple[str, ...]
     conflicts: tuple[str, ...]  # "path: reason" overridden because force=True
     journal_id: str
 
@@ -71,13 +73,14 @@ def commit_changeset(
     paths: Sequence[str] | None = None,
     force: bool = False,
 ) -> CommitResult:
-    """Apply the selected changes (all when `paths` is None; a path selects its subtree).
+    """Apply exactly the changes at `paths` (all when None), plus the new parent dirs they need.
 
     Raises ForbiddenChangeError if any selected change is forbidden, ConflictError if the
     workspace no longer looks as the run saw it (overridable with force, except where it
     would destroy unknown data or cross a symlink), and applies nothing in either case.
     """
-    changes = select_closure(cs, paths)
+    selection = select_closure(cs, paths)
+    changes = selection.changes
     check_forbidden(changes)
     journal_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     workspace_abs = os.path.abspath(workspace)
@@ -96,7 +99,7 @@ def commit_changeset(
         os.close(glock)
     return CommitResult(
         committed=plan.committed,
-        skipped=plan.skipped,
+        skipped=plan.skipped + selection.deferred,
         conflicts=tuple(f"{c.path}: {c.reason}" for c in plan.conflicts),
         journal_id=jid,
     )

@@ -57,26 +57,42 @@ def _under(path: str, prefix: str) -> bool:
     return path.startswith(prefix + "/")
 
 
-def select_closure(cs: ChangeSet, paths: Sequence[str] | None) -> tuple[Change, ...]:
-    """The selected changes plus what they need: the new directories they live in, and the
-    removal of everything inside a directory that is deleted or replaced."""
-    if paths is not None:
-        missing = cs.unmatched(paths)
+@dataclass(frozen=True)
+class Selection:
+    changes: tuple[Change, ...]  # to apply, sorted parents first
+    deferred: tuple[str, ...]  # selected, but needing unselected changes: left pending
+
+
+def select_closure(cs: ChangeSet, paths: Sequence[str] | None) -> Selection:
+    """Exactly the named changes (all when None), plus the new directories they live in.
+
+    Paths are exact change paths, never subtrees: governance decides per change, and a
+    directory it approved must not carry along a child it held (expand user-given subtrees
+    with `ChangeSet.select` first). Removing a directory needs every deletion below it; if
+    one of those was not selected the removal is deferred (stays pending), never widened.
+    """
+    if paths is None:
+        chosen = {c.path: c for c in cs.changes}
+    else:
+        wanted = {p.strip("/") for p in paths}
+        missing = sorted(p for p in wanted if cs.by_path(p) is None)
         if missing:
-            raise NotFoundError("no change at " + ", ".join(repr(p) for p in missing))
-    chosen = {c.path: c for c in cs.select(paths)}
+            raise NotFoundError("no pending change at " + ", ".join(repr(p) for p in missing))
+        chosen = {p: c for p in wanted if (c := cs.by_path(p)) is not None}
     for change in list(chosen.values()):
         parts = change.path.split("/")
         for i in range(1, len(parts)):
             anc = cs.by_path("/".join(parts[:i]))
             if anc is not None and anc.new_type is FileType.DIR and anc.kind in _CREATES:
                 chosen[anc.path] = anc
-    for change in list(chosen.values()):
+    deferred: list[str] = []
+    for change in sorted(chosen.values(), key=lambda c: c.path.count("/"), reverse=True):
         if change.old_type is FileType.DIR and change.kind in _REMOVES:
-            for other in cs.changes:
-                if _under(other.path, change.path) and other.kind is ChangeKind.DELETED:
-                    chosen[other.path] = other
-    return tuple(c for c in cs.changes if c.path in chosen)
+            inside = [o for o in cs.changes if _under(o.path, change.path)]
+            if any(o.path not in chosen for o in inside):
+                deferred.append(change.path)
+                del chosen[change.path]
+    return Selection(tuple(c for c in cs.changes if c.path in chosen), tuple(sorted(deferred)))
 
 
 def check_forbidden(changes: Sequence[Change]) -> None:

@@ -32,7 +32,7 @@ def commit_paths(layout: HomeLayout, audit: AuditLog, session: SessionRecord, cs
         "paths": list(committed), "journal": result.journal_id, "force": force,
         "message": message,
     })
-    discard_paths(upper, list(committed))
+    discard_paths(upper, list(committed), lower=session.workspace)
     return committed
 
 
@@ -44,7 +44,7 @@ def reject_paths(audit: AuditLog, session: SessionRecord, cs: ChangeSet, upper: 
         if missing:
             raise UsageError(f"no pending change at: {', '.join(missing)}")
     chosen = tuple(c.path for c in cs.select(paths))
-    discard_paths(upper, list(chosen))
+    discard_paths(upper, list(chosen), lower=session.workspace)
     audit.append(AuditEvent.DECISION, session=session.id, data={
         "decision": "reject", "paths": list(chosen), "message": message})
     return chosen

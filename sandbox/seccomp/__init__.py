@@ -81,10 +81,11 @@ def compile_profile(name_or_path: Path | str, fmt: Format | str) -> str | bytes:
     return _compile(name_or_path, Format(fmt))
 
 
-def test_profile(profile: Profile, cmd: Sequence[str], *, name: str) -> TestReport:
+def test_profile(profile: Profile, cmd: Sequence[str], *, name: str,
+                 stdout_to_stderr: bool = False) -> TestReport:
     from sandbox.seccomp._trace import test_profile as _test
 
-    return _test(profile, cmd, name=name)
+    return _test(profile, cmd, name=name, stdout_to_stderr=stdout_to_stderr)
 
 
 test_profile.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

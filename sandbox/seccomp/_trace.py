@@ -141,9 +141,10 @@ def _describe(v: Verdict) -> str:
 
 
 def test_profile(profile: _model.Profile, cmd: Sequence[str], *, name: str,
-                 target: _resolve.Target | None = None) -> TestReport:
+                 target: _resolve.Target | None = None,
+                 stdout_to_stderr: bool = False) -> TestReport:
     res = _resolve.resolve_or_raise(profile, target)
-    code, rec = _run(res, cmd, record=False, name=name)
+    code, rec = _run(res, cmd, record=False, name=name, stdout_to_stderr=stdout_to_stderr)
     rets = {v.ret(): v for v in rec.codes.values()}
     denials = sorted(
         (Denial(_syscalls.name_of(nr), nr, _describe(rets[ret]), n)

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from sandbox.egress import EgressHandle, EgressPolicy, host_addresses, mapped_resolver, start
-from tests.support.egress_env import origin, require, require_nsjail, run_jailed, traversable
+from tests.conftest import require
+from tests.support.egress_env import origin, require_nsjail, run_jailed, traversable
 
 NAMES = {"allowed.test": ["127.0.0.1"], "rebind.test": ["127.0.0.1"]}
 
@@ -63,9 +64,7 @@ def canary() -> Iterator[tuple[Canary, int, int]]:
     port = v4.getsockname()[1]
     c.tcp.append(v4)
     with contextlib.suppress(OSError):
-        c.tcp.append(
-            socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=False)
-        )
+        c.tcp.append(socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=False))
     c.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     c.udp.bind(("0.0.0.0", 0))
     c.watch()
@@ -89,17 +88,13 @@ def attack(canary: tuple[Canary, int, int], tmp_path: Path) -> Iterator[Attack]:
     c, port, udp_port = canary
     c.hits.clear()
     with origin("allowed") as origin_port:
-        rules = [
-            f"{name}:{origin_port}" for name in ("allowed.test", "rebind.test", "hostaddr.test")
-        ]
+        rules = [f"{name}:{origin_port}" for name in ("allowed.test", "rebind.test", "hostaddr.test")]
         # allowed.test works only because 127.0.0.1 is named; rebind.test (-> 127.0.0.2) and
         # hostaddr.test (-> the host's own address) are allowed names with forbidden addresses
         policy = EgressPolicy.from_strings(rules, allow_addresses=["127.0.0.1"])
         names = NAMES | {"rebind.test": ["127.0.0.2"], "hostaddr.test": [_host_v4()]}
         resolver = mapped_resolver(names, None)
-        handle = start(
-            policy, run_id="r-attack", run_dir=traversable(tmp_path) / "run", resolver=resolver
-        )
+        handle = start(policy, run_id="r-attack", run_dir=traversable(tmp_path) / "run", resolver=resolver)
         try:
             yield Attack(handle, port, udp_port, origin_port, c)
         finally:

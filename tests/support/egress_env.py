@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import os
 import shutil
 import socket
 import ssl
@@ -21,20 +20,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from sandbox.egress import EgressHandle
+from tests.conftest import require
 
 UNPRIVILEGED_UID = 1001  # the sbxtest user of the test image; any non-root uid works
-
-
-def require(condition: bool, message: str) -> None:
-    """Skip when a prerequisite is missing, but fail under CI=true (it must be there)."""
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"prerequisite missing in CI: {message}")
-    pytest.skip(message)
 
 
 def nsjail_path() -> Path | None:
@@ -160,9 +149,7 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def origin(
-    tag: str, *, root: Path | None = None, tls: ssl.SSLContext | None = None
-) -> Iterator[int]:
+def origin(tag: str, *, root: Path | None = None, tls: ssl.SSLContext | None = None) -> Iterator[int]:
     """An HTTP(S) server on 127.0.0.1 answering "<tag> <path> host=<Host>"; yields its port.
     With `root`, it serves that directory (for a PEP 503 simple index)."""
     server = _Server(("127.0.0.1", 0), _Origin)
@@ -204,9 +191,7 @@ def simple_index(root: Path, name: str = "egresstestpkg", version: str = "1.0") 
     dist = f"{name}-{version}.dist-info"
     with zipfile.ZipFile(pkg_dir / wheel, "w") as zf:
         zf.writestr(f"{name}/__init__.py", "VALUE = 42\n")
-        zf.writestr(
-            f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-        )
+        zf.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
         zf.writestr(
             f"{dist}/WHEEL",
             "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",

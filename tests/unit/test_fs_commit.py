@@ -212,8 +212,17 @@ def test_partial_commit_pulls_in_needed_parent_dirs(env: Env) -> None:
     assert result.committed == ("src", "src/a.py")
     assert snapshot(env.ws) == {"src": ("dir", 0o755), "src/a.py": ("file", 0o644, b"a\n")}
     # the next diff no longer shows what was committed
-    result = env.commit(paths=["src"])
-    assert result.committed == ("src/b.py",)
+    with pytest.raises(NotFoundError):
+        env.commit(paths=["src"])
+    assert env.commit(paths=["src/b.py"]).committed == ("src/b.py",)
+
+
+def test_selecting_a_directory_never_carries_its_children(env: Env) -> None:
+    # governance approved the new dir but held what is inside: only the dir is created
+    write(env.upper / "pkg/held.py", "h\n")
+    result = env.commit(paths=["pkg"])
+    assert result.committed == ("pkg",)
+    assert snapshot(env.ws) == {"pkg": ("dir", 0o755)}
 
 
 def test_added_dir_that_now_exists_is_merged(env: Env) -> None:
@@ -232,13 +241,17 @@ def test_unknown_path_is_an_error(env: Env) -> None:
         env.commit(paths=["nope"])
 
 
-def test_deleting_a_dir_pulls_in_its_contents(env: Env) -> None:
+def test_dir_removal_is_deferred_unless_its_contents_are_selected(env: Env) -> None:
     _need_root()
     write(env.ws / "d/x/y", "y")
+    write(env.ws / "d/z", "z")
     env.mark_started()
     whiteout(env.upper / "d")
-    result = env.commit(paths=["d"])
-    assert set(result.committed) == {"d", "d/x", "d/x/y"}
+    result = env.commit(paths=["d", "d/x", "d/x/y"])  # d/z held
+    assert result.committed == ("d/x", "d/x/y") and result.skipped == ("d",)
+    assert snapshot(env.ws) == {"d": ("dir", 0o755), "d/z": ("file", 0o644, b"z")}
+    result = env.commit(paths=["d", "d/z"])
+    assert result.committed == ("d", "d/z")
     assert snapshot(env.ws) == {}
 
 

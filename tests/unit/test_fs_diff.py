@@ -355,3 +355,13 @@ def test_select_and_unmatched() -> None:
     assert [c.path for c in cs.select(["src/"])] == ["src", "src/a.py"]
     assert cs.unmatched(["src", "nope"]) == ("nope",)
     assert cs.counts()["added"] == 3
+
+
+def test_hide_patterns_also_forbid(trees: tuple[Path, Path]) -> None:
+    # Judged later without the run's mask, the policy's patterns must still protect secrets.
+    upper, lower = trees
+    write(upper / "sub/.env.prod", "x")
+    write(upper / "keys/.ssh/id", "k")
+    write(upper / "sub/app.py", "x")
+    cs = compute_changeset(upper, lower, hidden=[".env*", ".ssh/"])
+    assert {c.path for c in cs if c.forbidden} == {"sub/.env.prod", "keys/.ssh", "keys/.ssh/id"}

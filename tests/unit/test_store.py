@@ -176,9 +176,11 @@ def test_resolve_last(store: Store, populated: dict[str, Any], tmp_path: Path) -
 def test_resolve_unique_prefix(store: Store, populated: dict[str, Any]) -> None:
     rid: str = populated["r3"].id
     # The shortest prefix that only r3 has (the time part is shared with r1/r2).
+    # Ids minus their "r-"/"s-": a bare prefix may name a run or a session.
+    others = [r.id[2:] for r in store.list_runs(100) if r.id != rid]
+    others += [s.id[2:] for s in store.list_sessions(limit=100)]
     for n in range(3, len(rid) + 1):
-        others = [r.id for r in store.list_runs(100) if r.id != rid]
-        if not any(o.startswith(rid[:n]) for o in others):
+        if not any(o.startswith(rid[2:n]) for o in others):
             break
     got = store.resolve(rid[:n])
     assert got.kind is RefKind.RUN and got.run == populated["r3"]
