@@ -24,6 +24,9 @@ def commit_paths(layout: HomeLayout, audit: AuditLog, session: SessionRecord, cs
         raise ForbiddenChangeError(
             "refusing to commit forbidden changes: "
             + "; ".join(f"{c.path} ({', '.join(c.forbidden)})" for c in bad))
+    if actor != "policy":  # a person's approval is a decision of its own, before the commit
+        audit.append(AuditEvent.DECISION, run=run_id, session=session.id, actor=actor, data={
+            "decision": "approve", "paths": list(paths), "force": force, "message": message})
     result = commit_changeset(cs, upper=upper, workspace=session.workspace,
                               journal_dir=layout.journal_dir, started_ns=session.started_ns,
                               paths=list(paths), force=force)

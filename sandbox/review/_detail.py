@@ -144,10 +144,13 @@ class Loader:
             return rows
         old = self._file(c, c.old_type, self.lower)
         new = self._file(c, c.new_type, self.upper) if c.kind is not ChangeKind.DELETED else None
-        if isinstance(old, bytes | None) and isinstance(new, bytes | None) and (
-                old is not None or new is not None):
+        old_text = c.old_type is None or isinstance(old, bytes)
+        new_text = c.kind is ChangeKind.DELETED or c.new_type is None or isinstance(new, bytes)
+        if old_text and new_text and (isinstance(old, bytes) or isinstance(new, bytes)):
             # Text on both sides (or text and nothing): one diff, as `sandbox diff` shows it.
-            for h in text_diff(old or b"", new or b"").hunks:
+            old_b = old if isinstance(old, bytes) else b""
+            new_b = new if isinstance(new, bytes) else b""
+            for h in text_diff(old_b, new_b).hunks:
                 rows.append(Row(RowKind.HUNK, h.header))
                 rows += self._lines(h.lines, None)
             return rows

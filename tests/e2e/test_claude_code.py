@@ -150,3 +150,42 @@ def test_egress_decisions_are_audited(
     assert {"evil.example", "169.254.169.254"} <= denied
     assert allowed and all(a["port"] == llm.port for a in allowed)
     assert all(a["bytes_up"] > 0 and a["bytes_down"] > 0 for a in allowed)
+
+
+def test_claude_code_behind_the_egress_plumbing_alone(tmp_path: Path) -> None:
+    """The same agent under bare nsjail with `sandbox.egress.start`: isolates egress from the
+    rest of the run flow (and names the LLM endpoint, resolved by the proxy)."""
+    from sandbox.egress import EgressPolicy, mapped_resolver, start
+    from tests.support.egress_env import require_nsjail, run_jailed, traversable
+
+    require_nsjail()
+    binary = claude_binary()
+    script = [
+        Turn(ToolUse("Bash", {"command": "curl -sS -m 5 http://evil.example/; id -u"})),
+        Turn(Text("Done.")),
+    ]
+    with MessagesStandIn(script, api_key=API_KEY) as llm:
+        policy = EgressPolicy.from_strings([f"llm.test:{llm.port}"], allow_addresses=["127.0.0.1"])
+        resolver = mapped_resolver({"llm.test": ["127.0.0.1"]}, None)
+        run_dir = traversable(tmp_path) / "run"
+        with start(policy, run_id="r-e2e", run_dir=run_dir, resolver=resolver) as handle:
+            env = {"ANTHROPIC_BASE_URL": f"http://llm.test:{llm.port}", "ANTHROPIC_API_KEY": API_KEY}
+            result = run_jailed(
+                handle,
+                "",
+                argv=["/run/agent/claude", "-p", "go", "--allowedTools", "Bash"],
+                mounts=[(binary.parent, "/run/agent")],
+                env=env | QUIET,
+                timeout=120,
+            )
+            events = handle.events()
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip() == "Done."
+        (tool_output,) = llm.main_loop()[-1].tool_results()
+    assert "X-Sandbox-Deny" not in tool_output  # curl -sS prints the body, not headers
+    assert "evil.example:80 is not in the egress allowlist" in tool_output
+    assert tool_output.rstrip().endswith("1001")  # an unprivileged user inside
+    assert {(e.host, e.verdict.value) for e in events} == {
+        ("llm.test", "allowed"),
+        ("evil.example", "denied"),
+    }

@@ -163,3 +163,16 @@ def test_root_inside_is_unprivileged_outside(cli: Cli, workspace: Path) -> None:
     r = cli("run", "-C", str(workspace), "--", "sh", "-c", "cat /proc/self/uid_map")
     fields = r.stdout.split()
     assert fields[0] == b"0" and fields[1] != b"0", r.stdout
+
+
+def test_conflict_refused_per_file_unless_force(cli: Cli, workspace: Path) -> None:
+    cli("run", "-C", str(workspace), "--", "sh", "-c",
+        "echo agent > README.md; echo agent > src/app.py", check=True)
+    (workspace / "README.md").write_text("edited by a person meanwhile\n")
+    r = cli("approve", "last")
+    assert r.returncode == 1 and b"README.md" in r.stderr and b"src/app.py" not in r.stderr
+    assert (workspace / "README.md").read_text() == "edited by a person meanwhile\n"
+    assert (workspace / "src/app.py").read_text() == "print('hi')\n"  # nothing applied
+    cli("approve", "last", "--force", check=True)
+    assert (workspace / "README.md").read_text() == "agent\n"
+    assert b"by=" in cli("audit", check=True).stdout
