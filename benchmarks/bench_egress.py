@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,7 +53,8 @@ while True:
 
 CLIENT = r"""
 import json, socket, sys, time
-mode, host, port, amount, proxied = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+mode, host, port, amount = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+proxied = sys.argv[5] == "1"
 def connect():
     if proxied:
         s = socket.create_connection(("127.0.0.1", 3128))
@@ -218,15 +218,21 @@ def main() -> int:
     else:
         print(f"throughput ({amount >> 20} MiB, best of {args.repeat}):")
         print(f"  direct   {result['direct_MBps']:9.0f} MB/s")
-        print(f"  proxied  {result['proxy_MBps']:9.0f} MB/s   ratio {result['throughput_ratio']:.2f}"
-              f"  (target >= 0.50: {'ok' if ok_tp else 'MISSED'})")
+        print(
+            f"  proxied  {result['proxy_MBps']:9.0f} MB/s   ratio {result['throughput_ratio']:.2f}"
+            f"  (target >= 0.50: {'ok' if ok_tp else 'MISSED'})"
+        )
         print(f"connection + 1-byte round trip ({args.connections} sequential, median):")
         print(f"  direct   {result['direct_connect_median_ms']:7.3f} ms")
-        print(f"  proxied  {result['proxy_connect_median_ms']:7.3f} ms   added "
-              f"{result['added_latency_median_ms']:.3f} ms  (target <= 1 ms: "
-              f"{'ok' if ok_lat else 'MISSED'})")
-        print(f"sandboxed `true` (median of {args.launches}): {launch['plain_ms']:.1f} ms plain, "
-              f"{launch['egress_ms']:.1f} ms with egress (+{launch['added_ms']:.1f} ms)")
+        print(
+            f"  proxied  {result['proxy_connect_median_ms']:7.3f} ms   added "
+            f"{result['added_latency_median_ms']:.3f} ms  (target <= 1 ms: "
+            f"{'ok' if ok_lat else 'MISSED'})"
+        )
+        print(
+            f"sandboxed `true` (median of {args.launches}): {launch['plain_ms']:.1f} ms plain, "
+            f"{launch['egress_ms']:.1f} ms with egress (+{launch['added_ms']:.1f} ms)"
+        )
     return 0 if args.no_check or result["targets_met"] else 1
 
 

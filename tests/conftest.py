@@ -66,6 +66,7 @@ class Cli:
 
     home: Path
     user: str | None = None
+    backend: str | None = None  # None: the default (nsjail); "docker" for the conformance runs
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
@@ -81,6 +82,8 @@ class Cli:
     def __call__(self, *args: str, cwd: Path | None = None, input: bytes | None = None,
                  env: Mapping[str, str] | None = None, timeout: float = 120,
                  check: bool = False) -> subprocess.CompletedProcess[bytes]:
+        if self.backend is not None and args[:1] == ("run",):
+            args = ("run", "--backend", self.backend, *args[1:])
         argv = [str(SANDBOX_BIN), *args]
         if self.user is not None:
             e = self.env(env)

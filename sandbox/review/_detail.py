@@ -153,6 +153,8 @@ class Loader:
             for h in text_diff(old_b, new_b).hunks:
                 rows.append(Row(RowKind.HUNK, h.header))
                 rows += self._lines(h.lines, None)
+            if not old_b and not new_b:
+                rows.append(Row(RowKind.INFO, "(empty file)"))
             return rows
         rows += self._describe("-", c.old_type, c, self.lower, old)
         if c.kind is not ChangeKind.DELETED:

@@ -109,7 +109,7 @@ def agent_run(
 def test_claude_code_runs_its_bash_tool_inside_the_sandbox(
     agent_run: tuple[Cli, Path, MessagesStandIn, dict[str, object]],
 ) -> None:
-    cli, workspace, llm, outcome = agent_run
+    _cli, workspace, llm, outcome = agent_run
     main = llm.main_loop()
     assert len(main) >= 3, [r.path for r in llm.received]
     assert all(r.headers.get("x-api-key") == API_KEY for r in main)
@@ -173,7 +173,7 @@ def test_claude_code_behind_the_egress_plumbing_alone(tmp_path: Path) -> None:
             result = run_jailed(
                 handle,
                 "",
-                argv=["/run/agent/claude", "-p", "go", "--allowedTools", "Bash"],
+                argv=[f"/run/agent/{binary.name}", "-p", "go", "--allowedTools", "Bash"],
                 mounts=[(binary.parent, "/run/agent")],
                 env=env | QUIET,
                 timeout=120,

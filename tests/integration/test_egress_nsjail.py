@@ -7,6 +7,7 @@ the backend for; origin servers listen on the host's loopback and are reached by
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -158,9 +159,7 @@ def test_pip_cannot_reach_an_index_not_allowed(world: World) -> None:
         )
         denied = handle.denied()
     assert result.returncode != 0
-    assert [(e.host, e.port, e.reason) for e in denied][:1] == [
-        ("pypi.org", 443, "not-in-allowlist")
-    ]
+    assert [(e.host, e.port, e.reason) for e in denied][:1] == [("pypi.org", 443, "not-in-allowlist")]
 
 
 @pytest.mark.parametrize("uid", [None, 1001], ids=["root-inside", "unprivileged"])
@@ -212,3 +211,47 @@ def test_teardown_leaves_nothing(world: World) -> None:
     assert not (world.run_dir / "egress").exists()
     leftover = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
     assert leftover == []
+
+
+_AS_USER = """
+import json, sys
+from pathlib import Path
+from sandbox.egress import EgressPolicy, mapped_resolver, start
+from tests.support.egress_env import run_jailed
+port, run_dir = int(sys.argv[1]), Path(sys.argv[2])
+policy = EgressPolicy.from_strings([f"allowed.test:{port}"], allow_addresses=["127.0.0.1"])
+resolver = mapped_resolver({"allowed.test": ["127.0.0.1"]}, None)
+with start(policy, run_id="r-user", run_dir=run_dir, resolver=resolver) as handle:
+    result = run_jailed(
+        handle, f"id -u; curl -sS http://allowed.test:{port}/u; curl -sS http://denied.test/", uid=None
+    )
+    events = [e.verdict.value for e in handle.events()]
+print(json.dumps({"rc": result.returncode, "out": result.stdout, "events": events}))
+"""
+
+
+def test_runtime_as_an_unprivileged_user(world: World, tmp_path: Path) -> None:
+    """The whole mechanism (proxy, control socket, nsjail) run by a non-root user."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, test_user
+
+    pw = test_user()
+    run_dir = traversable(tmp_path) / "user-run"
+    run_dir.mkdir()
+    os.chown(run_dir, pw.pw_uid, pw.pw_gid)
+    proc = subprocess.run(
+        ["/usr/sbin/runuser", "-u", pw.pw_name, "--", "env", "-i", f"PYTHONPATH={REPO}",
+         "PATH=/usr/bin:/bin", sys.executable, "-c", _AS_USER, str(world.http), str(run_dir / "r")],
+        capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["rc"] == 0
+    uid, plain, denied = report["out"].splitlines()[:3]
+    assert uid == str(pw.pw_uid)  # nsjail's default mapping: the caller's own uid inside
+    assert plain == f"plain /u host=allowed.test:{world.http}"
+    assert denied.startswith("sandbox egress proxy refused")
+    assert report["events"] == ["allowed", "denied"]

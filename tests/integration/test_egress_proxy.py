@@ -137,12 +137,8 @@ def test_absolute_uri_is_rewritten_for_the_origin(env: Env) -> None:
 
 def test_one_decided_request_per_connection(env: Env) -> None:
     # a second request pipelined on the connection must not ride on the first decision
-    first = (
-        f"GET http://allowed.test:{env.port}/one HTTP/1.1\r\nHost: allowed.test:{env.port}\r\n\r\n"
-    )
-    second = (
-        f"GET http://denied.test:{env.port}/two HTTP/1.1\r\nHost: denied.test:{env.port}\r\n\r\n"
-    )
+    first = f"GET http://allowed.test:{env.port}/one HTTP/1.1\r\nHost: allowed.test:{env.port}\r\n\r\n"
+    second = f"GET http://denied.test:{env.port}/two HTTP/1.1\r\nHost: denied.test:{env.port}\r\n\r\n"
     response = _request(env, (first + second).encode())
     assert b"origin /one" in response and b"/two" not in response
     assert [e.host for e in _wait_events(env, 1)] == ["allowed.test"]

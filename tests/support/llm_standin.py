@@ -135,7 +135,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         received = Received(path, {k.lower(): v for k, v in self.headers.items()}, body)
         with state.lock:
             state.received.append(received)
-        key = self.headers.get("x-api-key") or self.headers.get("authorization", "")
+        key = self.headers.get("x-api-key") or self.headers.get("authorization") or ""
         if state.api_key is not None and state.api_key not in key:
             self._error(401, "authentication_error", "invalid x-api-key")
             return

@@ -110,8 +110,6 @@ def test_body_framing_forwards_exactly_the_body() -> None:
 
 def test_smuggling_shapes_refused() -> None:
     with pytest.raises(HttpError):
-        _framed(
-            b"x", b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked"
-        )
+        _framed(b"x", b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked")
     with pytest.raises(HttpError):
         _framed(b"x", b"POST http://a.test/ HTTP/1.1\r\nContent-Length: -1")

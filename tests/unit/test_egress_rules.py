@@ -135,9 +135,7 @@ def test_ceiling_containment() -> None:
 
 
 def test_check_ceiling_names_the_ceiling_and_the_offender() -> None:
-    policy = EgressPolicy.from_strings(
-        ["pypi.org", "evil.test"], ceiling=["pypi.org", "*.corp.example"]
-    )
+    policy = EgressPolicy.from_strings(["pypi.org", "evil.test"], ceiling=["pypi.org", "*.corp.example"])
     assert policy.outside() == ("evil.test",)
     assert not policy.within()
     with pytest.raises(CeilingError) as err:

@@ -1,0 +1,225 @@
+"""The Docker backend against a real daemon and real containers (scripts/dockerd.sh starts one).
+
+What only Docker can get wrong: containers and staged overlays that outlive a run (normal end,
+timeout, Ctrl-C, a killed sandbox), the missing-daemon error, and built images whose Docker
+form must have the same content as the rootfs the nsjail backend uses.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sandbox.backends import LaunchSpec, Limits, Snapshot
+from sandbox.backends._docker_config import LABEL_BACKEND
+from sandbox.backends._docker_stage import STAGE_NAME
+from sandbox.backends._mountns import MAPPED_ROOT_ID
+from sandbox.images import ImageRecord, ImageStore, build_image, find_definition, tree_digest
+from tests.conftest import SANDBOX_BIN, Cli, require, require_nsjail, require_root
+
+IMAGES = Path(os.environ.get("SANDBOX_IMAGES", "/var/cache/sandbox/images"))
+
+
+def docker_answers() -> bool:
+    try:
+        from sandbox.backends._docker_client import connect
+
+        connect(timeout=5).close()
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+def require_docker() -> None:
+    require_root()
+    require(docker_answers(), "a Docker daemon (scripts/dockerd.sh starts one)")
+
+
+def docker_org_policy(home: Path, extra: str = "") -> None:
+    (home.parent / "org.toml").write_text(f'[run]\nbackend = "docker"\n{extra}')
+
+
+@pytest.fixture
+def dcli(base_dir: Path) -> Cli:
+    """The real CLI with the docker backend chosen by the org policy."""
+    require_nsjail()  # seccomp compilation and the CLI's own checks still use it
+    require_docker()
+    home = base_dir / "home" / "state"
+    home.parent.mkdir()
+    docker_org_policy(home)
+    return Cli(home=home)
+
+
+def sandbox_containers() -> list[str]:
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={LABEL_BACKEND}"],
+                         capture_output=True, check=True).stdout.decode()
+    return out.split()
+
+
+def stage_mounts() -> list[str]:
+    return [ln for ln in Path("/proc/self/mountinfo").read_text().splitlines()
+            if f"/{STAGE_NAME}" in ln]
+
+
+@pytest.fixture
+def clean_slate() -> Iterator[None]:
+    """No sandbox container or stage before the test, and none left after it."""
+    require_docker()
+    leftovers = sandbox_containers()
+    if leftovers:
+        subprocess.run(["docker", "rm", "-f", *leftovers], capture_output=True, check=False)
+    yield
+    assert sandbox_containers() == [], "a sandbox container outlived its run"
+    assert stage_mounts() == [], "a staged overlay outlived its run"
+
+
+def test_no_daemon_is_exit_125_with_how_to_start_one(dcli: Cli, workspace: Path,
+                                                     base_dir: Path) -> None:
+    r = dcli("run", "-C", str(workspace), "--", "true",
+             env={"DOCKER_HOST": f"unix://{base_dir}/no-such-docker.sock"})
+    assert r.returncode == 125, r.stderr
+    assert b"no Docker daemon answers" in r.stderr
+    assert b"scripts/dockerd.sh" in r.stderr and b"systemctl start docker" in r.stderr
+
+
+def test_run_leaves_no_container_and_no_mount(dcli: Cli, workspace: Path,
+                                              clean_slate: None) -> None:
+    r = dcli("run", "-C", str(workspace), "--json", "--", "sh", "-c",
+             "echo changed > README.md; cat /proc/self/uid_map; exit 4")
+    assert r.returncode == 4, r.stderr
+    assert b"1000000000" in r.stdout  # root inside is MAPPED_ROOT_ID outside
+    assert (workspace / "README.md").read_text() == "hello\n"  # held at level 2
+    r = dcli("run", "-C", str(workspace), "--timeout", "1", "--", "sleep", "30")
+    assert r.returncode == 124
+
+
+def test_ctrl_c_stops_and_removes_the_container(dcli: Cli, workspace: Path,
+                                                clean_slate: None) -> None:
+    proc = subprocess.Popen([str(SANDBOX_BIN), "run", "-C", str(workspace), "--", "sleep", "60"],
+                            env=dcli.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not sandbox_containers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let it start the command
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0, err
+    assert proc.returncode in (130, 128 + signal.SIGINT, 2, 124, 137) or b"Traceback" not in err
+
+
+def test_killed_sandbox_leftovers_are_reaped_by_the_next_run(dcli: Cli, workspace: Path,
+                                                            clean_slate: None) -> None:
+    proc = subprocess.Popen([str(SANDBOX_BIN), "run", "-C", str(workspace), "--", "sleep", "60"],
+                            env=dcli.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not sandbox_containers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.kill()  # no finally block runs: the container and the stage stay behind
+    proc.wait()
+    assert sandbox_containers() and stage_mounts()
+    r = dcli("run", "-C", str(workspace), "--", "true")
+    assert r.returncode == 0, r.stderr
+    # clean_slate checks that both were reaped
+
+
+def _image(name: str) -> ImageRecord:
+    """A built image from the shared store, building it once if missing (~1 min)."""
+    require_root()
+    store = ImageStore(IMAGES)
+    rec = store.load(name)
+    if rec is None:
+        require(os.access("/usr/sbin/debootstrap", os.X_OK), "debootstrap (apt-get install "
+                "debootstrap; scripts/build-images.sh builds the images)")
+        rec = build_image(find_definition(name), store).record
+    return rec
+
+
+def _snapshot(base: Path, ws: Path) -> Snapshot:
+    dirs = {n: base / n for n in ("upper", "work", "mask")}
+    for d in dirs.values():
+        d.mkdir(mode=0o700)
+    os.chown(dirs["upper"], MAPPED_ROOT_ID, MAPPED_ROOT_ID)
+    os.chmod(dirs["upper"], 0o755)
+    return Snapshot(lower=ws, upper=dirs["upper"], work=dirs["work"], mask=dirs["mask"])
+
+
+def _launch(backend_name: str, image_root: Path, ws: Path, base: Path,
+            argv: tuple[str, ...]) -> tuple[int, bytes]:
+    from sandbox.backends import get_backend
+    from sandbox.seccomp import load_for_run
+
+    backend = get_backend(backend_name, capture=True)
+    spec = LaunchSpec(argv=argv, snapshot=_snapshot(base, ws), scratch=base / "scratch",
+                      env={"PATH": "/usr/bin:/bin", "HOME": "/root"},
+                      seccomp=load_for_run(None, cache_dir=None), image_root=image_root,
+                      limits=Limits(timeout_s=60))
+    result = backend.launch(spec)
+    captured = getattr(backend, "captured", None)
+    assert captured is not None
+    return result.exit_code, captured.stdout
+
+
+PROBE = ("cat /etc/debian_version; sha256sum /usr/bin/python3.11 /usr/lib/os-release; "
+         "python3 -c 'import sys, ssl; print(sys.version.split()[0])'; "
+         "test -e /usr/share/doc/python3/copyright && echo copyright; "
+         "ls /workspace; echo made > /workspace/made")
+
+
+def test_built_image_same_content_on_docker_and_nsjail(base_dir: Path, workspace: Path,
+                                                       clean_slate: None) -> None:
+    require_nsjail()
+    rec = _image("debian-python")
+    rootfs = ImageStore(IMAGES).rootfs(rec.name)
+    outs = {}
+    for name in ("docker", "nsjail"):
+        d = base_dir / name
+        d.mkdir()
+        code, out = _launch(name, rootfs, workspace, d, ("sh", "-c", PROBE))
+        assert code == 0, (name, out)
+        assert (d / "upper" / "made").read_text() == "made\n"
+        outs[name] = out
+    assert outs["docker"] == outs["nsjail"]
+    assert b"README.md" in outs["docker"] and b"copyright" in outs["docker"]
+    host_py = subprocess.run(["python3", "-c", "import sys; print(sys.version.split()[0])"],
+                             capture_output=True, check=True).stdout
+    assert (b"\n" + host_py) in outs["docker"] or host_py.startswith(b"3.11")  # the image's
+
+
+def test_image_build_is_cached_and_digest_matches_the_tree(base_dir: Path) -> None:
+    rec = _image("debian-python")
+    store = ImageStore(IMAGES)
+    again = build_image(find_definition("debian-python"), store)
+    assert again.cached and again.record == rec  # unchanged definition: nothing rebuilt
+    assert tree_digest(store.rootfs(rec.name)).digest == rec.digest
+    assert any(p.startswith("python3=") for p in rec.installed)
+    assert rec.files > 1000 and rec.bytes < 400 << 20  # minbase + python3, trimmed
+
+
+def test_image_ls_lists_built_images(base_dir: Path) -> None:
+    rec = _image("debian-python")
+    env = {**os.environ, "SANDBOX_IMAGES": str(IMAGES)}
+    r = subprocess.run([str(SANDBOX_BIN.parent / "python"), "-m", "sandbox.cli._image",
+                        "image", "ls"], capture_output=True, env=env, check=True)
+    assert b"host" in r.stdout and rec.digest[:19].encode() in r.stdout
+
+
+def test_image_record_reaches_docker_as_the_same_tag(clean_slate: None) -> None:
+    rec = _image("debian-node")
+    from sandbox.backends._docker_client import connect
+    from sandbox.images import ensure_docker_image
+
+    client = connect()
+    ref = ensure_docker_image(client, rec, ImageStore(IMAGES).rootfs(rec.name))
+    assert ref == rec.docker_tag == f"sandbox/debian-node:{rec.digest.split(':')[1]}"
+    out = client.containers.run(ref, ["node", "-e", "console.log(1 + 1)"], remove=True,
+                                network_mode="none")
+    assert out.strip() == b"2"
+    _ = replace  # keep import for readers: records are frozen dataclasses
