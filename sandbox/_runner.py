@@ -17,7 +17,7 @@ from sandbox.audit import AuditEvent, AuditLog, Entry
 from sandbox.backends import Backend, LaunchResult, LaunchSpec, Limits, Network, Snapshot
 from sandbox.backends._mountns import MAPPED_ROOT_ID
 from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError, WorkspaceError
-from sandbox.fs import ChangeSet, build_mask, compute_changeset
+from sandbox.fs import ChangeSet, build_mask, compute_changeset, run_start_ns
 from sandbox.governance import (
     AskPerson,
     AutoCommit,
@@ -179,12 +179,15 @@ class Runner:
             return self._run_locked(req, session, workspace, policy, env, seccomp)
 
     def _session(self, req: RunRequest, workspace: Path, policy: Policy) -> SessionRecord:
+        # Conflict baseline: files changed in the workspace after this instant are conflicts.
+        started_ns = run_start_ns()
         if req.session is None:
             return self.store.new_session(workspace, level=int(policy.level),
-                                          policy_digest=policy.digest())
+                                          policy_digest=policy.digest(), started_ns=started_ns)
         session = self.store.open_named_session(req.session, workspace,
                                                 level=int(policy.level),
-                                                policy_digest=policy.digest())
+                                                policy_digest=policy.digest(),
+                                                started_ns=started_ns)
         if session.workspace != workspace:
             raise UsageError(f"session {req.session} belongs to workspace {session.workspace}",
                              hint="use another --session name, or -C that workspace")

@@ -30,11 +30,13 @@ class Ctx:
 @contextmanager
 def _context() -> Iterator[Ctx]:
     layout = HomeLayout.from_env().ensure()
-    from sandbox.fs import recover_interrupted
+    # Every invocation first finishes or rolls back a commit a crash interrupted (an empty
+    # journal dir, the usual case, costs one listdir and no import).
+    if os.listdir(layout.journal_dir):
+        from sandbox.fs import recover_interrupted
 
-    # Every invocation first finishes or rolls back a commit a crash interrupted.
-    for note in recover_interrupted(layout.journal_dir):
-        print(f"sandbox: recovered an interrupted commit: {note}", file=sys.stderr)
+        for note in recover_interrupted(layout.journal_dir):
+            print(f"sandbox: recovered an interrupted commit: {note}", file=sys.stderr)
     with Store(layout) as store:
         yield Ctx(layout, store, AuditLog(layout.audit))
 

@@ -40,12 +40,16 @@ def add_profile_parser(subparsers: Any) -> None:
     test = sub.add_parser("test", help="run CMD sandboxed under FILE; report denied calls")
     test.add_argument("file", metavar="FILE")
     test.add_argument("--json", action="store_true")
+    test.add_argument("--timeout", type=int, default=600, metavar="S",
+                      help="kill CMD after S seconds (default 600; 0: none)")
     test.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
     rec = sub.add_parser("record", help="print a minimal allowlist profile for CMD")
     rec.add_argument("--base", default="default", metavar="NAME|PATH",
                      help="record under this profile; what it denies stays denied "
                           "(default: default)")
     rec.add_argument("--output", "-o", metavar="OUT", help="write here instead of stdout")
+    rec.add_argument("--timeout", type=int, default=600, metavar="S",
+                     help="kill CMD after S seconds (default 600; 0: none)")
     rec.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
 
 
@@ -112,7 +116,8 @@ def _test(args: argparse.Namespace) -> int:
     cmd = _command(args)
     name, profile = load_profile(args.file)
     # --json: the report owns stdout, so the command's output goes to stderr
-    report = test_profile(profile, cmd, name=name, stdout_to_stderr=args.json)
+    report = test_profile(profile, cmd, name=name, stdout_to_stderr=args.json,
+                          timeout_s=args.timeout)
     if args.json:
         _write(report.to_json(), None)
     else:
@@ -127,7 +132,7 @@ def _record(args: argparse.Namespace) -> int:
 
     cmd = _command(args)
     base_name, base = load_profile(args.base)
-    rec = record(cmd, base=base, base_name=base_name)
+    rec = record(cmd, base=base, base_name=base_name, timeout_s=args.timeout)
     for d in rec.denied:
         print(f"sandbox: record: {d.name} denied {d.count}x by the base profile {base_name} "
               f"({d.verdict}); left out", file=sys.stderr)

@@ -263,7 +263,7 @@ class EgressProxy:
                 target=self._worker, args=((target, args),), name="sandbox-egress", daemon=True
             )
             self._threads.add(thread)
-        thread.start()
+            thread.start()  # under the lock, so stop() never joins a thread not yet started
 
     def _worker(self, task: _Task | None) -> None:
         try:

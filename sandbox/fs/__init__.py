@@ -6,15 +6,55 @@ Typical flow: `build_mask` before the run (hidden paths), `compute_changeset` af
 starts with `recover_interrupted`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from sandbox.fs._changeset import Change, ChangeKind, ChangeSet, FileType
-from sandbox.fs._commit import CommitResult, commit_changeset, run_start_ns
 from sandbox.fs._diff import compute_changeset
-from sandbox.fs._discard import discard_paths
 from sandbox.fs._globs import PathMatcher, match_path
-from sandbox.fs._journal import recover_interrupted
 from sandbox.fs._mask import build_mask, find_hidden
-from sandbox.fs._patch import diffstat, render_patch
 from sandbox.fs._rules import RULE_IDS, symlink_escapes
+
+if TYPE_CHECKING:
+    from sandbox.fs._commit import CommitResult, commit_changeset
+    from sandbox.fs._discard import discard_paths
+    from sandbox.fs._journal import recover_interrupted
+    from sandbox.fs._patch import diffstat, render_patch
+
+# Commit, journal, discard and patch rendering are not needed by most invocations: they are
+# imported on first use so `sandbox run` stays fast (the run path is on every tool call).
+_LAZY = {
+    "CommitResult": "sandbox.fs._commit",
+    "commit_changeset": "sandbox.fs._commit",
+    "discard_paths": "sandbox.fs._discard",
+    "recover_interrupted": "sandbox.fs._journal",
+    "diffstat": "sandbox.fs._patch",
+    "render_patch": "sandbox.fs._patch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sandbox.fs' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def run_start_ns() -> int:
+    """The `started_ns` to record when a run starts, for commit's conflict check.
+
+    File ctimes come from the kernel's coarse clock, which lags time.time_ns() by up to a
+    tick, so an edit made just after the run started could look older than the start. Going
+    back 20 ms errs the safe way: an edit made just *before* the run is reported as a
+    conflict (force overrides it) instead of one made during the run being missed.
+    """
+    import time
+
+    return time.time_ns() - 20_000_000
+
 
 __all__ = [
     "RULE_IDS",

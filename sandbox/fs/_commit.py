@@ -285,11 +285,7 @@ def _finish_dir(entry: tuple[str, int, Change], src: DirFds, owner: _Owner | Non
 
 
 def run_start_ns() -> int:
-    """The `started_ns` to record when a run starts, for commit's conflict check.
+    """See sandbox.fs.run_start_ns (kept here for callers of this module)."""
+    from sandbox.fs import run_start_ns as start
 
-    File ctimes come from the kernel's coarse clock, which lags time.time_ns() by up to a
-    tick, so an edit made just after the run started could look older than the start. Going
-    back 20 ms errs the safe way: an edit made just *before* the run is reported as a
-    conflict (force overrides it) instead of one made during the run being missed.
-    """
-    return time.time_ns() - 20_000_000
+    return start()

@@ -8,7 +8,7 @@ from pathlib import Path
 from sandbox._home import HomeLayout
 from sandbox.audit import AuditEvent, AuditLog
 from sandbox.errors import ForbiddenChangeError, UsageError
-from sandbox.fs import ChangeSet, commit_changeset, discard_paths
+from sandbox.fs import ChangeSet
 from sandbox.store import SessionRecord
 
 
@@ -24,6 +24,8 @@ def commit_paths(layout: HomeLayout, audit: AuditLog, session: SessionRecord, cs
         raise ForbiddenChangeError(
             "refusing to commit forbidden changes: "
             + "; ".join(f"{c.path} ({', '.join(c.forbidden)})" for c in bad))
+    from sandbox.fs import commit_changeset, discard_paths  # only when committing
+
     if actor != "policy":  # a person's approval is a decision of its own, before the commit
         audit.append(AuditEvent.DECISION, run=run_id, session=session.id, actor=actor, data={
             "decision": "approve", "paths": list(paths), "force": force, "message": message})
@@ -46,6 +48,8 @@ def reject_paths(audit: AuditLog, session: SessionRecord, cs: ChangeSet, upper: 
         missing = cs.unmatched(paths)
         if missing:
             raise UsageError(f"no pending change at: {', '.join(missing)}")
+    from sandbox.fs import discard_paths
+
     chosen = tuple(c.path for c in cs.select(paths))
     discard_paths(upper, list(chosen), lower=session.workspace)
     audit.append(AuditEvent.DECISION, session=session.id, data={

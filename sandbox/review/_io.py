@@ -11,7 +11,7 @@ import os
 import secrets
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sandbox.errors import CommitError
@@ -43,10 +43,8 @@ class Tree:
                 if comp in ("", ".", ".."):
                     raise _unsafe(rel, "not a plain relative path")
                 if create:
-                    try:
+                    with suppress(FileExistsError):
                         os.mkdir(comp, 0o700, dir_fd=fd)
-                    except FileExistsError:
-                        pass
                 try:
                     nfd = os.open(comp, _O_DIR, dir_fd=fd)
                 except OSError as exc:
@@ -106,10 +104,8 @@ class Tree:
                     os.close(fd)
                 os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
             except BaseException:
-                try:
+                with suppress(FileNotFoundError):
                     os.unlink(tmp, dir_fd=dfd)
-                except FileNotFoundError:
-                    pass
                 raise
 
     def link_from(self, src: Tree, rel: str) -> None:
@@ -129,11 +125,8 @@ class Tree:
             os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd)
 
     def mkdir(self, rel: str) -> None:
-        with self.parent(rel, create=True) as (dfd, name):
-            try:
-                os.mkdir(name, 0o700, dir_fd=dfd)
-            except FileExistsError:
-                pass
+        with self.parent(rel, create=True) as (dfd, name), suppress(FileExistsError):
+            os.mkdir(name, 0o700, dir_fd=dfd)
 
     def copy_attrs(self, rel: str, st: os.stat_result) -> None:
         """Give the directory at `rel` the mode and times of `st` (what commit copies); call

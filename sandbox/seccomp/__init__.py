@@ -82,19 +82,22 @@ def compile_profile(name_or_path: Path | str, fmt: Format | str) -> str | bytes:
 
 
 def test_profile(profile: Profile, cmd: Sequence[str], *, name: str,
-                 stdout_to_stderr: bool = False) -> TestReport:
+                 stdout_to_stderr: bool = False, timeout_s: int = 0) -> TestReport:
+    """Run cmd under the profile (see sandbox.seccomp._trace); timeout_s 0 means none."""
     from sandbox.seccomp._trace import test_profile as _test
 
-    return _test(profile, cmd, name=name, stdout_to_stderr=stdout_to_stderr)
+    return _test(profile, cmd, name=name, stdout_to_stderr=stdout_to_stderr,
+                 timeout_s=timeout_s)
 
 
 test_profile.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
-def record(cmd: Sequence[str], *, base: Profile, base_name: str) -> Recording:
+def record(cmd: Sequence[str], *, base: Profile, base_name: str,
+           timeout_s: int = 0) -> Recording:
     from sandbox.seccomp._trace import record as _record
 
-    return _record(cmd, base=base, base_name=base_name)
+    return _record(cmd, base=base, base_name=base_name, timeout_s=timeout_s)
 
 
 def __getattr__(name: str) -> object:

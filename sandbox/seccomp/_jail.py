@@ -33,13 +33,13 @@ def nsjail_binary() -> Path:
     return Path(found)
 
 
-def jail_argv(kafel: str, argv: Sequence[str], *, cwd: str | None = None,
+def jail_argv(kafel: str, argv: Sequence[str], *, cwd: str | None = None, timeout_s: int = 0,
               env: Sequence[str] = ("PATH", "HOME", "LANG", "TERM")) -> list[str]:
     here = cwd or os.getcwd()
     out = [
         str(nsjail_binary()), "--mode", "o", "--quiet", "--chroot", "/", "--tmpfsmount", "/tmp",
         "--bindmount_ro", here, "--cwd", here, "--rlimit_as", "inf", "--rlimit_fsize", "inf", "--rlimit_nofile", "1024",
-        "--time_limit", "0", "--seccomp_string", kafel,
+        "--time_limit", str(timeout_s), "--seccomp_string", kafel,
     ]
     for name in env:
         if name in os.environ:

@@ -166,17 +166,13 @@ def _describe(v: Verdict) -> str:
 
 
 def test_profile(profile: _model.Profile, cmd: Sequence[str], *, name: str,
-                 target: _resolve.Target | None = None,
-                 stdout_to_stderr: bool = False) -> TestReport:
+                 target: _resolve.Target | None = None, stdout_to_stderr: bool = False,
+                 timeout_s: int = 0) -> TestReport:
     res = _resolve.resolve_or_raise(profile, target)
-    code, rec = _run(res, cmd, record=False, name=name, stdout_to_stderr=stdout_to_stderr)
-    rets = {v.ret(): v for v in rec.codes.values()}
-    denials = sorted(
-        (Denial(_syscalls.name_of(nr), nr, _describe(rets[ret]), n)
-         for (nr, ret), n in rec.denied.items()),
-        key=lambda d: (-d.count, d.name),
-    )
-    return TestReport(name, profile.digest, code, tuple(denials))
+    code, rec = _run(res, cmd, record=False, name=name, stdout_to_stderr=stdout_to_stderr,
+                     timeout_s=timeout_s)
+    return TestReport(name, profile.digest, code, rec.tally(fallback=False),
+                      rec.tally(fallback=True))
 
 
 @dataclass(frozen=True)
@@ -187,9 +183,10 @@ class Recording:
 
 
 def record(cmd: Sequence[str], *, base: _model.Profile, base_name: str,
-           target: _resolve.Target | None = None) -> Recording:
+           target: _resolve.Target | None = None, timeout_s: int = 0) -> Recording:
     res = _resolve.resolve_or_raise(base, target)
-    code, rec = _run(res, cmd, record=True, name=base_name, stdout_to_stderr=True)
+    code, rec = _run(res, cmd, record=True, name=base_name, stdout_to_stderr=True,
+                     timeout_s=timeout_s)
     by_nr = res.by_syscall()
     plain: set[str] = set(BASE_RUNTIME)
     rules: list[dict[str, Any]] = []
@@ -213,10 +210,7 @@ def record(cmd: Sequence[str], *, base: _model.Profile, base_name: str,
         rules += [_rule_json(e, "clone without namespace flags") for e in clone_rules[:1]]
     prof = {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno.EPERM,
             "architectures": ["SCMP_ARCH_X86_64"], "syscalls": rules}
-    rets = {v.ret(): v for v in rec.codes.values()}
-    denied = tuple(Denial(_syscalls.name_of(nr), nr, _describe(rets[ret]), n)
-                   for (nr, ret), n in sorted(rec.denied.items()))
-    return Recording(prof, code, denied)
+    return Recording(prof, code, rec.tally(fallback=False) + rec.tally(fallback=True))
 
 
 def _matching(entries: list[Entry], calls: list[tuple[int, ...]]) -> list[Entry]:

@@ -166,7 +166,8 @@ class Store:
         raise StateError("could not allocate a unique session id")
 
     def open_named_session(
-        self, name: str, workspace: Path, *, level: int, policy_digest: str
+        self, name: str, workspace: Path, *, level: int, policy_digest: str,
+        started_ns: int | None = None,
     ) -> SessionRecord:
         """The session called `name` (`--session NAME`), created on first use."""
         check_id("session", name)
@@ -179,7 +180,7 @@ class Store:
                 "INSERT OR IGNORE INTO sessions (id, workspace, created, updated, state, level,"
                 " policy_digest, started_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, path_to_db(workspace), now, now, SessionState.OPEN, level,
-                 policy_digest, time.time_ns()),
+                 policy_digest, time.time_ns() if started_ns is None else started_ns),
             )
         return self.get_session(name)
 

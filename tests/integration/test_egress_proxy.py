@@ -284,3 +284,5 @@ def test_summary_lists_denied_hosts_with_reasons(env: Env) -> None:
     data = events[0].to_audit()
     assert data["verdict"] == "denied" and data["host"] == "evil.example" and data["port"] == 443
     assert {"bytes_up", "bytes_down", "duration_ms", "method", "reason"} <= set(data)
+    assert EgressEvent.from_audit(data) == events[0]  # `sandbox show` reads them back
+    assert events[1].describe() == "denied   CONNECT 169.254.169.254:80  link-local"
