@@ -216,12 +216,14 @@ class Runner:
     def _run_locked(self, req: RunRequest, session: SessionRecord, workspace: Path,
                     policy: Policy, env: dict[str, str], seccomp: Any) -> RunOutcome:
         snapshot, hidden = self._prepare_dirs(session, workspace, policy)
+        image_root, image_digest = _image(policy.image)
         run = self.store.new_run(session.id, req.argv, backend=self.backend.name,
                                  profile=seccomp.name)
         self.audit.append(AuditEvent.RUN_STARTED, run=run.id, session=session.id, data={
             "command": list(req.argv), "workspace": str(workspace), "level": int(policy.level),
             "policy_digest": policy.digest(), "backend": self.backend.name,
             "profile": seccomp.name, "profile_digest": seccomp.digest,
+            "image": policy.image, "image_digest": image_digest,
             "env_names": sorted(env), "policy_sources": sorted(set(req.policy.layers)),
         })
         lim = policy.limits
@@ -232,6 +234,7 @@ class Runner:
                           cpus=lim.cpus, pids=lim.pids, write_bytes=lim.write_bytes,
                           output_bytes=lim.output_bytes),
             network=Network.NONE, stdin_tty=self.person.interactive(),
+            image_root=image_root,
         )
         started = time.monotonic()
         try:
@@ -327,6 +330,19 @@ class Runner:
             state = SessionState.PENDING
         self.store.set_session_state(session_id, state)
         return state
+
+
+def _image(name: str) -> tuple[Path | None, str]:
+    """(rootfs, digest) of a built image; (None, "host") for the read-only host view."""
+    if name == "host":
+        return None, "host"
+    from sandbox.images import ImageStore  # only when an image is asked for
+
+    store = ImageStore.from_env()
+    record = store.resolve(name)
+    if record is None:
+        return None, "host"
+    return store.rootfs(record.name), record.digest
 
 
 def _decide(cs: ChangeSet, policy: Policy, interactive: bool) -> Decision:

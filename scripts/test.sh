@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --dev
 if [ "$(id -u)" = 0 ]; then
   scripts/test-user.sh
+  scripts/dockerd.sh          # a Docker daemon for the docker backend's conformance run
+  scripts/build-images.sh     # debootstrap images, built once and cached in /var/cache/sandbox
 fi
 if [ -x scripts/test-extras.sh ]; then
   scripts/test-extras.sh   # optional heavier prerequisites (agents from npm, ...)

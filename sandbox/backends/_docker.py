@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import socket
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +31,13 @@ from sandbox.backends._docker_config import (
     host_view_tar,
     init_binary,
 )
-from sandbox.backends._docker_stage import owner_token, reap_stale, stage_overlay, unstage
+from sandbox.backends._docker_stage import (
+    owner_is_gone,
+    owner_token,
+    reap_stale,
+    stage_overlay,
+    unstage,
+)
 from sandbox.backends._docker_watch import UsageSampler, WriteWatcher
 from sandbox.errors import EXIT_TIMEOUT, BackendError, EnforcementError
 
@@ -64,13 +72,13 @@ class DockerBackend:
         return self._client, self._info
 
     def check(self) -> None:
+        if os.geteuid() != 0:
+            raise EnforcementError("the docker backend stages the workspace overlay as root",
+                                   hint="run sandbox as root, or use the nsjail backend")
         _, info = self._connect()
         if not info.seccomp:
             raise EnforcementError(f"the Docker daemon ({info.version}) has no seccomp support",
                                    hint="use a daemon built with seccomp (Debian's docker.io)")
-        if os.geteuid() != 0:
-            raise EnforcementError("the docker backend stages the workspace overlay as root",
-                                   hint="run sandbox as root, or use the nsjail backend")
 
     def launch(self, spec: LaunchSpec) -> LaunchResult:
         self.check()
@@ -81,14 +89,17 @@ class DockerBackend:
         spec.scratch.mkdir(parents=True, exist_ok=True)
         owner = owner_token(os.getpid())
         started = time.monotonic()
+        relay_in = _relay_stdin()
         stage = stage_overlay(spec.snapshot, spec.scratch)
         cid: str | None = None
         try:
             config = container_config(spec, image=image, workspace_src=stage.workspace,
                                       identity=Identity.for_daemon(info.userns_root),
-                                      host_view=host_view, owner=owner, init=init_binary())
+                                      host_view=host_view, owner=owner, init=init_binary(),
+                                      honours_default_errno=info.honours_default_errno,
+                                      stdin=relay_in)
             cid = _create(client, config)
-            return self._run(client, cid, spec, started)
+            return self._run(client, cid, spec, started, relay_in)
         finally:
             if cid is not None:
                 _remove(client, cid)
@@ -106,45 +117,52 @@ class DockerBackend:
                                    hint="sandbox image build NAME; then --image NAME")
         return ensure_docker_image(client, rec, spec.image_root), None
 
-    def _run(self, client: DockerClient, cid: str, spec: LaunchSpec,
-             started: float) -> LaunchResult:
+    def _run(self, client: DockerClient, cid: str, spec: LaunchSpec, started: float,
+             relay_in: bool) -> LaunchResult:
         from docker.errors import DockerException
 
         cap = spec.limits.output_bytes
         out_buf: list[bytes] = []
         err_buf: list[bytes] = []
         try:
-            sock = client.api.attach_socket(cid, params={"stdout": 1, "stderr": 1, "stream": 1})
-            client.api.start(cid)
+            sock = client.api.attach_socket(cid, params={"stdout": 1, "stderr": 1, "stream": 1,
+                                                         "stdin": int(relay_in)})
         except DockerException as exc:
             raise _start_error(exc) from exc
         pump = _pump(sock, out_buf if self._capture else None, err_buf if self._capture else None,
                      cap, relay_stdout=not self._capture)
-        killed = threading.Event()
+        if relay_in:
+            _feed_stdin(sock)
 
         def kill(sig: str = "SIGKILL") -> None:
-            killed.set()
             with suppress(DockerException):
                 client.api.kill(cid, signal=sig)
 
         sampler = UsageSampler(cid)
-        sampler.start()
         watcher = WriteWatcher(spec.snapshot.upper, spec.limits.write_bytes, kill)
-        watcher.start()
-        timer: threading.Timer | None = None
         timed_out = threading.Event()
-        if spec.limits.timeout_s is not None:
-            def on_timeout() -> None:
-                timed_out.set()
-                kill()
 
-            timer = threading.Timer(spec.limits.timeout_s, on_timeout)
-            timer.daemon = True
-            timer.start()
+        def on_timeout() -> None:
+            timed_out.set()
+            kill()
+
+        timer = None if spec.limits.timeout_s is None else threading.Timer(
+            spec.limits.timeout_s, on_timeout)
         try:
+            # Ctrl-C can land while `start` is still in flight (the command may already be
+            # printing): the whole stretch from here on forwards it to the command.
+            try:
+                client.api.start(cid)
+            except DockerException as exc:
+                raise _start_error(exc) from exc
+            sampler.start()
+            watcher.start()
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
             status = _wait(client, cid)
         except KeyboardInterrupt:
-            kill("SIGINT")
+            kill("SIGINT")  # to pid 1 (tini), which passes it to the command's group
             status = _wait(client, cid, limit_s=_STOP_GRACE_S, on_limit=kill)
         finally:
             if timer is not None:
@@ -198,8 +216,7 @@ def reap_containers(client: DockerClient) -> int:
     reaped = 0
     for c in found:
         owner = str((c.get("Labels") or {}).get(LABEL_OWNER, ""))
-        pid = owner.split(" ", 1)[0]
-        if pid.isdigit() and owner_token(int(pid)) == owner:
+        if not owner_is_gone(owner):
             continue
         _remove(client, str(c["Id"]))
         reaped += 1
@@ -249,6 +266,36 @@ def _wait(client: DockerClient, cid: str, *, limit_s: float | None = None,
                 deadline, on_limit = None, None
         except DockerException as exc:
             raise BackendError(f"lost the container while waiting for it: {exc}") from exc
+
+
+def _relay_stdin() -> bool:
+    """Relay our stdin when it is a pipe or a file, as nsjail's inherited stdin would give it.
+    A terminal is not relayed (the container has no tty; a person's keys belong to the
+    review prompts), and neither is /dev/null."""
+    try:
+        st = os.fstat(0)
+    except OSError:
+        return False
+    if os.isatty(0):
+        return False
+    return stat.S_ISFIFO(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_size > 0) or \
+        stat.S_ISSOCK(st.st_mode)
+
+
+def _feed_stdin(sock: Any) -> None:
+    """Copy fd 0 into the attach socket, then half-close it: the command reads EOF."""
+    raw = getattr(sock, "_sock", sock)
+
+    def run() -> None:
+        try:
+            while chunk := os.read(0, 65536):
+                raw.sendall(chunk)
+        except OSError:
+            pass  # the container went away, or the command closed its stdin
+        with suppress(OSError):
+            raw.shutdown(socket.SHUT_WR)
+
+    threading.Thread(target=run, daemon=True).start()
 
 
 def _start_error(exc: Exception) -> EnforcementError:

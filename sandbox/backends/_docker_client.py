@@ -31,6 +31,13 @@ class DaemonInfo:
     cgroup_driver: str
     cgroup_version: str
 
+    @property
+    def honours_default_errno(self) -> bool:
+        """Docker before 23.0 drops a profile's `defaultErrnoRet` without a word (moby#42604):
+        the filter then answers EPERM where the profile asked for another errno."""
+        major = self.version.split(".", 1)[0]
+        return major.isdigit() and int(major) >= 23
+
 
 def connect(timeout: float = 60.0) -> DockerClient:
     """A client for $DOCKER_HOST (default the local socket), API version negotiated.
@@ -79,3 +86,29 @@ def daemon_info(client: DockerClient) -> DaemonInfo:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def doctor_report() -> DoctorReport:
+    """For `sandbox doctor`: does a daemon answer, and does it enforce what the backend needs?
+    Only an optional backend: a missing daemon is reported, never an error of its own."""
+    try:
+        client = connect(timeout=5)
+        info = daemon_info(client)
+    except EnforcementError as exc:
+        return DoctorReport(False, exc.message, START_HINT)
+    client.close()
+    root = (f"root inside = uid {info.userns_root[0]} outside" if info.userns_root
+            else "no userns-remap: runs as a non-root uid")
+    detail = f"Docker {info.version}, seccomp {'on' if info.seccomp else 'OFF'}, {root}"
+    if not info.seccomp:
+        return DoctorReport(False, detail, "use a daemon built with seccomp (Debian's docker.io)")
+    if not info.honours_default_errno:
+        detail += "; profiles must use defaultErrnoRet 1 (Docker < 23 ignores others)"
+    return DoctorReport(True, detail)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tarfile
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ LABEL_OWNER = "org.sandbox.owner"  # "<pid> <start time>" of the sandbox process
 HOST_VIEW_REPO = "sandbox/host-view"
 DEFAULT_TMPFS_BYTES = 1 << 30
 SHM_BYTES = 64 << 20
+EPERM = 1
 
 # The host view (mirrors the nsjail backend's: programs, libraries and the /etc files they
 # need; never /home, /root, /run, /var -- so never the docker socket or $SANDBOX_HOME).
@@ -82,14 +84,19 @@ def init_binary() -> Path:
 
 def container_config(spec: LaunchSpec, *, image: str, workspace_src: Path,
                      identity: Identity, host_view: Path | None, owner: str,
-                     init: Path) -> dict[str, Any]:
+                     init: Path, honours_default_errno: bool = True,
+                     stdin: bool = False) -> dict[str, Any]:
     """The create-container body. host_view: the host root to bind system dirs from (the
-    `host` image), None for a built image that carries its own system."""
+    `host` image), None for a built image that carries its own system.
+    honours_default_errno: False for daemons that drop `defaultErrnoRet` (Docker < 23).
+    stdin: the backend relays its (non-terminal) stdin; otherwise the command reads EOF."""
     if not spec.seccomp.oci_json:
         # The contract says a seccomp profile is always applied; never fall back to the
         # daemon's default silently.
         raise EnforcementError(f"seccomp profile {spec.seccomp.name!r} has no JSON form for "
                                "docker", hint="run `sandbox profile lint` on it")
+    if not honours_default_errno:
+        check_default_errno(spec.seccomp.name, spec.seccomp.oci_json)
     network_mode = _network_mode(spec)
     mounts = [_bind(workspace_src, spec.snapshot.mount_point, rw=True)]
     if host_view is not None:
@@ -136,13 +143,26 @@ def container_config(spec: LaunchSpec, *, image: str, workspace_src: Path,
         "Hostname": spec.hostname,
         "Labels": {LABEL_BACKEND: "docker", LABEL_OWNER: owner},
         "NetworkDisabled": network_mode == "none",
-        "AttachStdin": False,
+        "AttachStdin": stdin,
         "AttachStdout": True,
         "AttachStderr": True,
-        "OpenStdin": False,
+        "OpenStdin": stdin,
+        "StdinOnce": stdin,  # our EOF closes the command's stdin
         "Tty": False,
         "HostConfig": host_config,
     }
+
+
+def check_default_errno(name: str, oci_json: str) -> None:
+    """Refuse a profile whose default errno an old daemon would silently turn into EPERM:
+    the run would not be the one the profile describes (fail closed, never degrade)."""
+    doc = json.loads(oci_json)
+    ret = doc.get("defaultErrnoRet")
+    if doc.get("defaultAction") == "SCMP_ACT_ERRNO" and ret is not None and ret != EPERM:
+        raise EnforcementError(
+            f"seccomp profile {name!r} sets defaultErrnoRet={ret}, which this Docker daemon "
+            "ignores (before Docker 23 every default denial answers EPERM)",
+            hint="use Docker >= 23, --backend nsjail, or defaultErrnoRet 1 in the profile")
 
 
 def command(spec: LaunchSpec) -> list[str]:

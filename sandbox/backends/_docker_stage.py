@@ -15,9 +15,9 @@ Layout of one stage (<scratch>/docker-stage):
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,8 +123,15 @@ def unstage(stage: Stage) -> None:
             if libc.umount2(os.fsencode(p), _MNT_DETACH) != 0:
                 break
             mounted = _mount_points()
-    if stage.root.is_dir() and str(stage.root) not in mounted:
-        shutil.rmtree(stage.root, ignore_errors=True)
+    # Never delete through a mount that is still there: lower/ is the real workspace.
+    if any(m == str(stage.root) or m.startswith(f"{stage.root}/") for m in mounted):
+        return
+    for p in (stage.workspace, stage.lower):
+        with contextlib.suppress(OSError):
+            p.rmdir()  # empty mount points only; anything else stays for a person to see
+    with contextlib.suppress(OSError):
+        (stage.root / "owner").unlink()
+        stage.root.rmdir()
 
 
 def reap_stale() -> int:
@@ -138,23 +145,39 @@ def reap_stale() -> int:
         try:
             owner = (root / "owner").read_text()
         except OSError:
-            owner = ""
-        pid_text = owner.split(" ", 1)[0]
-        if pid_text.isdigit() and owner_token(int(pid_text)) == owner:
-            continue  # still running
+            continue  # not (yet) a complete stage: its owner is still writing it
+        if not owner_is_gone(owner):
+            continue
         unstage(Stage(root))
         reaped += 1
     return reaped
 
 
 def owner_token(pid: int) -> str:
-    """pid plus its start time: a recycled pid does not look like the owner."""
+    """"<pid namespace> <pid> <start time>": a recycled pid does not look like the owner, and
+    a sandbox in another pid namespace (another container sharing the daemon) is never
+    mistaken for a dead one."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         start = stat.rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         start = "gone"
-    return f"{pid} {start}"
+    return f"{_pid_namespace()} {pid} {start}"
+
+
+def owner_is_gone(token: str) -> bool:
+    """True only for an owner in our pid namespace that no longer runs."""
+    parts = token.split(" ")
+    if len(parts) != 3 or parts[0] != _pid_namespace() or not parts[1].isdigit():
+        return False  # not ours to judge: leave it alone
+    return owner_token(int(parts[1])) != token
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid").removeprefix("pid:").strip("[]")
+    except OSError:
+        return "?"
 
 
 def _mount_points() -> set[str]:

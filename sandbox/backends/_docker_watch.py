@@ -62,7 +62,8 @@ class UsageSampler:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
 
     def _sample(self) -> None:
         cpu, peak = _read_usage(self._cid)

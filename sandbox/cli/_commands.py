@@ -55,6 +55,10 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from sandbox.cli._profile import run_profile
 
         return run_profile(args)
+    if cmd == "image":
+        from sandbox.cli._image import run_image
+
+        return run_image(args)
     with _context() as ctx:
         match cmd:
             case "run":
@@ -67,6 +71,8 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 return _diff(ctx, args)
             case "review":
                 return _review(ctx, args)
+            case "export":
+                return _export(ctx, args)
             case "approve":
                 return _approve(ctx, args)
             case "reject":
@@ -213,28 +219,15 @@ def _diff(ctx: Ctx, args: argparse.Namespace) -> int:
 
 
 def _review(ctx: Ctx, args: argparse.Namespace) -> int:
-    from sandbox.cli._person import TerminalPerson
-    from sandbox.governance import AskPerson, Risk, classify, commit_paths
+    from sandbox.cli._review import review
 
-    resolved, cs, upper = _pending(ctx, args.ref)
-    if not cs:
-        print("nothing pending")
-        return 0
-    person = TerminalPerson.detect(json_out=False)
-    if not person.interactive():
-        raise UsageError("`sandbox review` needs a terminal",
-                         hint="use `sandbox diff RUN` and `sandbox approve RUN [PATH...]`")
-    policy = _load(resolved.session.workspace, None, []).policy
-    verdicts = [classify(c, policy) for c in cs.changes]
-    ok = tuple(v.path for v in verdicts if v.risk is not Risk.FORBIDDEN)
-    refused = tuple(v for v in verdicts if v.risk is Risk.FORBIDDEN)
-    decision = AskPerson(paths=ok, refused=refused)
-    if person.review(cs, decision, resolved.session, upper):
-        committed = commit_paths(ctx.layout, ctx.audit, resolved.session, cs, upper, ok,
-                                 run_id=resolved.run.id if resolved.run else None, actor=None)
-        _after_decision(ctx, resolved.session.id, upper)
-        print(f"committed {len(committed)} change(s)")
-    return 0
+    return review(ctx, args)
+
+
+def _export(ctx: Ctx, args: argparse.Namespace) -> int:
+    from sandbox.cli._review import export
+
+    return export(ctx, args)
 
 
 def _approve(ctx: Ctx, args: argparse.Namespace) -> int:

@@ -130,8 +130,31 @@ def _home() -> Check:
     return Check("state dir", Status.OK, str(layout.root))
 
 
+def _docker() -> Check:
+    """Optional: only `--backend docker` needs a daemon, so a missing one is a warning."""
+    try:
+        from sandbox.backends._docker_client import doctor_report
+    except ImportError as exc:
+        return Check("docker (optional)", Status.WARN, f"Docker SDK missing: {exc}",
+                     "pip install docker")
+    report = doctor_report()
+    if report.ok:
+        return Check("docker (optional)", Status.OK, report.detail)
+    return Check("docker (optional)", Status.WARN, report.detail, report.fix)
+
+
+def _tini() -> Check:
+    from sandbox.backends._nsjail import init_binary
+    from sandbox.errors import SandboxError
+
+    try:
+        return Check("init (tini)", Status.OK, str(init_binary()))
+    except SandboxError as exc:
+        return Check("init (tini)", Status.FAIL, exc.message, exc.hint or "")
+
+
 CHECKS: tuple[Callable[[], Check], ...] = (
-    _python, _nsjail, _userns, _overlay, _kernel, _seccomp, _cgroups, _home)
+    _python, _nsjail, _tini, _userns, _overlay, _kernel, _seccomp, _cgroups, _home, _docker)
 
 
 def doctor(*, json_out: bool) -> int:

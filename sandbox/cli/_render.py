@@ -12,27 +12,14 @@ from typing import Any
 
 from sandbox.fs import ChangeKind, ChangeSet
 from sandbox.policy import EffectivePolicy
-
-_BIDI = {0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069, 0x200E,
-         0x200F, 0x061C}
+from sandbox.review import esc as _review_esc
 
 
 def esc(text: str) -> str:
-    """Make untrusted text inert on a terminal (lossless for printable text)."""
-    out: list[str] = []
-    for ch in text:
-        o = ord(ch)
-        if 0xDC80 <= o <= 0xDCFF:  # surrogateescape: an undecodable byte of a file name
-            out.append(f"\\x{o - 0xDC00:02x}")
-        elif o < 0x20 or o == 0x7F or 0x80 <= o < 0xA0:
-            out.append({9: "\\t", 10: "\\n", 13: "\\r"}.get(o, f"\\x{o:02x}"))
-        elif o in _BIDI:
-            out.append(f"\\u{o:04x}")
-        elif ch == "\\":
-            out.append("\\\\")
-        else:
-            out.append(ch)
-    return "".join(out)
+    """Make untrusted text inert on a terminal (lossless for printable text): control
+    characters, escape sequences, bidi and zero-width controls, undecodable bytes are shown
+    as escapes. One implementation for every command: `sandbox.review.esc`."""
+    return _review_esc(text)
 
 
 _KIND = {ChangeKind.ADDED: "A", ChangeKind.MODIFIED: "M", ChangeKind.DELETED: "D",
@@ -153,6 +140,8 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
         data = e.data
         for reason in data.get("reasons", []):
             print(f"  {esc(str(reason))}")
+        for held in data.get("held", []):  # level 3: protected changes wait for a person
+            print(f"  {esc(str(held.get('reason', held.get('path'))))}")
         for ref in data.get("refused", []):
             print(f"  refused {esc(str(ref['path']))}: {esc(str(ref['reason']))}")
     if cs:
@@ -164,28 +153,43 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
 
 
 def write_patch(patch: bytes) -> None:
-    """Byte-exact to a file or pipe (for `git apply`); escaped on a terminal."""
+    """Byte-exact to a file or pipe (for `git apply`); escaped on a terminal, binary content
+    summarised, and paged when longer than the screen."""
     if sys.stdout.isatty():
-        sys.stdout.write(safe_patch_for_terminal(patch))
-        sys.stdout.flush()
+        text = safe_patch_for_terminal(patch)
+        if not _page(text):
+            sys.stdout.write(text)
+            sys.stdout.flush()
     else:
         sys.stdout.flush()
         os.write(sys.stdout.fileno(), patch) if patch else None
 
 
+def _page(text: str) -> bool:
+    """Show `text` through $PAGER (or `less -FRX`) if it does not fit the terminal; False if
+    it was not paged. The text is already escaped: the pager only passes our own colours."""
+    import shlex
+    import shutil
+    import subprocess
+
+    rows = shutil.get_terminal_size().lines
+    if text.count("\n") < rows - 1:
+        return False
+    pager = os.environ.get("PAGER")
+    argv = shlex.split(pager) if pager else ["less", "-FRX"]
+    if not argv or shutil.which(argv[0]) is None:
+        return False
+    try:
+        subprocess.run(argv, input=text.encode("utf-8", "surrogateescape"), check=False)
+    except OSError:
+        return False
+    return True
+
+
 def safe_patch_for_terminal(patch: bytes) -> str:
-    color = os.environ.get("NO_COLOR") is None
-    out = []
-    for raw in patch.split(b"\n"):
-        line = esc(raw.decode("utf-8", "surrogateescape"))
-        if color and line.startswith("+") and not line.startswith("+++"):
-            line = f"\x1b[32m{line}\x1b[0m"
-        elif color and line.startswith("-") and not line.startswith("---"):
-            line = f"\x1b[31m{line}\x1b[0m"
-        elif color and line.startswith("@@"):
-            line = f"\x1b[36m{line}\x1b[0m"
-        out.append(line)
-    return "\n".join(out)
+    from sandbox.review import terminal_patch
+
+    return terminal_patch(patch, color=os.environ.get("NO_COLOR") is None).removesuffix("\n")
 
 
 def committed(paths: Sequence[str], refused: Sequence[Any]) -> None:
@@ -204,7 +208,15 @@ def audit(records: Iterable[Any], *, json_out: bool) -> int:
         print(json.dumps([r.to_json() if hasattr(r, "to_json") else asdict(r) for r in recs],
                          indent=2, default=str))
     else:
-        text = render_text(recs)
+        sessions = {r.session for r in recs}
+        if recs and len(sessions) == 1 and None not in sessions:
+            # One session (`sandbox audit RUN`): a timeline in words, start to commit.
+            from sandbox.review import timeline
+
+            print(f"session {esc(str(recs[0].session))}")
+            text = timeline(recs)
+        else:
+            text = render_text(recs)
         print(text if text else "the audit log is empty")
     return 0
 

@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", metavar="NAME|PATH", help="seccomp profile (default: default)")
     r.add_argument("--allow", action="append", default=[], metavar="HOST[:PORT]",
                    help="allow egress to HOST (repeatable; wildcards like *.example.com)")
-    r.add_argument("--backend", choices=("nsjail",), help="isolation backend (default nsjail)")
+    r.add_argument("--backend", choices=("nsjail", "docker"),
+                   help="isolation backend (default nsjail; docker needs a running daemon)")
     r.add_argument("--image", metavar="NAME", help="system image (default: host, read-only)")
     r.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VAL]",
                    help="pass a variable (KEY alone takes the host's value; never secrets)")
@@ -70,11 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("ref", metavar="RUN", help="run id, session id, or `last`")
         sp.add_argument("--json", action="store_true")
+        if name == "review":
+            sp.add_argument("-m", "--message", help="kept in the audit record of each decision")
+            sp.add_argument("--force", action="store_true",
+                            help="commit even files that changed in the workspace since the run")
     d = sub.add_parser("diff", help="print the pending changes as a patch `git apply` accepts")
     d.add_argument("ref", metavar="RUN")
     d.add_argument("paths", nargs="*", metavar="PATH")
     d.add_argument("--json", action="store_true", help="structured changeset")
     d.add_argument("--stat", action="store_true", help="diffstat only")
+    x = sub.add_parser("export", help="write the pending changes as a commit on a new git "
+                       "branch (working tree and index untouched)")
+    x.add_argument("ref", metavar="RUN")
+    x.add_argument("--branch", required=True, metavar="NAME", help="the new branch's name")
+    x.add_argument("-m", "--message", help="commit message (default: session, run, command)")
+    x.add_argument("--include-protected", action="store_true",
+                   help="also export protected paths (CI config, hooks, policy...)")
+    x.add_argument("--json", action="store_true")
     a = sub.add_parser("approve", help="commit pending changes (all, or the PATHs given)")
     a.add_argument("ref", metavar="RUN")
     a.add_argument("paths", nargs="*", metavar="PATH")
@@ -101,12 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--json", action="store_true")
     doc = sub.add_parser("doctor", help="check host prerequisites, each with its fix")
     doc.add_argument("--json", action="store_true")
-    try:
-        from sandbox.cli._profile import add_profile_parser
-    except ImportError:
-        pass
-    else:
-        add_profile_parser(sub)
+    from sandbox.cli._image import add_image_parser
+    from sandbox.cli._profile import add_profile_parser
+
+    add_profile_parser(sub)
+    add_image_parser(sub)
     return p
 
 

@@ -1,19 +1,22 @@
 """Per-run egress plumbing: the proxy, its unix control socket, the shim, env and mounts.
 
 `start()` returns an `EgressHandle` the run flow turns into `LaunchSpec.extra_mounts`,
-`env` and `wrapper`. The handle's dir (`run_dir/egress`, bind-mounted read-only at
-`/run/sandbox-egress`) holds `shim.py` and `proxy.sock`. The shim, first inside, passes its
-listening socket to the proxy over `proxy.sock`; the proxy accepts exactly one such hand-off,
-then closes and unlinks `proxy.sock`, so the sandboxed command cannot talk to the control
-channel at all.
+`env` and `wrapper`. The handle's dir (bind-mounted read-only at /run/sandbox-egress; on the
+host `run_dir/egress`, or /run/sandbox-egress/<run>-<random> as root, see `_egress_dir`) holds
+`shim.py` and `proxy.sock`. The shim, first inside, passes its listening socket to the proxy
+over `proxy.sock`; the proxy accepts exactly one such hand-off, then closes and unlinks
+`proxy.sock`, so the sandboxed command cannot talk to the control channel at all. One handle
+serves one launch: a second launch with the same handle fails closed (exit 125).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +26,10 @@ from sandbox.backends._base import BindMount
 from sandbox.egress._proxy import AskHook, EgressEvent, EgressProxy, ProxyConfig, Verdict
 from sandbox.egress._resolve import Resolver, default_resolver, host_addresses
 from sandbox.egress._rules import DenyReason, EgressPolicy, IPAddress
+from sandbox.errors import EnforcementError
 
 INSIDE_DIR = "/run/sandbox-egress"
+RUNTIME_BASE = Path("/run/sandbox-egress")  # host side, root only (see _egress_dir)
 DEFAULT_PORT = 3128
 DEFAULT_PYTHON = "/usr/bin/python3"
 _SHIM = Path(__file__).with_name("_shim.py")
@@ -44,6 +49,34 @@ def _bind_unix(path: Path) -> socket.socket:
     finally:
         os.close(dir_fd)
     return sock
+
+
+def _egress_dir(run_dir: Path, run_id: str) -> Path:
+    """Where the shim and control socket live: a bind-mount source nsjail can reach.
+
+    nsjail bind-mounts from inside the sandbox's user namespace, as the sandbox's outside uid.
+    Unprivileged, that is the caller, who can walk to `run_dir`. As root, the sandbox maps to
+    an unprivileged uid that cannot cross the 0700 state dir, so the dir goes under
+    /run/sandbox-egress (0711: traversable, not listable) with an unguessable name.
+    """
+    if os.geteuid() != 0:
+        path = run_dir / "egress"
+        path.mkdir(parents=True, exist_ok=False)
+    else:
+        base = RUNTIME_BASE
+        with contextlib.suppress(FileExistsError):
+            base.mkdir(mode=0o711)
+        st = os.lstat(base)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+            raise EnforcementError(
+                f"{base} is not a root-owned directory writable only by root",
+                hint=f"remove {base}; the sandbox recreates it",
+            )
+        base.chmod(0o711)
+        path = base / f"{run_id}-{secrets.token_hex(8)}"
+        path.mkdir(mode=0o711)
+    path.chmod(0o711)  # the sandbox's uid, whatever it is, must reach the socket and shim
+    return path
 
 
 def _valid_listener(fd: int) -> socket.socket | None:
@@ -81,9 +114,7 @@ class EgressHandle:
         addresses: frozenset[IPAddress],
     ) -> None:
         self.run_id = run_id
-        self.dir = run_dir / "egress"
-        self.dir.mkdir(parents=True, exist_ok=False)
-        self.dir.chmod(0o755)  # the sandbox user (any uid) must reach the socket and shim
+        self.dir = _egress_dir(run_dir, run_id)
         shutil.copyfile(_SHIM, self.dir / "shim.py")
         (self.dir / "shim.py").chmod(0o644)
         self._sock_path = self.dir / "proxy.sock"

@@ -29,7 +29,7 @@ from sandbox.review._hunks import TextDiff
 from sandbox.review._io import Tree
 from sandbox.review._model import Choice, ReviewState
 
-__all__ = ["ApplyResult", "HunkedFile", "Plan", "apply_plan", "make_plan"]
+__all__ = ["ApplyResult", "HunkedFile", "PartialOutcome", "Plan", "Target", "apply_plan", "make_plan"]
 
 BASELINES = "review-baselines.json"
 
@@ -71,10 +71,17 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class PartialOutcome:
+    path: str
+    hunks: tuple[int, ...]  # committed hunk numbers (1-based); () when only the mode was
+    rest: Choice  # what became of the other parts: REJECT (discarded) or PENDING (kept)
+
+
+@dataclass(frozen=True)
 class ApplyResult:
-    committed: tuple[str, ...]
-    partial: tuple[str, ...]
-    discarded: tuple[str, ...]
+    committed: tuple[str, ...]  # changes committed whole
+    partial: tuple[PartialOutcome, ...]
+    discarded: tuple[str, ...]  # changes discarded whole
     deferred: tuple[str, ...]  # accepted, but still pending (a directory kept non-empty)
 
 
@@ -282,8 +289,11 @@ def apply_plan(plan: Plan, cs: ChangeSet, target: Target, audit: AuditLog, *,
                                              for p in plan.partial]}))
     if entries:
         audit.append_many(entries)
+    outcomes = tuple(PartialOutcome(p.path, p.hunks, Choice.REJECT if p.path in plan.discard
+                                    else Choice.PENDING) for p in plan.partial)
     return ApplyResult(committed=tuple(p for p in committed if p not in partial),
-                       partial=tuple(partial), discarded=tuple(plan.discard),
+                       partial=outcomes,
+                       discarded=tuple(p for p in plan.discard if p not in partial),
                        deferred=tuple(deferred))
 
 

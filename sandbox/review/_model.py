@@ -112,9 +112,9 @@ class Item:
 @dataclass(frozen=True)
 class Tally:
     accepted: int  # items wholly accepted
-    partial: int  # items with some parts accepted, some not
+    partial: int  # items decided part by part, not all alike
     rejected: int  # items wholly rejected
-    pending: int  # items with nothing accepted and something undecided
+    pending: int  # items wholly undecided
     hunks_accepted: int  # parts accepted inside partial items
 
     @property
@@ -215,20 +215,36 @@ class ReviewState:
         return self._set({i: tuple(parts)})
 
     def set_all(self, choice: Choice) -> ReviewState:
-        """Decide every undecided part. Accepting skips forbidden and protected changes:
-        a protected change is only ever accepted one at a time, on purpose."""
-        state = self
+        """Decide every undecided part, never overriding a decision already made. Accepting
+        skips forbidden and protected changes (a protected change is only ever accepted one
+        at a time, on purpose) and changes that need something already rejected."""
+        requires = [it.requires for it in self.items]
+        required_by = [it.required_by for it in self.items]
+        updates: dict[int, tuple[Choice, ...]] = {}
+
+        def undecided(j: int) -> bool:
+            return j not in updates and all(c is Choice.PENDING for c in self.choices[j])
+
         for i, item in enumerate(self.items):
-            if choice is Choice.ACCEPT and (item.forbidden or item.protected):
+            parts = updates.get(i, self.choices[i])
+            if Choice.PENDING not in parts:
                 continue
-            if choice is Choice.ACCEPT and state.cannot_accept(i) is not None:
+            if len(parts) > 1:  # a file decided hunk by hunk: fill in the rest
+                updates[i] = tuple(choice if c is Choice.PENDING else c for c in parts)
                 continue
-            if all(c is Choice.PENDING for c in state.choices[i]):
-                state = state.set_item(i, choice)
-            elif Choice.PENDING in state.choices[i]:
-                state = state._set({i: tuple(choice if c is Choice.PENDING else c
-                                             for c in state.choices[i])})
-        return state
+            if choice is Choice.ACCEPT:
+                if item.forbidden or item.protected or self.cannot_accept(i) is not None:
+                    continue
+                targets = _closure(i, requires)
+                if any(Choice.REJECT in updates.get(j, self.choices[j]) for j in targets):
+                    continue
+            else:
+                targets = _closure(i, required_by if choice is Choice.REJECT else [()] * len(
+                    self.items))
+            for j in targets:
+                if j == i or undecided(j):
+                    updates[j] = (choice,) * len(self.choices[j])
+        return self._set(updates)
 
     def tally(self) -> Tally:
         accepted = partial = rejected = pending = hunks = 0
@@ -236,13 +252,13 @@ class ReviewState:
             kinds = set(parts)
             if kinds == {Choice.ACCEPT}:
                 accepted += 1
-            elif Choice.ACCEPT in kinds:
-                partial += 1
-                hunks += parts.count(Choice.ACCEPT)
             elif kinds == {Choice.REJECT}:
                 rejected += 1
-            else:
+            elif kinds == {Choice.PENDING}:
                 pending += 1
+            else:
+                partial += 1
+                hunks += parts.count(Choice.ACCEPT)
         return Tally(accepted, partial, rejected, pending, hunks)
 
     def paths(self, choice: Choice) -> Iterable[str]:

@@ -33,7 +33,7 @@ def _escape_char(ch: str, *, ascii_only: bool) -> str | None:
         return _NAMED[o]
     if ch.isprintable() and o not in _INVISIBLE and (o < 0x80 or not ascii_only):
         return None
-    if o < 0x100:
+    if o < 0x80:  # \xNN above 7f is kept for raw undecodable bytes: never ambiguous
         return f"\\x{o:02x}"
     if o < 0x10000:
         return f"\\u{o:04x}"

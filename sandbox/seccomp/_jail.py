@@ -4,7 +4,8 @@ The runtime's sandbox is built by the nsjail backend (sandbox/backends); the pro
 only "run this command under this Kafel policy, isolated, read-only": the host root mounted
 read-only, a private /tmp, no network, a new user/pid/mount/ipc/uts namespace, the current
 directory bound read-only (also when it is under /tmp), so a command under test cannot change
-the host; writes fail with EROFS, which is not a seccomp denial and is not reported as one. When the backend exposes its argv builder, this module should delegate to it.
+the host; writes fail with EROFS, which is not a seccomp denial and is not reported as one.
+When the backend exposes its argv builder, this module should delegate to it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def jail_argv(kafel: str, argv: Sequence[str], *, cwd: str | None = None, timeou
     here = cwd or os.getcwd()
     out = [
         str(nsjail_binary()), "--mode", "o", "--quiet", "--chroot", "/", "--tmpfsmount", "/tmp",
-        "--bindmount_ro", here, "--cwd", here, "--rlimit_as", "inf", "--rlimit_fsize", "inf", "--rlimit_nofile", "1024",
+        "--bindmount_ro", here, "--cwd", here, "--rlimit_as", "inf", "--rlimit_fsize", "inf",
+        "--rlimit_nofile", "1024",
         "--time_limit", str(timeout_s), "--seccomp_string", kafel,
     ]
     for name in env:

@@ -13,6 +13,8 @@ Needs Debian's libseccomp2 and PyPI `pyseccomp`; both are imported only when cal
 
 from __future__ import annotations
 
+import os
+import signal
 import tempfile
 from typing import Any, assert_never
 
@@ -103,18 +105,46 @@ def profile_path(rule: Rule) -> str:
     return rule.path
 
 
-def _export(filt: Any, method: str) -> bytes:
+def _export(profile: Profile, target: Target | None, method: str, timeout_s: float) -> bytes:
+    """Build and export in a forked child: libseccomp 2.5 can loop forever on some rule sets,
+    and a loop in C cannot be interrupted from Python. The child gets SIGALRM'd instead."""
+    _api()  # import errors are reported here, in the parent
     with tempfile.TemporaryFile() as f:
-        getattr(filt, method)(f)
+        pid = os.fork()
+        if pid == 0:  # child: no Python cleanup, just the answer through the file
+            code = 1
+            try:
+                signal.alarm(max(1, int(timeout_s)))
+                getattr(build(profile, target), method)(f)
+                f.flush()
+                code = 0
+            except ProfileError as e:
+                f.write(str(e).encode())
+                f.flush()
+                code = 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
         f.seek(0)
-        return f.read()
+        out = f.read()
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        return out
+    if code == 2:
+        raise ProfileError(out.decode(errors="replace"))
+    raise ProfileError(
+        f"{profile.source}: libseccomp failed to compile this profile "
+        + ("(did not finish: a libseccomp bug on this rule set)" if code == -signal.SIGALRM
+           else f"(exit status {code})"),
+        hint="the Kafel translation (what the sandbox enforces) is unaffected",
+    )
 
 
-def export_bpf(profile: Profile, target: Target | None = None) -> bytes:
+def export_bpf(profile: Profile, target: Target | None = None, *, timeout_s: float = 30) -> bytes:
     """Raw `struct sock_filter[]` as libseccomp loads it."""
-    return _export(build(profile, target), "export_bpf")
+    return _export(profile, target, "export_bpf", timeout_s)
 
 
-def export_pfc(profile: Profile, target: Target | None = None) -> str:
+def export_pfc(profile: Profile, target: Target | None = None, *, timeout_s: float = 30) -> str:
     """libseccomp's Pseudo Filter Code: a readable listing of the same filter."""
-    return _export(build(profile, target), "export_pfc").decode()
+    return _export(profile, target, "export_pfc", timeout_s).decode()

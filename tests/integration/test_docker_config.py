@@ -7,9 +7,12 @@ loosens one fails even on a host without Docker.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import tarfile
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +25,7 @@ from sandbox.backends._docker_config import (
     host_view_tag,
     host_view_tar,
 )
-from sandbox.backends._docker_stage import _unescape
+from sandbox.backends._docker_stage import _unescape, owner_is_gone, owner_token
 from sandbox.backends._mountns import MAPPED_ROOT_ID
 from sandbox.errors import EnforcementError
 
@@ -31,17 +34,17 @@ SECCOMP = Seccomp(name="default", digest="sha256:x", kafel="",
 ROOT_INSIDE = Identity.for_daemon((MAPPED_ROOT_ID, MAPPED_ROOT_ID))
 
 
-def _spec(tmp: Path, **kw: object) -> LaunchSpec:
+def _spec(tmp: Path, **kw: Any) -> LaunchSpec:
     snap = Snapshot(lower=tmp / "ws", upper=tmp / "up", work=tmp / "wk")
-    base: dict[str, object] = dict(argv=("make", "test"), snapshot=snap, scratch=tmp / "s",
+    base: dict[str, Any] = dict(argv=("make", "test"), snapshot=snap, scratch=tmp / "s",
                                    env={"PATH": "/usr/bin:/bin", "HOME": "/root"},
                                    seccomp=SECCOMP)
     base.update(kw)
-    return LaunchSpec(**base)  # type: ignore[arg-type]
+    return LaunchSpec(**base)
 
 
 def _config(spec: LaunchSpec, identity: Identity = ROOT_INSIDE,
-            host_view: Path | None = Path("/")) -> dict[str, object]:
+            host_view: Path | None = Path("/")) -> dict[str, Any]:
     return container_config(spec, image="img", workspace_src=Path("/stage/ws"),
                             identity=identity, host_view=host_view, owner="1 2",
                             init=Path("/usr/bin/tini-static"))
@@ -50,7 +53,6 @@ def _config(spec: LaunchSpec, identity: Identity = ROOT_INSIDE,
 def test_locked_down_by_default(tmp_path: Path) -> None:
     cfg = _config(_spec(tmp_path))
     hc = cfg["HostConfig"]
-    assert isinstance(hc, dict)
     assert hc["CapDrop"] == ["ALL"] and "CapAdd" not in hc
     assert hc["Privileged"] is False
     assert "no-new-privileges" in hc["SecurityOpt"]
@@ -61,14 +63,13 @@ def test_locked_down_by_default(tmp_path: Path) -> None:
     assert hc["Tmpfs"]["/tmp"].startswith("rw,nosuid,nodev,")
     assert hc["IpcMode"] == "private"
     assert hc["AutoRemove"] is False  # removed by the backend after reading the status
-    assert cfg["Labels"][LABEL_BACKEND] == "docker"  # type: ignore[index]
+    assert cfg["Labels"][LABEL_BACKEND] == "docker"
     assert cfg["Tty"] is False and cfg["OpenStdin"] is False
 
 
 def test_mounts_workspace_rw_everything_else_ro_and_never_the_socket(tmp_path: Path) -> None:
     spec = _spec(tmp_path, extra_mounts=(BindMount(src=Path("/opt/x"), dst="/opt/x"),))
     hc = _config(spec)["HostConfig"]
-    assert isinstance(hc, dict)
     mounts = {m["Target"]: m for m in hc["Mounts"]}
     assert mounts["/workspace"]["Source"] == "/stage/ws"
     assert mounts["/workspace"]["ReadOnly"] is False
@@ -84,7 +85,6 @@ def test_mounts_workspace_rw_everything_else_ro_and_never_the_socket(tmp_path: P
 
 def test_built_image_gets_no_host_binds(tmp_path: Path) -> None:
     hc = _config(_spec(tmp_path), host_view=None)["HostConfig"]
-    assert isinstance(hc, dict)
     assert {m["Target"] for m in hc["Mounts"]} == {"/workspace", INIT_INSIDE}
 
 
@@ -92,7 +92,6 @@ def test_limits(tmp_path: Path) -> None:
     spec = _spec(tmp_path, limits=Limits(memory_bytes=256 << 20, cpus=1.5, pids=64,
                                          write_bytes=10 << 20))
     hc = _config(spec)["HostConfig"]
-    assert isinstance(hc, dict)
     assert hc["Memory"] == hc["MemorySwap"] == 256 << 20
     assert hc["NanoCpus"] == 1_500_000_000
     assert hc["PidsLimit"] == 64
@@ -108,10 +107,10 @@ def test_command_env_and_identity(tmp_path: Path) -> None:
     assert cfg["Cmd"] == [INIT_INSIDE, "-s", "-g", "--", "/shim", "/usr/bin/env", "-u",
                           "HOSTNAME", "--", "make", "test"]
     assert cfg["Entrypoint"] == []  # an image's entrypoint never runs first
-    assert sorted(cfg["Env"]) == ["HOME=/root", "PATH=/usr/bin:/bin"]  # type: ignore[type-var]
+    assert sorted(cfg["Env"]) == ["HOME=/root", "PATH=/usr/bin:/bin"]
     asked = _config(_spec(tmp_path, env={"HOSTNAME": "h"}))
-    assert "-u" not in asked["Cmd"]  # type: ignore[operator]
-    assert cfg["User"] == "" and "UsernsMode" not in cfg["HostConfig"]  # type: ignore[operator]
+    assert "-u" not in asked["Cmd"]
+    assert cfg["User"] == "" and "UsernsMode" not in cfg["HostConfig"]
 
 
 def test_without_matching_userns_remap_runs_unprivileged(tmp_path: Path) -> None:
@@ -120,7 +119,6 @@ def test_without_matching_userns_remap_runs_unprivileged(tmp_path: Path) -> None
         assert not ident.root_inside
         cfg = _config(_spec(tmp_path), identity=ident)
         hc = cfg["HostConfig"]
-        assert isinstance(hc, dict)
         assert cfg["User"] == f"{MAPPED_ROOT_ID}:{MAPPED_ROOT_ID}"
         assert hc["UsernsMode"] == "host"
         assert f"uid={MAPPED_ROOT_ID}" in hc["Tmpfs"]["/root"]  # HOME stays writable
@@ -155,3 +153,37 @@ def test_host_view_skeleton_is_deterministic_and_has_no_host_content(tmp_path: P
 def test_mountinfo_unescape() -> None:
     assert _unescape(r"/a\040b/c\134d") == "/a b/c\\d"
     assert _unescape("/plain") == "/plain"
+
+
+def test_old_daemon_refuses_a_default_errno_it_would_drop(tmp_path: Path) -> None:
+    marked = Seccomp(name="m", digest="d", kafel="", oci_json=json.dumps(
+        {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38, "syscalls": []}))
+    spec = _spec(tmp_path, seccomp=marked)
+    with pytest.raises(EnforcementError) as exc:
+        container_config(spec, image="i", workspace_src=Path("/w"), identity=ROOT_INSIDE,
+                         host_view=None, owner="o", init=Path("/i"),
+                         honours_default_errno=False)
+    assert "defaultErrnoRet=38" in str(exc.value)
+    container_config(spec, image="i", workspace_src=Path("/w"), identity=ROOT_INSIDE,
+                     host_view=None, owner="o", init=Path("/i"), honours_default_errno=True)
+    # EPERM, the old daemons' only answer, is what the shipped profiles ask for: accepted.
+    container_config(_spec(tmp_path), image="i", workspace_src=Path("/w"),
+                     identity=ROOT_INSIDE, host_view=None, owner="o", init=Path("/i"),
+                     honours_default_errno=False)
+    eperm = Seccomp(name="e", digest="d", kafel="", oci_json=json.dumps(
+        {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1, "syscalls": []}))
+    container_config(_spec(tmp_path, seccomp=eperm), image="i", workspace_src=Path("/w"),
+                     identity=ROOT_INSIDE, host_view=None, owner="o", init=Path("/i"),
+                     honours_default_errno=False)
+
+
+def test_owner_tokens_reap_only_our_dead() -> None:
+    me = owner_token(os.getpid())
+    assert not owner_is_gone(me)
+    child = subprocess.Popen(["true"])
+    token = owner_token(child.pid)
+    child.wait()
+    assert owner_is_gone(token)  # exited: its leftovers may go
+    ns, pid, start = me.split(" ")
+    assert not owner_is_gone(f"{int(ns) + 1} {pid} {start}")  # another pid namespace's
+    assert not owner_is_gone("garbage")

@@ -8,6 +8,7 @@ the backend for; origin servers listen on the host's loopback and are reached by
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -186,15 +187,16 @@ def test_missing_command_exits_127(world: World) -> None:
     assert "command not found" in result.stderr
 
 
-def test_fails_closed_when_the_proxy_is_not_there(world: World, tmp_path: Path) -> None:
+def test_fails_closed_when_the_proxy_is_not_there(world: World) -> None:
     """If the proxy cannot take the listening socket, the command must not run at all."""
     handle = world.handle()
     handle.stop()  # control socket gone: the shim cannot hand off
-    (tmp_path / "run" / "egress").mkdir(parents=True)
-    (tmp_path / "run" / "egress" / "shim.py").write_text(
-        (Path(__file__).parents[2] / "sandbox/egress/_shim.py").read_text()
-    )
-    result = run_jailed(handle, "echo RAN")
+    handle.dir.mkdir(mode=0o711)  # the shim is still there, as if the proxy had died
+    (handle.dir / "shim.py").write_text((Path(__file__).parents[2] / "sandbox/egress/_shim.py").read_text())
+    try:
+        result = run_jailed(handle, "echo RAN")
+    finally:
+        shutil.rmtree(handle.dir)
     assert result.returncode == 125
     assert "RAN" not in result.stdout
     assert "refusing to run" in result.stderr
@@ -208,7 +210,7 @@ def test_teardown_leaves_nothing(world: World) -> None:
     assert handle.attached
     handle.stop()
     assert handle.live_connections() == 0
-    assert not (world.run_dir / "egress").exists()
+    assert not handle.dir.exists()
     leftover = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
     assert leftover == []
 

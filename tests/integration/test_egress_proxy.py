@@ -286,3 +286,23 @@ def test_summary_lists_denied_hosts_with_reasons(env: Env) -> None:
     assert {"bytes_up", "bytes_down", "duration_ms", "method", "reason"} <= set(data)
     assert EgressEvent.from_audit(data) == events[0]  # `sandbox show` reads them back
     assert events[1].describe() == "denied   CONNECT 169.254.169.254:80  link-local"
+
+
+def test_concurrent_tunnels_each_get_one_event(env: Env) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> bytes:
+        host = "allowed.test" if i % 3 else "denied.test"
+        return _request(env, f"GET http://{host}:{env.port}/c{i} HTTP/1.1\r\n\r\n".encode())
+
+    with ThreadPoolExecutor(32) as pool:
+        responses = list(pool.map(one, range(90)))
+    for i, response in enumerate(responses):
+        if i % 3:
+            assert response.endswith(f"origin /c{i} host=allowed.test:{env.port}\n".encode())
+        else:
+            assert _deny_header(response) == "not-in-allowlist"
+    events = _wait_events(env, 90)
+    assert len(events) == 90
+    assert sum(e.verdict is Verdict.DENIED for e in events) == 30
+    assert env.proxy.live_connections() == 0

@@ -175,4 +175,7 @@ def test_conflict_refused_per_file_unless_force(cli: Cli, workspace: Path) -> No
     assert (workspace / "src/app.py").read_text() == "print('hi')\n"  # nothing applied
     cli("approve", "last", "--force", check=True)
     assert (workspace / "README.md").read_text() == "agent\n"
-    assert b"by=" in cli("audit", check=True).stdout
+    records = json.loads(cli("audit", "--json", check=True).stdout)
+    approvals = [r for r in records if r["event"] == "decision"
+                 and r["data"].get("decision") == "approve"]
+    assert approvals and approvals[-1]["actor"] and approvals[-1]["data"]["force"] is True

@@ -208,8 +208,26 @@ def test_dns_tools_fail(attack: Attack) -> None:
 
 
 def test_icmp_fails(attack: Attack) -> None:
-    result = run_jailed(attack.handle, "ping -c1 -W2 1.1.1.1; echo rc=$?; ping -c1 -W2 192.0.2.1")
-    assert "rc=0" not in result.stdout and " 0% packet loss" not in result.stdout
+    # unprivileged ICMP ("ping sockets") and raw sockets, to the world and to the host
+    code = f"""
+import socket
+echo = bytes([8, 0, 0xF7, 0xFF, 0, 0, 0, 0])  # type 8 echo request, valid checksum
+for kind in ("dgram", "raw"):
+    for host in ("1.1.1.1", "{_host_v4()}"):
+        try:
+            t = socket.SOCK_DGRAM if kind == "dgram" else socket.SOCK_RAW
+            s = socket.socket(socket.AF_INET, t, socket.IPPROTO_ICMP)
+            s.settimeout(2)
+            s.sendto(echo, (host, 0))
+            s.recv(100)
+            print("ESCAPED", kind, host)
+        except OSError as e:
+            print("BLOCKED", kind, host, type(e).__name__)
+"""
+    result = run_jailed(attack.handle, "", argv=["/usr/bin/python3", "-c", code])
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 and all(line.startswith("BLOCKED") for line in lines), lines
+    assert "TimeoutError" not in result.stdout  # refused at once, not lost on the way
 
 
 def test_dev_tcp_and_nc_fail(attack: Attack) -> None:

@@ -65,9 +65,11 @@ def test_record_python(cli: Cli, workspace: Path, base_dir: Path) -> None:
     prof = round_trip(cli, workspace, base_dir, PY, "-c", PY_PROG)
     got = names(prof)
     assert "clone" in got  # threads and subprocess: clone, with the namespace mask kept
-    clone = [r for r in prof["syscalls"] if r["names"] == ["clone"]]  # type: ignore[union-attr]
+    rules = prof["syscalls"]
+    assert isinstance(rules, list)
+    clone = [r for r in rules if r["names"] == ["clone"]]
     assert clone and clone[0]["args"][0]["op"] == "SCMP_CMP_MASKED_EQ"
-    clone3 = [r for r in prof["syscalls"] if r["names"] == ["clone3"]]  # type: ignore[union-attr]
+    clone3 = [r for r in rules if r["names"] == ["clone3"]]
     assert clone3 and clone3[0]["errnoRet"] == 38
 
 

@@ -188,7 +188,7 @@ def test_random_profiles_single_action_per_syscall(rs: list[dict[str, Any]],
         obj["defaultErrnoRet"] = default[1]
     profile = _model.parse(obj)
     res = _resolve.resolve(profile, T)
-    prog = _bpf.parse(_libseccomp.export_bpf(profile, T))
+    prog = _bpf.parse(_libseccomp.export_bpf(profile, T, timeout_s=10))
     for call in corpus(res):
         assert _bpf.normalize(_bpf.run(prog, call)) == expected(res, call), (
             json.dumps(obj), call)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.errors import ProfileError
-from sandbox.seccomp import _load, load_for_run, shipped_names
+from sandbox.seccomp import Target, _load, load_for_run, shipped_names
 from sandbox.seccomp._model import digest_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ def test_corrupt_cache_entry_is_recomputed(tmp_path: Path) -> None:
     prof = tmp_path / "p.json"
     prof.write_text('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["execve"], '
                     '"action": "SCMP_ACT_ALLOW"}]}')
-    target = _load._resolve.Target.host()
+    target = Target.host()
     key = _load.cache_key(prof.read_bytes(), str(prof), target)
     cache = tmp_path / "cache"
     cache.mkdir()
