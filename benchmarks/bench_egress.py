@@ -198,6 +198,7 @@ def main() -> int:
         "direct_MBps": max(direct_tp) / 1e6,
         "proxy_MBps": max(proxy_tp) / 1e6,
         "throughput_ratio": max(proxy_tp) / max(direct_tp),
+        "median_pair_ratio": statistics.median(p / d for p, d in zip(proxy_tp, direct_tp, strict=True)),
         "direct_runs_MBps": [x / 1e6 for x in direct_tp],
         "proxy_runs_MBps": [x / 1e6 for x in proxy_tp],
         "connections": args.connections,

@@ -254,6 +254,13 @@ class Runner:
             notes.append(f"sandbox failed: {result.backend_error}")
         if result.timed_out:
             notes.append(f"timed out after {lim.timeout_s:g}s" if lim.timeout_s else "timed out")
+        if result.signal is not None or result.exit_code > 128:
+            from sandbox.seccomp import denial_note
+
+            note = denial_note(result.exit_code, profile=seccomp.name, signal_no=result.signal,
+                               backend_log=_backend_log(spec.scratch))
+            if note:
+                notes.append(note)
         cs = compute_changeset(snapshot.upper, workspace, hidden=hidden)
         # The records that close a run are written together: one disk flush, not four.
         records = [
@@ -330,6 +337,13 @@ class Runner:
             state = SessionState.PENDING
         self.store.set_session_state(session_id, state)
         return state
+
+
+def _backend_log(scratch: Path) -> str:
+    try:
+        return (scratch / "nsjail.log").read_text(errors="replace")[-8192:]
+    except OSError:
+        return ""
 
 
 def _image(name: str) -> tuple[Path | None, str]:

@@ -1,19 +1,16 @@
 """The allowlisting proxy: HTTP CONNECT, absolute-URI HTTP and SOCKS5 on one listening socket.
 
-Threads, blocking sockets and splice(2): one thread per connection (plus one per tunnel
-direction), because the work is syscall-bound, the GIL is released in every syscall, and
-splice moves tunnel bytes kernel-side without copying them through Python. Every decision is
-made before a byte reaches the origin, and produces exactly one `EgressEvent` when the
-connection ends (with the byte counts of both directions).
+Threads and blocking sockets: one pooled worker per connection (plus one per tunnel
+direction), because the work is syscall-bound and the GIL is released in every syscall.
+Every decision is made before a byte reaches the origin, and produces exactly one
+`EgressEvent` when the connection ends (with the byte counts of both directions).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import ipaddress
-import os
 import queue
 import socket
 import struct
@@ -39,7 +36,8 @@ from sandbox.egress._rules import (
 type AskHook = Callable[[str, int], Decision]
 type _Task = tuple[Callable[..., None], tuple[object, ...]]
 
-_CHUNK = 1 << 20
+_MIN_BUF = 64 << 10
+_MAX_BUF = 4 << 20
 _MAX_CONNECTIONS = 256  # a sandbox must not be able to exhaust the host's threads
 _HINT = (
     "Only the hosts the run's policy allows are reachable. Allow one with "
@@ -163,26 +161,23 @@ class _Unreachable(Exception):
 
 
 def _pump(src: socket.socket, dst: socket.socket, counts: list[int], index: int) -> None:
-    """Move bytes src → dst until EOF or error, kernel-side with splice, then half-close dst."""
-    rfd, wfd = os.pipe2(os.O_CLOEXEC)
+    """Move bytes src → dst until EOF or error, then half-close dst.
+
+    recv_into/sendall with a buffer that grows while reads keep filling it: measured on
+    loopback this beats splice(2) through a pipe (fewer, larger wake-ups), and small
+    streams (an SSE response) never pay for a large buffer."""
+    size = _MIN_BUF
+    buf = memoryview(bytearray(size))
     try:
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, _CHUNK)
-        # no SPLICE_F_MORE: it corks the socket like MSG_MORE and delays the last segment
-        flags = os.SPLICE_F_MOVE
-        while True:
-            n = os.splice(src.fileno(), wfd, _CHUNK, flags=flags)
-            if n == 0:
-                break
-            left = n
-            while left:
-                left -= os.splice(rfd, dst.fileno(), left, flags=flags)
+        while n := src.recv_into(buf):
+            dst.sendall(buf[:n])
             counts[index] += n
+            if n == size and size < _MAX_BUF:  # a bulk transfer: read more per wake-up
+                size *= 4
+                buf = memoryview(bytearray(size))
     except OSError:
         pass  # reset, stop() shut the socket down, or the peer went away: the tunnel ends
     finally:
-        os.close(rfd)
-        os.close(wfd)
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
 
@@ -228,7 +223,7 @@ class EgressProxy:
                 lst.shutdown(socket.SHUT_RDWR)  # wakes accept()
         for sock in live:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # wakes recv/splice; the owner closes it
+                sock.shutdown(socket.SHUT_RDWR)  # wakes recv/send; the owner closes it
         for _ in range(len(self._threads)):
             self._tasks.put(None)  # releases idle workers
         deadline = time.monotonic() + timeout

@@ -13,6 +13,7 @@ from sandbox.fs._diff import compute_changeset
 from sandbox.fs._globs import PathMatcher, match_path
 from sandbox.fs._mask import build_mask, find_hidden
 from sandbox.fs._rules import RULE_IDS, symlink_escapes
+from sandbox.fs._textdiff import grouped, lines_of, opcodes
 
 if TYPE_CHECKING:
     from sandbox.fs._commit import CommitResult, commit_changeset
@@ -70,7 +71,10 @@ __all__ = [
     "diffstat",
     "discard_paths",
     "find_hidden",
+    "grouped",
+    "lines_of",
     "match_path",
+    "opcodes",
     "recover_interrupted",
     "render_patch",
     "run_start_ns",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from sandbox._home import HomeLayout
 from sandbox.audit import AuditEvent, AuditLog
 from sandbox.errors import ForbiddenChangeError, UsageError
 from sandbox.fs import ChangeSet
+from sandbox.governance._baselines import baseline_started_ns, load_baselines, save_baselines
 from sandbox.store import SessionRecord
 
 
@@ -29,16 +31,29 @@ def commit_paths(layout: HomeLayout, audit: AuditLog, session: SessionRecord, cs
     if actor != "policy":  # a person's approval is a decision of its own, before the commit
         audit.append(AuditEvent.DECISION, run=run_id, session=session.id, actor=actor, data={
             "decision": "approve", "paths": list(paths), "force": force, "message": message})
+    session_dir = layout.session_dir(session.id)
+    baselines = load_baselines(session_dir)
+    started = baseline_started_ns(selected, lambda p: _lstat(session.workspace / p),
+                                  session.started_ns, baselines, force)
     result = commit_changeset(cs, upper=upper, workspace=session.workspace,
-                              journal_dir=layout.journal_dir, started_ns=session.started_ns,
+                              journal_dir=layout.journal_dir, started_ns=started,
                               paths=list(paths), force=force)
     committed = tuple(result.committed)
+    if baselines and committed:  # whole files now committed: their partial baselines go
+        save_baselines(session_dir, {k: v for k, v in baselines.items() if k not in committed})
     audit.append(AuditEvent.COMMIT, run=run_id, session=session.id, actor=actor, data={
         "paths": list(committed), "journal": result.journal_id, "force": force,
         "message": message,
     })
     discard_paths(upper, list(committed), lower=session.workspace)
     return committed
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return path.lstat()
+    except OSError:
+        return None
 
 
 def reject_paths(audit: AuditLog, session: SessionRecord, cs: ChangeSet, upper: Path,

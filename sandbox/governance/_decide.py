@@ -81,8 +81,13 @@ def low_risk_failures(cs: ChangeSet, candidates: tuple[Change, ...], policy: Pol
     if lines > rules.max_lines:
         out.append(f"{lines} lines changed (review.auto.max_lines = {rules.max_lines})")
     for c in candidates:
-        if (deny := match_path(c.path, rules.deny_paths)) is not None:
+        is_dir = FileType.DIR in (c.new_type, c.old_type)
+        if (deny := match_path(c.path, rules.deny_paths, is_dir=is_dir)) is not None:
             out.append(f"touches {c.path} (review.auto.deny_paths {deny!r})")
+        # A directory is judged by what is in it: `docs/**` allows the new `docs` that holds
+        # the allowed files, and each file below is checked on its own.
+        if c.kind is ChangeKind.ADDED and c.new_type is FileType.DIR:
+            continue
         for group in rules.allow_paths:
             if match_path(c.path, group) is None:
                 out.append(f"touches {c.path}, outside review.auto.allow_paths {list(group)!r}")

@@ -13,8 +13,6 @@ would call a conflict next time; its post-commit ctime is kept as that path's ba
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import stat
 import tempfile
@@ -23,15 +21,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sandbox.audit import AuditEvent, AuditLog, Entry
-from sandbox.errors import ConflictError
 from sandbox.fs import Change, ChangeKind, ChangeSet, FileType, commit_changeset, discard_paths
+from sandbox.governance._baselines import baseline_started_ns, load_baselines, save_baselines
 from sandbox.review._hunks import TextDiff
 from sandbox.review._io import Tree
 from sandbox.review._model import Choice, ReviewState
 
 __all__ = ["ApplyResult", "HunkedFile", "PartialOutcome", "Plan", "Target", "apply_plan", "make_plan"]
 
-BASELINES = "review-baselines.json"
 
 
 @dataclass(frozen=True)
@@ -158,46 +155,6 @@ def _partial_change(c: Change, p: Partial) -> Change:
                    executable_added=bool(p.mode & 0o111 & ~old_mode))
 
 
-def _load_baselines(session_dir: Path) -> dict[str, int]:
-    try:
-        data = json.loads((session_dir / BASELINES).read_text())
-    except (OSError, ValueError):
-        return {}
-    return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-
-def _save_baselines(session_dir: Path, baselines: Mapping[str, int]) -> None:
-    path = session_dir / BASELINES
-    if not baselines:
-        path.unlink(missing_ok=True)
-        return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dict(sorted(baselines.items()))))
-    os.replace(tmp, path)
-
-
-def _started_ns(changes: Sequence[Change], workspace: Tree, started: int,
-                baselines: Mapping[str, int], force: bool) -> int:
-    """The conflict baseline for this commit. Paths we partly committed before are checked
-    here against their own baseline, the others against the session start; the commit then
-    checks everything against the latest of those, which catches any later change."""
-    ours = {c.path: baselines[c.path] for c in changes if c.path in baselines}
-    if not ours:
-        return started
-    conflicts: list[str] = []
-    for c in changes:
-        if c.old_type in (None, FileType.DIR):
-            continue
-        st = workspace.lstat(c.path)
-        if st is None:
-            continue  # the commit itself reports what is missing
-        if st.st_ctime_ns > ours.get(c.path, started):
-            conflicts.append(f"{c.path}: was modified in the workspace after it was reviewed")
-    if conflicts and not force:
-        raise ConflictError("the workspace changed since the run; nothing was committed:\n  "
-                            + "\n  ".join(conflicts),
-                            hint="review the workspace, then decide again (or --force)")
-    return max(ours.values())
 
 
 def _stage(staging: Tree, upper: Tree, changes: Sequence[Change],
@@ -242,7 +199,7 @@ def apply_plan(plan: Plan, cs: ChangeSet, target: Target, audit: AuditLog, *,
     committed: tuple[str, ...] = ()
     deferred: tuple[str, ...] = ()
     journal = None
-    baselines = _load_baselines(target.session_dir)
+    baselines = load_baselines(target.session_dir)
     commit_paths = [*plan.whole, *partial]
     if commit_paths:
         changes = tuple(
@@ -252,7 +209,7 @@ def apply_plan(plan: Plan, cs: ChangeSet, target: Target, audit: AuditLog, *,
         wanted = set(commit_paths)
         chosen = [c for c in commit_cs.changes if c.path in wanted or _is_fresh_parent(
             c, wanted)]
-        started = _started_ns(chosen, workspace, target.started_ns, baselines, force)
+        started = baseline_started_ns(chosen, workspace.lstat, target.started_ns, baselines, force)
         staging = Path(tempfile.mkdtemp(prefix=".review-staging-", dir=target.session_dir))
         try:
             _stage(Tree(staging), upper, chosen, partial)
@@ -277,7 +234,7 @@ def apply_plan(plan: Plan, cs: ChangeSet, target: Target, audit: AuditLog, *,
     for path in drop:
         if path not in partial or path in plan.discard:
             baselines.pop(path, None)
-    _save_baselines(target.session_dir, baselines)
+    save_baselines(target.session_dir, baselines)
     entries = [Entry(AuditEvent.DECISION, run=target.run_id, session=target.session_id,
                      actor=actor, data={**rec, "message": message}) for rec in plan.records]
     if commit_paths:

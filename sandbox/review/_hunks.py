@@ -14,7 +14,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 # The same line diff `render_patch` uses (kept in one place so hunks agree with the patch).
-from sandbox.fs._textdiff import grouped, lines_of, opcodes
+from sandbox.fs import grouped, lines_of, opcodes
 
 __all__ = ["CONTEXT", "Hunk", "TextDiff", "text_diff"]
 

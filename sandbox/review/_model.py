@@ -9,7 +9,7 @@ whatever state the reviewer leaves, it can be applied as it reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import assert_never
@@ -147,11 +147,11 @@ def build_state(cs: ChangeSet, verdicts: Sequence[Verdict]) -> ReviewState:
     return ReviewState(items, tuple((Choice.PENDING,) for _ in items))
 
 
-def _closure(start: int, step: Sequence[tuple[int, ...]]) -> list[int]:
+def _closure(start: int, step: Callable[[int], tuple[int, ...]]) -> list[int]:
     seen = {start}
     todo = [start]
     while todo:
-        for nxt in step[todo.pop()]:
+        for nxt in step(todo.pop()):
             if nxt not in seen:
                 seen.add(nxt)
                 todo.append(nxt)
@@ -162,6 +162,12 @@ def _closure(start: int, step: Sequence[tuple[int, ...]]) -> list[int]:
 class ReviewState:
     items: tuple[Item, ...]
     choices: tuple[tuple[Choice, ...], ...]  # per item, one per part
+
+    def _requires(self, i: int) -> tuple[int, ...]:
+        return self.items[i].requires
+
+    def _required_by(self, i: int) -> tuple[int, ...]:
+        return self.items[i].required_by
 
     def choice(self, i: int) -> Choice | None:
         """The item's choice, or None when its parts differ (partly accepted)."""
@@ -183,7 +189,7 @@ class ReviewState:
 
     def cannot_accept(self, i: int) -> str | None:
         """Why item `i` cannot be accepted (a forbidden change it is or needs), else None."""
-        for j in _closure(i, [it.requires for it in self.items]):
+        for j in _closure(i, self._requires):
             if self.items[j].forbidden:
                 item = self.items[j]
                 return f"{item.path}: {item.verdict.reason}"
@@ -195,12 +201,12 @@ class ReviewState:
             case Choice.ACCEPT:
                 if self.cannot_accept(i) is not None:
                     return self
-                targets = _closure(i, [it.requires for it in self.items])
+                targets = _closure(i, self._requires)
             case Choice.REJECT:
-                targets = _closure(i, [it.required_by for it in self.items])
+                targets = _closure(i, self._required_by)
             case Choice.PENDING:
                 # Only what was accepted on the strength of this item has to move with it.
-                targets = [j for j in _closure(i, [it.required_by for it in self.items])
+                targets = [j for j in _closure(i, self._required_by)
                            if j == i or Choice.ACCEPT in self.choices[j]]
             case _:
                 assert_never(choice)
@@ -218,8 +224,6 @@ class ReviewState:
         """Decide every undecided part, never overriding a decision already made. Accepting
         skips forbidden and protected changes (a protected change is only ever accepted one
         at a time, on purpose) and changes that need something already rejected."""
-        requires = [it.requires for it in self.items]
-        required_by = [it.required_by for it in self.items]
         updates: dict[int, tuple[Choice, ...]] = {}
 
         def undecided(j: int) -> bool:
@@ -235,12 +239,13 @@ class ReviewState:
             if choice is Choice.ACCEPT:
                 if item.forbidden or item.protected or self.cannot_accept(i) is not None:
                     continue
-                targets = _closure(i, requires)
+                targets = _closure(i, self._requires)
                 if any(Choice.REJECT in updates.get(j, self.choices[j]) for j in targets):
                     continue
+            elif choice is Choice.REJECT:
+                targets = _closure(i, self._required_by)
             else:
-                targets = _closure(i, required_by if choice is Choice.REJECT else [()] * len(
-                    self.items))
+                targets = [i]
             for j in targets:
                 if j == i or undecided(j):
                     updates[j] = (choice,) * len(self.choices[j])

@@ -20,6 +20,7 @@ from sandbox.seccomp._load import (
 )
 from sandbox.seccomp._model import Action, Op, Profile, loads, parse
 from sandbox.seccomp._resolve import Resolved, Target, resolve, resolve_or_raise
+from sandbox.seccomp._summary import denial_note
 
 if TYPE_CHECKING:
     from sandbox.seccomp._lint import LintReport, Severity
@@ -40,6 +41,7 @@ __all__ = [
     "Target",
     "TestReport",
     "compile_profile",
+    "denial_note",
     "find_profile",
     "lint_file",
     "load_for_run",

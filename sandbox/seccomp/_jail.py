@@ -39,7 +39,8 @@ def jail_argv(kafel: str, argv: Sequence[str], *, cwd: str | None = None, timeou
     here = cwd or os.getcwd()
     out = [
         str(nsjail_binary()), "--mode", "o", "--quiet", "--chroot", "/", "--tmpfsmount", "/tmp",
-        "--bindmount_ro", here, "--cwd", here, "--rlimit_as", "inf", "--rlimit_fsize", "inf",
+        "--bindmount_ro", here, "--cwd", here, "--rlimit_as", "inf",
+        "--rlimit_fsize", "65536",  # MiB; nsjail's "inf"/"max" overflow here and writes fail
         "--rlimit_nofile", "1024",
         "--time_limit", str(timeout_s), "--seccomp_string", kafel,
     ]

@@ -85,7 +85,13 @@ def _schema_validator() -> Any | None:
 
 
 def schema_path() -> Path:
-    return Path(__file__).resolve().parent.parent.parent / "profiles" / "schema.json"
+    """profiles/schema.json, found where the shipped profiles are (repo or install)."""
+    from sandbox.seccomp._load import profile_dirs
+
+    for d in profile_dirs():
+        if (d / "schema.json").is_file():
+            return d / "schema.json"
+    raise ProfileError("profiles/schema.json not found next to the shipped profiles")
 
 
 def _json_path(parts: Any) -> str:

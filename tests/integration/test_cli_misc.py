@@ -55,3 +55,15 @@ def test_output_cap_in_json(cli: Cli, workspace: Path) -> None:
             "head -c 1000000 /dev/zero | tr '\\0' a")
     out = json.loads(r.stdout)
     assert len(out["stdout"]) <= 64 * 1024 and out["output_truncated"] is True
+
+
+def test_profile_kill_is_named_in_the_summary(cli: Cli, workspace: Path, base_dir: Path) -> None:
+    profile = base_dir / "kill-mkdir.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL_PROCESS"}]}))
+    r = cli("run", "-C", str(workspace), "--profile", str(profile), "--", "mkdir", "zz")
+    assert r.returncode == 128 + 31
+    assert b"killed by the seccomp profile" in r.stderr
+    started = [x for x in json.loads(cli("audit", "--json", check=True).stdout)
+               if x["event"] == "run.started"][-1]
+    assert started["data"]["profile_digest"].startswith("sha256:")

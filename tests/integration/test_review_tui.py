@@ -4,6 +4,7 @@ the screen read back through a terminal emulator (pyte), real runs under nsjail.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -287,3 +288,37 @@ def test_diff_on_a_terminal_is_paged_when_longer_than_the_screen(cli: Cli,
     tty = Tty(cli, "diff", "last", env=pager)
     out = tty.finish()[1]
     assert "PAGED:+100" in out and "PAGED:diff --git a/big.txt b/big.txt" in out
+
+
+def test_mode_change_is_a_part_of_its_own(cli: Cli, workspace: Path) -> None:
+    (workspace / "f.txt").write_text(OLD)
+    cli("run", "-C", str(workspace), "--", "sh", "-c", TWO_HUNKS + "; chmod +x f.txt",
+        check=True)
+    tty = Tty(cli, "review", "last")
+    tty.wait("new-exec")
+    tty.press("\r", "hunk 1/3")
+    assert "mode 0644 -> 0755  (makes it executable)" in tty.text()
+    tty.press("y", "hunk 2/3")  # hunk 1: yes; hunk 2: left undecided; the mode change: no
+    tty.press("\t", "hunk 3/3")
+    tty.press("n", "? help")
+    tty.press("q", "Apply your decisions?")
+    tty.press("y")
+    assert tty.finish()[0] == 0
+    assert (workspace / "f.txt").read_text() == HUNK1
+    assert not os.access(workspace / "f.txt", os.X_OK)
+    patch = cli("diff", "last", check=True).stdout.decode()
+    assert "+LINE18" in patch and "LINE2" not in patch and "mode" not in patch
+
+
+def test_approve_after_a_partial_review_is_not_a_conflict(cli: Cli, workspace: Path) -> None:
+    tty = _two_hunks(cli, workspace)
+    tty.press("\r", "hunk 1/2")
+    tty.press("y", "hunk 2/2")
+    tty.press("q", "[~] M f.txt")
+    tty.press("q", "Apply your decisions?")
+    tty.press("y")
+    assert tty.finish()[0] == 0
+    assert (workspace / "f.txt").read_text() == HUNK1
+    # The rest, approved non-interactively: our own partial commit is not a conflict.
+    cli("approve", "last", check=True)
+    assert (workspace / "f.txt").read_text() == NEW

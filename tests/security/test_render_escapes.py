@@ -32,11 +32,12 @@ BIDI = "\u202e \u2066".encode()
 CONTENT = (b"ok = 1\n" + FAKE + b"\n" + HIDE + b"secret()\n"
            + b'access = "user' + BIDI + b'// admin"\n' + b"bad utf8 \xff\xfe\n")
 NAME = b"n" + TITLE + b"ame.txt"
-PAYLOADS = (TITLE, FAKE, HIDE, BIDI, b"\xff\xfe")
+BIDI_NAME = "report\u202etxt.sh".encode()  # reads as "reporths.txt" on a bidi terminal
+PAYLOADS = (TITLE, FAKE, HIDE, "\u202e".encode(), "\u2066".encode(), b"\xff\xfe")
 
 WRITE = (
     "printf '%b' \"$C\" > plain.txt; printf '%b' \"$C\" > \"$(printf '%b' \"$N\")\"; "
-    "printf 'MZ\\0\\0\\033[2J' > tool.bin"
+    "printf 'MZ\\0\\0\\033[2J' > tool.bin; echo x > \"$(printf '%b' \"$B\")\""
 )
 
 
@@ -47,7 +48,8 @@ def _octal(data: bytes) -> str:
 
 def _run_payload(cli: Cli, workspace: Path) -> None:
     cli("run", "-C", str(workspace), "-e", f"C={_octal(CONTENT)}", "-e", f"N={_octal(NAME)}",
-        "--", "sh", "-c", WRITE, "evil" + TITLE.decode(), check=True)
+        "-e", f"B={_octal(BIDI_NAME)}", "--", "sh", "-c", WRITE, "evil" + TITLE.decode(),
+        check=True)
     assert (workspace / "plain.txt").exists() is False
 
 
@@ -101,6 +103,7 @@ def test_review_screen_shows_names_and_contents_escaped(cli: Cli, workspace: Pat
     screen = term.wait("plain.txt")
     assert "n\\x1b]0;pwned\\x07ame.txt" in screen  # the name, escaped, marked forbidden
     assert "FORBIDDEN" in screen
+    assert "report\\u202etxt.sh" in screen  # a legal name, still shown for what it is
     rows = [line for line in screen.splitlines() if "] A " in line]
     term.child.send("j" * next(i for i, r in enumerate(rows) if "plain.txt" in r) + "\r")
     screen = term.wait("secret()")

@@ -138,3 +138,29 @@ def test_bad_profile_starts_no_run(cli: Cli, workspace: Path, base_dir: Path) ->
         assert b"bad.json" in r.stderr
         assert not marker.exists()
         assert os.listdir(workspace)  # the workspace is untouched otherwise
+
+
+TOOLS = {
+    "sh": "echo sh-ok",
+    "git": "git init -q repo && git -C repo -c user.email=a@b -c user.name=n commit -q "
+           "--allow-empty -m m && git -C repo log --oneline | wc -l",
+    "python3": "python3 -c 'import subprocess, threading, multiprocessing as m; "
+               "t = threading.Thread(target=print); t.start(); t.join(); "
+               "p = m.Pool(2); print(sum(p.map(abs, [-1, -2]))); p.close(); "
+               "print(subprocess.run([\"true\"]).returncode)'",
+    "node": "node -e 'require(\"child_process\").execSync(\"true\"); "
+            "setTimeout(() => console.log(\"node-ok\"), 5)'",
+    "gcc": "printf 'int main(void){return 0;}' > t.c && gcc -O2 t.c -o t && ./t && echo cc-ok",
+    "make": "printf 'all:\\n\\t@echo make-ok\\n' > Makefile && make",
+}
+
+
+@pytest.mark.parametrize("profile", ["default", "strict"])
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_real_tools_work_under_shipped_profiles(cli: Cli, workspace: Path, profile: str,
+                                                tool: str) -> None:
+    require(shutil.which(tool) is not None, f"{tool} on the host (the sandbox sees /usr)")
+    r = cli("run", "-C", str(workspace), "--level", "2", "--profile", profile, "--",
+            "sh", "-c", f"set -e; cd /tmp; {TOOLS[tool]}")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert r.stdout.strip(), r.stderr

@@ -95,18 +95,18 @@ def test_record_never_grants_what_the_base_denies(cli: Cli, workspace: Path) -> 
 def test_profile_test_reports_denials_by_name_with_counts(cli: Cli, workspace: Path) -> None:
     prog = ("import os\n"
             "for _ in range(3):\n"
-            "    try: os.setuid(0)\n"
+            "    try: os.setxattr('.', 'user.probe', b'1')\n"
             "    except OSError: pass\n"
             "os.listxattr('.')\n")
     r = cli("profile", "test", "strict", "--", PY, "-c", prog, cwd=workspace)
     assert r.returncode == 1
     err = r.stderr.decode()
-    assert "setuid" in err and "3x" in err and "ERRNO(EPERM)" in err
+    assert "setxattr" in err and "3x" in err and "ERRNO(EPERM)" in err
     js = cli("profile", "test", "--json", "strict", "--", PY, "-c", prog, cwd=workspace)
     denied = {d["name"]: d for d in json.loads(js.stdout)["denied"]}
-    assert denied["setuid"]["count"] == 3 and denied["setuid"]["action"] == "ERRNO(EPERM)"
+    assert denied["setxattr"]["count"] == 3 and denied["setxattr"]["action"] == "ERRNO(EPERM)"
     ok = cli("profile", "test", "default", "--", PY, "-c", prog, cwd=workspace)
-    assert ok.returncode == 0, ok.stderr  # default allows setuid (the kernel refuses it)
+    assert ok.returncode == 0, ok.stderr  # default allows it (the read-only mount refuses it)
 
 
 def test_profile_test_emulates_kill(cli: Cli, workspace: Path, base_dir: Path) -> None:
@@ -127,6 +127,6 @@ def test_profile_test_emulates_kill(cli: Cli, workspace: Path, base_dir: Path) -
 def test_profile_test_works_unprivileged(user_cli: tuple[Cli, Path]) -> None:
     cli, ws = user_cli
     r = cli("profile", "test", "--json", "strict", "--", PY, "-c",
-            "import os\ntry: os.setgid(0)\nexcept OSError: pass", cwd=ws)
+            "import os\ntry: os.setgroups([])\nexcept OSError: pass", cwd=ws)
     report = json.loads(r.stdout)
-    assert [d["name"] for d in report["denied"]] == ["setgid"], r.stderr
+    assert [d["name"] for d in report["denied"]] == ["setgroups"], r.stderr

@@ -30,8 +30,10 @@ def test_a_run_from_start_to_commit_reads_as_sentences(tmp_path: Path) -> None:
         "partial": [{"path": "b\u202e.py", "hunks": [1]}]})
     lines = timeline(list(log.records())).splitlines()
     assert len(lines) == 6
+    assert [line.split()[3] for line in lines] == [
+        "run.started", "run.finished", "changeset", "decision", "decision", "commit"]
     texts = [line.split("  ", 3)[3].strip() for line in lines]
-    assert texts[0] == ("run.started   started `sh -c 'echo \\x1b]0;pwned\\x07'` "
+    assert texts[0] == ("started `sh -c 'echo \\x1b]0;pwned\\x07'` "
                         "(level 2, backend nsjail, profile default)")
     assert texts[1].endswith("exited 0 in 12 ms")
     assert texts[2].endswith("2 changes (1 added, 1 modified), +3 -1 lines")

@@ -108,3 +108,15 @@ def test_hot_path_imports_no_validator_or_libseccomp() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_denial_note_for_the_run_summary() -> None:
+    from sandbox.seccomp import denial_note
+
+    note = denial_note(159, profile="default")
+    assert note is not None and "killed by the seccomp profile default" in note
+    assert "sandbox profile test default" in note
+    assert denial_note(0, profile="default", signal_no=31) is not None
+    assert denial_note(1, profile="x", backend_log="pid=3 committed a syscall/seccomp violation")
+    assert denial_note(0, profile="default") is None
+    assert denial_note(137, profile="default", signal_no=9) is None
