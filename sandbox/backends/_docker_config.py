@@ -103,7 +103,8 @@ def container_config(spec: LaunchSpec, *, image: str, workspace_src: Path,
         mounts += host_view_mounts(host_view)
     mounts += [_bind(m.src, m.dst, rw=m.rw) for m in spec.extra_mounts]
     mounts.append(_bind(init, INIT_INSIDE, rw=False))
-    tmpfs_opts = f"rw,nosuid,nodev,size={tmpfs_size(spec)}"
+    # exec: build and test tools run what they compile in /tmp (as under nsjail)
+    tmpfs_opts = f"rw,exec,nosuid,nodev,size={tmpfs_size(spec)}"
     owner_opts = "" if identity.root_inside else f",uid={MAPPED_ROOT_ID},gid={MAPPED_ROOT_ID}"
     lim = spec.limits
     host_config: dict[str, Any] = {

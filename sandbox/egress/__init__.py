@@ -28,14 +28,9 @@ Mechanism (no veth, no iptables, works as root and as an unprivileged user):
    drops the proxy's last reference to the sandbox's network namespace.
 """
 
-from sandbox.egress._plumbing import (
-    DEFAULT_PORT,
-    INSIDE_DIR,
-    EgressHandle,
-    start,
-    summarize_denials,
-)
-from sandbox.egress._proxy import AskHook, EgressEvent, EgressProxy, ProxyConfig, Verdict
+from sandbox.egress._events import EgressEvent, Verdict, summarize_denials
+from sandbox.egress._plumbing import DEFAULT_PORT, INSIDE_DIR, EgressHandle, start
+from sandbox.egress._proxy import AskHook, EgressProxy, ProxyConfig
 from sandbox.egress._resolve import (
     HOSTS_ENV,
     Resolver,

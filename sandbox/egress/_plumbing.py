@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import socket
 import stat
@@ -23,9 +22,10 @@ from pathlib import Path
 from types import TracebackType
 
 from sandbox.backends._base import BindMount
-from sandbox.egress._proxy import AskHook, EgressEvent, EgressProxy, ProxyConfig, Verdict
+from sandbox.egress._events import EgressEvent, Verdict
+from sandbox.egress._proxy import AskHook, EgressProxy, ProxyConfig
 from sandbox.egress._resolve import Resolver, default_resolver, host_addresses
-from sandbox.egress._rules import DenyReason, EgressPolicy, IPAddress
+from sandbox.egress._rules import EgressPolicy, IPAddress
 from sandbox.errors import EnforcementError
 
 INSIDE_DIR = "/run/sandbox-egress"
@@ -73,7 +73,7 @@ def _egress_dir(run_dir: Path, run_id: str) -> Path:
                 hint=f"remove {base}; the sandbox recreates it",
             )
         base.chmod(0o711)
-        path = base / f"{run_id}-{secrets.token_hex(8)}"
+        path = base / f"{run_id}-{os.urandom(8).hex()}"
         path.mkdir(mode=0o711)
     path.chmod(0o711)  # the sandbox's uid, whatever it is, must reach the socket and shim
     return path
@@ -248,21 +248,3 @@ def start(
         python=python,
         addresses=host_addresses() if addresses is None else addresses,
     )
-
-
-def summarize_denials(events: tuple[EgressEvent, ...] | list[EgressEvent]) -> str | None:
-    """'2 egress requests denied: evil.example (not in allowlist), 169.254.169.254
-    (link-local)', or None when nothing was denied. Repeats of one host/reason count once."""
-    denied = [e for e in events if e.verdict is Verdict.DENIED]
-    if not denied:
-        return None
-    seen: dict[tuple[str, str], None] = {}
-    for e in denied:
-        try:
-            why = DenyReason(e.reason).text
-        except ValueError:
-            why = e.reason
-        seen[(e.host or "(unparsable request)", why)] = None
-    noun = "request" if len(denied) == 1 else "requests"
-    items = ", ".join(f"{host} ({why})" for host, why in seen)
-    return f"{len(denied)} egress {noun} denied: {items}"

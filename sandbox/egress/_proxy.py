@@ -16,12 +16,12 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import assert_never
 
 from sandbox.egress import _http
+from sandbox.egress._events import EgressEvent, Verdict
 from sandbox.egress._resolve import Resolver
 from sandbox.egress._rules import (
     Allow,
@@ -43,85 +43,6 @@ _HINT = (
     "Only the hosts the run's policy allows are reachable. Allow one with "
     "`sandbox run --allow HOST[:PORT]` or in the policy's [egress] allow list."
 )
-
-
-class Verdict(StrEnum):
-    ALLOWED = "allowed"
-    DENIED = "denied"
-
-
-@dataclass(frozen=True)
-class EgressEvent:
-    """One decision, for the audit log (`to_audit()` is its `data`)."""
-
-    run_id: str
-    verdict: Verdict
-    host: str
-    port: int
-    method: str  # CONNECT, GET, ..., SOCKS5
-    reason: str  # deny code (X-Sandbox-Deny) or the allow rule that matched
-    detail: str = ""  # a sentence for people
-    address: str = ""  # the address the proxy connected to
-    bytes_up: int = 0
-    bytes_down: int = 0
-    duration_ms: float = 0.0
-    started: float = 0.0  # unix time
-    error: str = ""  # allowed, but the origin could not be reached
-
-    def to_audit(self) -> dict[str, object]:
-        data = asdict(self)
-        data["verdict"] = str(self.verdict)
-        return data
-
-    @classmethod
-    def from_audit(cls, data: Mapping[str, object]) -> EgressEvent:
-        """Inverse of `to_audit` (for `sandbox show`); unknown keys are ignored."""
-
-        def num(key: str) -> float:
-            value = data.get(key, 0)
-            return float(value) if isinstance(value, int | float) else 0.0
-
-        def text(key: str) -> str:
-            return str(data.get(key, ""))
-
-        return cls(
-            run_id=text("run_id"),
-            verdict=Verdict(text("verdict")),
-            host=text("host"),
-            port=int(num("port")),
-            method=text("method"),
-            reason=text("reason"),
-            detail=text("detail"),
-            address=text("address"),
-            bytes_up=int(num("bytes_up")),
-            bytes_down=int(num("bytes_down")),
-            duration_ms=num("duration_ms"),
-            started=num("started"),
-            error=text("error"),
-        )
-
-    def describe(self) -> str:
-        """One line for people: `denied  CONNECT evil.example:443  not in allowlist`."""
-        target = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-        if self.verdict is Verdict.DENIED:
-            try:
-                why = DenyReason(self.reason).text
-            except ValueError:
-                why = self.reason
-            return f"denied   {self.method} {target}  {why}"
-        tail = f"  error: {self.error}" if self.error else ""
-        return (
-            f"allowed  {self.method} {target}  ({self.reason})  "
-            f"{_size(self.bytes_up)} up, {_size(self.bytes_down)} down, "
-            f"{self.duration_ms:.0f} ms{tail}"
-        )
-
-
-def _size(n: int) -> str:
-    if n < 1000:
-        return f"{n} B"
-    exponent = min(3, (len(str(n)) - 1) // 3)  # 1: kB, 2: MB, 3: GB
-    return f"{n / 1000**exponent:.1f} {('kB', 'MB', 'GB')[exponent - 1]}"
 
 
 @dataclass(frozen=True)
@@ -566,4 +487,4 @@ class EgressProxy:
         return upstream
 
 
-__all__ = ["AskHook", "EgressEvent", "EgressProxy", "ProxyConfig", "Verdict"]
+__all__ = ["AskHook", "EgressProxy", "ProxyConfig"]

@@ -121,7 +121,9 @@ def test_claude_code_runs_its_bash_tool_inside_the_sandbox(
     assert "Network is unreachable" in results[1], results[1]
     # nothing reached the workspace before approval
     assert not (workspace / "notes").exists()
-    assert outcome, outcome
+    # the run's closing summary names what was refused
+    summary = "2 egress requests denied: evil.example (not in allowlist), 169.254.169.254 (link-local)"
+    assert summary in json.dumps(outcome), outcome
 
 
 def test_changes_are_pending_until_approved(
