@@ -60,7 +60,7 @@ def test_locked_down_by_default(tmp_path: Path) -> None:
     assert seccomp == [f"seccomp={SECCOMP.oci_json}"]  # the run's profile, natively as JSON
     assert hc["NetworkMode"] == "none" and cfg["NetworkDisabled"] is True
     assert hc["ReadonlyRootfs"] is True
-    assert hc["Tmpfs"]["/tmp"].startswith("rw,nosuid,nodev,")
+    assert hc["Tmpfs"]["/tmp"].startswith("rw,exec,nosuid,nodev,")
     assert hc["IpcMode"] == "private"
     assert hc["AutoRemove"] is False  # removed by the backend after reading the status
     assert cfg["Labels"][LABEL_BACKEND] == "docker"
