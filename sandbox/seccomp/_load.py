@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sandbox.backends._base import Seccomp
 from sandbox.errors import ProfileError
-from sandbox.seccomp import _kafel, _model, _resolve
+from sandbox.seccomp._target import Target
 
 # Bump when the translation changes, so stale cache entries are never served.
 TRANSLATOR_VERSION = "1"
@@ -68,8 +68,11 @@ def read_profile(path: Path) -> bytes:
         raise ProfileError(f"cannot read seccomp profile {path}: {e.strerror}") from e
 
 
-def compile_for_run(raw: bytes, *, name: str, target: _resolve.Target) -> Seccomp:
+def compile_for_run(raw: bytes, *, name: str, target: Target) -> Seccomp:
     """Parse, validate, resolve and translate (the slow path, no caching)."""
+    # Imported here: a cache hit, the per-call case, needs none of the parser or translator.
+    from sandbox.seccomp import _kafel, _model, _resolve
+
     profile = _model.loads(raw, source=name)
     resolved = _resolve.resolve_or_raise(profile, target)
     kafel = _kafel.to_kafel(resolved, name=name)
@@ -79,7 +82,7 @@ def compile_for_run(raw: bytes, *, name: str, target: _resolve.Target) -> Seccom
 
 @functools.lru_cache(maxsize=32)
 def _memo(
-    key: str, raw: bytes, name: str, target: _resolve.Target, cache_dir: Path | None
+    key: str, raw: bytes, name: str, target: Target, cache_dir: Path | None
 ) -> Seccomp:
     # A pure function of its arguments (the key includes everything it depends on), so
     # memoizing it is not hidden state: it can never serve a different answer.
@@ -93,7 +96,7 @@ def _memo(
     return sc
 
 
-def cache_key(raw: bytes, name: str, target: _resolve.Target) -> str:
+def cache_key(raw: bytes, name: str, target: Target) -> str:
     h = hashlib.sha256(raw)
     h.update(f"\0{TRANSLATOR_VERSION}\0{target.key()}\0{name}".encode())
     return h.hexdigest()
@@ -106,7 +109,7 @@ def load_for_run(name_or_path: str | None, *, cache_dir: Path | None) -> Seccomp
     """
     name, path = find_profile(name_or_path)
     raw = read_profile(path)
-    target = _resolve.Target.host()
+    target = Target.host()
     return _memo(cache_key(raw, name, target), raw, name, target, cache_dir)
 
 

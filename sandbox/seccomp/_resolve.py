@@ -21,8 +21,6 @@ Semantics follow runc and Docker exactly, so a profile behaves here as it does t
 from __future__ import annotations
 
 import errno
-import os
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import assert_never
@@ -30,31 +28,13 @@ from typing import assert_never
 from sandbox.errors import ProfileError
 from sandbox.seccomp import _syscalls
 from sandbox.seccomp._model import Action, ArgCond, Op, Profile, Rule, Selector
+from sandbox.seccomp._target import Target as Target  # re-exported: callers use _resolve.Target
+from sandbox.seccomp._target import kernel_version as kernel_version
 
 # Docker compares includes/excludes arches with Go's GOARCH; accept libseccomp's spellings too.
 _X86_64_ALIASES = frozenset({"amd64", "x86_64", "SCMP_ARCH_X86_64"})
 
 
-@dataclass(frozen=True)
-class Target:
-    """What the profile is resolved for: the sandbox, not the host user."""
-
-    arch: str = "amd64"
-    caps: frozenset[str] = frozenset()
-    kernel: tuple[int, int] = (6, 18)
-
-    @classmethod
-    def host(cls, caps: frozenset[str] = frozenset()) -> Target:
-        return cls(arch="amd64", caps=caps, kernel=kernel_version(os.uname().release))
-
-    def key(self) -> str:
-        caps = ",".join(sorted(self.caps))
-        return f"{self.arch}/{self.kernel[0]}.{self.kernel[1]}/{caps}"
-
-
-def kernel_version(release: str) -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", release)
-    return (int(m[1]), int(m[2])) if m else (0, 0)
 
 
 @dataclass(frozen=True)
