@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, assert_never
 
@@ -42,6 +44,10 @@ class Interaction(Protocol):
     def review(self, cs: ChangeSet, decision: AskPerson, session: SessionRecord,
                upper: Path) -> bool: ...
 
+    def ask_egress(self, host: str, port: int) -> Any:
+        """Level 1: a request to a host outside the allowlist (allow once / session / deny)."""
+        ...
+
 
 class NoPerson:
     """No terminal: nothing is ever asked; changes stay pending at levels 1-2."""
@@ -55,6 +61,11 @@ class NoPerson:
     def review(self, cs: ChangeSet, decision: AskPerson, session: SessionRecord,
                upper: Path) -> bool:
         return False
+
+    def ask_egress(self, host: str, port: int) -> Any:
+        from sandbox.egress import Deny, DenyReason
+
+        return Deny(DenyReason.NOT_IN_ALLOWLIST)
 
 
 @dataclass(frozen=True)
@@ -237,8 +248,13 @@ class Runner:
             image_root=image_root,
         )
         started = time.monotonic()
+        egress_notes: list[str] = []
         try:
-            result = self.backend.launch(spec)
+            with contextlib.ExitStack() as stack:
+                if policy.egress_allow:
+                    spec = self._with_egress(stack, spec, policy, run.id, session.id,
+                                             egress_notes)
+                result = self.backend.launch(spec)
         except SandboxError as exc:
             self.store.finish_run(run.id, status=RunStatus.FAILED, exit_code=exc.exit_code,
                                   duration_ms=int((time.monotonic() - started) * 1000))
@@ -247,7 +263,7 @@ class Runner:
             raise
         status = (RunStatus.FAILED if result.backend_error else
                   RunStatus.TIMEOUT if result.timed_out else RunStatus.FINISHED)
-        notes: list[str] = []
+        notes: list[str] = list(egress_notes)
         if result.write_limit_hit:
             notes.append(f"stopped: the run wrote more than the write limit ({lim.write_bytes} bytes)")
         if result.backend_error:
@@ -286,6 +302,45 @@ class Runner:
         return RunOutcome(run_id=run.id, session_id=session.id, exit_code=exit_code,
                           launch=result, changeset=cs, decision=decision, committed=committed,
                           state=state, notes=tuple(notes))
+
+    def _with_egress(self, stack: contextlib.ExitStack, spec: LaunchSpec, policy: Policy,
+                     run_id: str, session_id: str, notes: list[str]) -> LaunchSpec:
+        """Start the run's egress proxy (stopped by `stack`) and bridge it into the spec: the
+        sandbox keeps its loopback-only network; only the proxy's socket is handed in."""
+        from sandbox import egress
+
+        session_file = self.layout.session_dir(session_id) / "egress-allowed.json"
+        remembered = _read_json_list(session_file)  # "allow for this session" answers
+        rules = egress.EgressPolicy.from_strings((*policy.egress_allow, *remembered),
+                                                 ceiling=policy.egress_ceiling,
+                                                 allow_addresses=policy.egress_allow_addresses)
+
+        def record(event: Any) -> None:  # one audit record per decision, from proxy threads
+            self.audit.append(AuditEvent.EGRESS, run=run_id, session=session_id,
+                              data=event.to_audit())
+
+        def ask(host: str, port: int) -> Any:
+            answer = self.person.ask_egress(host, port)
+            if isinstance(answer, egress.Allow) and answer.remember:
+                _write_json_list(session_file, [*_read_json_list(session_file), f"{host}:{port}"])
+            return answer
+
+        handle = stack.enter_context(egress.start(
+            rules, run_id=run_id, run_dir=spec.scratch, on_event=record,
+            ask=ask if policy.level is Level.HUMAN_IN_THE_LOOP else None))
+
+        def close() -> None:
+            handle.stop()
+            summary = egress.summarize_denials(handle.events())
+            if summary:
+                notes.append(summary)
+            for err in handle.callback_errors():
+                notes.append(f"egress audit record failed: {err}")
+
+        stack.callback(close)
+        return replace(spec, network=Network.EGRESS, env={**spec.env, **handle.env},
+                       extra_mounts=(*spec.extra_mounts, *handle.mounts),
+                       wrapper=(*handle.wrapper, *spec.wrapper))
 
     def _apply(self, decision: Decision, cs: ChangeSet, session: SessionRecord, upper: Path,
                run_id: str, records: list[Entry]) -> tuple[str, ...]:
@@ -337,6 +392,20 @@ class Runner:
             state = SessionState.PENDING
         self.store.set_session_state(session_id, state)
         return state
+
+
+def _read_json_list(path: Path) -> list[str]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(x) for x in data] if isinstance(data, list) else []
+
+
+def _write_json_list(path: Path, items: list[str]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(sorted(set(items))))
+    os.replace(tmp, path)
 
 
 def _backend_log(scratch: Path) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from sandbox._home import HomeLayout
-from sandbox._runner import Interaction, RunOutcome, RunRequest, Runner, check_workspace
+from sandbox._runner import Interaction, Runner, RunOutcome, RunRequest, check_workspace
 from sandbox.audit import AuditLog
 from sandbox.backends import Backend, get_backend
 from sandbox.policy import Layer, load_policy

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,11 @@ def make_idmap_userns(disk_uid: int, disk_gid: int) -> int:
     """
     ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Proxy threads may be running (egress); the child only makes raw syscalls and
+        # _exits, so the "fork in a multi-threaded process" hazard does not apply.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         try:
             os.unshare(os.CLONE_NEWUSER)
@@ -135,9 +140,11 @@ def make_idmap_userns(disk_uid: int, disk_gid: int) -> int:
 def root_preexec(layers: OverlayLayers, userns_fd: int) -> Callable[[], None]:
     """Build the preexec hook run in the forked child, as real root, before exec of nsjail."""
 
+    libc = _libc()  # loaded before fork: no dlopen in the child of a threaded process
+
     def preexec() -> None:
         try:
-            _stage(layers, userns_fd)
+            _stage(libc, layers, userns_fd)
         except OSError as exc:
             # subprocess only reports "Exception occurred in preexec_fn": say what failed.
             os.write(2, f"sandbox: staging the overlay failed: {exc}\n".encode())
@@ -146,8 +153,7 @@ def root_preexec(layers: OverlayLayers, userns_fd: int) -> Callable[[], None]:
     return preexec
 
 
-def _stage(layers: OverlayLayers, userns_fd: int) -> None:
-    libc = _libc()
+def _stage(libc: ctypes.CDLL, layers: OverlayLayers, userns_fd: int) -> None:
     os.unshare(os.CLONE_NEWNS)
     _check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "make / private")
     # Take handles on every layer first: the stage tmpfs below may shadow their paths.

@@ -64,6 +64,22 @@ class TerminalPerson:
                 continue
             return answer == "y"
 
+    def ask_egress(self, host: str, port: int) -> object:
+        """Level 1: the command wants a host outside the allowlist. Asked from a proxy thread,
+        one request at a time; the command waits for the answer."""
+        from sandbox.egress import Allow, Deny, DenyReason
+
+        answer = self._ask(f"\nsandbox: the command wants to reach {esc(host)}:{port}, which "
+                           "is not in the allowlist. Allow [o]nce, for this [s]ession, or "
+                           "[d]eny? ", "osd")
+        match answer:
+            case "o":
+                return Allow(rule="asked: once")
+            case "s":
+                return Allow(rule="asked: this session", remember=True)
+            case _:
+                return Deny(DenyReason.USER, "denied by the person at the terminal")
+
     def _page(self, patch: bytes) -> None:
         from sandbox.cli._render import safe_patch_for_terminal
 

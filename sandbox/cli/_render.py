@@ -121,11 +121,13 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
          json_out: bool) -> int:
     session = resolved.session
     holds = [e for e in events if e.event == "decision"]
+    egress = [e for e in events if e.event == "egress"]
     if json_out:
         print(json.dumps({"session": session.id, "workspace": str(session.workspace),
                           "state": session.state.value, "level": session.level,
                           "runs": [_run_json(r) for r in runs], "pending": cs.to_json(),
-                          "decisions": [dict(e.data) for e in holds]}, indent=2))
+                          "decisions": [dict(e.data) for e in holds],
+                          "egress": [dict(e.data) | {"run": e.run} for e in egress]}, indent=2))
         return 0
     print(f"session {session.id}  state {session.state.value}  level {session.level}")
     print(f"workspace {esc(str(session.workspace))}")
@@ -136,6 +138,12 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
               f"profile {r.profile}")
         for note in r.summary.get("notes", []) if isinstance(r.summary, dict) else []:
             print(f"    {esc(str(note))}")
+    if egress:
+        from sandbox.egress import EgressEvent
+
+        print(f"egress ({len(egress)} request(s)):")
+        for e in egress:
+            print(f"  {e.run}: {esc(EgressEvent.from_audit(e.data).describe())}")
     for e in holds:
         data = e.data
         for reason in data.get("reasons", []):

@@ -189,6 +189,7 @@ FIELDS: tuple[_Field, ...] = (
     _Field("review.auto", "deletions", "review_auto.deletions", _bool, _tighten_bool),
     _Field("egress", "allow", "egress_allow", _str_list, _union),
     _Field("egress", "ceiling", "egress_ceiling", _str_list, _free, org_only=True),
+    _Field("egress", "allow_addresses", "egress_allow_addresses", _str_list, _union),
     _Field("env", "pass", "env_pass", _env_names, _union),
 )
 _BY_KEY = {(f.table, f.key): f for f in FIELDS}
@@ -303,16 +304,15 @@ def _build(values: Mapping[str, Any]) -> Policy:
 
 
 def _check_egress_ceiling(policy: Policy, sources: Mapping[str, str]) -> None:
-    if policy.egress_ceiling is None or not policy.egress_allow:
+    """Every allowed host must lie within the org ceiling, judged by the egress rules the
+    proxy itself uses (so the loader and the proxy can never disagree)."""
+    if not policy.egress_allow and policy.egress_ceiling is None:
         return
-    from sandbox.policy._hosts import host_within
+    from sandbox.egress import EgressPolicy
 
-    for entry in policy.egress_allow:
-        if not any(host_within(entry, c) for c in policy.egress_ceiling):
-            raise CeilingError(
-                f"{sources.get('egress_allow', 'policy')}: egress allow {entry!r} is outside the "
-                f"org ceiling egress.ceiling = {list(policy.egress_ceiling)!r} "
-                f"({sources.get('egress_ceiling', 'org policy')})")
+    rules = EgressPolicy.from_strings(policy.egress_allow, ceiling=policy.egress_ceiling,
+                                      allow_addresses=policy.egress_allow_addresses)
+    rules.check_ceiling(sources.get("egress_ceiling", "the org policy"))
 
 
 def standard_layers(workspace: Path | None, env: Mapping[str, str] | None = None,

@@ -82,6 +82,9 @@ class Policy:
     review_auto: ReviewAuto = field(default_factory=ReviewAuto)
     egress_allow: tuple[str, ...] = ()
     egress_ceiling: tuple[str, ...] | None = None
+    # Addresses/ranges that allowed names may resolve into (private, loopback...) without
+    # allowing the IP literal itself.
+    egress_allow_addresses: tuple[str, ...] = ()
     env_pass: tuple[str, ...] = DEFAULT_ENV_PASS
 
     def to_json(self) -> dict[str, Any]:
