@@ -38,7 +38,8 @@ from sandbox.backends._docker_stage import (
     stage_overlay,
     unstage,
 )
-from sandbox.backends._docker_watch import UsageSampler, WriteWatcher
+from sandbox.backends._docker_watch import UsageSampler
+from sandbox.backends._watch import WriteWatcher
 from sandbox.errors import EXIT_TIMEOUT, BackendError, EnforcementError
 
 if TYPE_CHECKING:

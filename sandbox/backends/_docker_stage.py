@@ -22,34 +22,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.backends._base import Snapshot
-from sandbox.backends._mountns import OverlayLayers, check_overlay_path, make_idmap_userns
+from sandbox.backends._mountns import (
+    _AT_EMPTY_PATH,
+    _AT_FDCWD,
+    _AT_RECURSIVE,
+    _MOUNT_ATTR_IDMAP,
+    _MOVE_MOUNT_F_EMPTY_PATH,
+    _MS_NODEV,
+    _MS_NOSUID,
+    _MS_PRIVATE,
+    _OPEN_TREE_CLOEXEC,
+    _OPEN_TREE_CLONE,
+    _SYS_MOUNT_SETATTR,
+    _SYS_MOVE_MOUNT,
+    _SYS_OPEN_TREE,
+    OverlayLayers,
+    _check,
+    _MountAttr,
+    check_overlay_path,
+    make_idmap_userns,
+)
 from sandbox.errors import EnforcementError
 
 STAGE_NAME = "docker-stage"
-_SYS_OPEN_TREE = 428
-_SYS_MOVE_MOUNT = 429
-_SYS_MOUNT_SETATTR = 442
-_OPEN_TREE_CLONE = 1
-_OPEN_TREE_CLOEXEC = 0o2000000
-_AT_EMPTY_PATH = 0x1000
-_AT_RECURSIVE = 0x8000
-_AT_FDCWD = -100
-_MOUNT_ATTR_IDMAP = 0x100000
-_MOVE_MOUNT_F_EMPTY_PATH = 0x4
-_MS_NOSUID = 0x2
-_MS_NODEV = 0x4
 _MS_BIND = 0x1000
-_MS_PRIVATE = 0x40000
 _MNT_DETACH = 2
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = (
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
-    )
 
 
 @dataclass(frozen=True)
@@ -202,10 +199,3 @@ def _unescape(path: str) -> str:
             out.append(path[i])
             i += 1
     return "".join(out)
-
-
-def _check(ret: int, what: str) -> int:
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-    return ret

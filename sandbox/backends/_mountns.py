@@ -11,7 +11,7 @@ that is about to exec nsjail (still real root), we:
 2. clone the workspace as a detached mount and idmap it (disk uid of the owner -> MAPPED_ROOT_ID)
    so the sandbox sees the workspace owner's files as its own root's files;
 3. mount the overlay (mask and idmapped workspace as lower layers, the session's upper dir) as
-   real root, on a fresh tmpfs over /tmp of this private namespace, where the mapped id can
+   real root, on a fresh tmpfs at STAGE_DIR in this private namespace, where the mapped id can
    reach it; nsjail then bind-mounts it to /workspace.
 
 An unprivileged caller needs none of this: nsjail maps inside 0 to the caller's own uid and mounts
@@ -33,8 +33,12 @@ from sandbox.errors import EnforcementError
 # id range (useradd hands out subuids from 100000), so no real account shares it.
 MAPPED_ROOT_ID = 1_000_000_000
 
-STAGE_DIR = "/tmp"  # inside the private mount namespace only: a fresh tmpfs
-STAGE_WORKSPACE = "/tmp/workspace"
+# Where the overlay is staged for nsjail to bind: a fresh tmpfs mounted, in the private mount
+# namespace only, on a dedicated empty directory (so it shadows nothing: the nsjail binary, the
+# workspace or the state dir may live anywhere, /tmp included). Root-only, created on demand.
+STAGE_DIR = "/run/sandbox-stage"
+STAGE_WORKSPACE = f"{STAGE_DIR}/workspace"
+_STAGE_LOWER = f"{STAGE_DIR}/lower"
 
 _SYS_OPEN_TREE = 428
 _SYS_MOVE_MOUNT = 429
@@ -141,6 +145,7 @@ def root_preexec(layers: OverlayLayers, userns_fd: int) -> Callable[[], None]:
     """Build the preexec hook run in the forked child, as real root, before exec of nsjail."""
 
     libc = _libc()  # loaded before fork: no dlopen in the child of a threaded process
+    os.makedirs(STAGE_DIR, mode=0o755, exist_ok=True)
 
     def preexec() -> None:
         try:
@@ -174,15 +179,15 @@ def _stage(libc: ctypes.CDLL, layers: OverlayLayers, userns_fd: int) -> None:
     mask = os.open(layers.mask, flags) if layers.mask is not None else -1
     _check(libc.mount(b"sandbox-stage", STAGE_DIR.encode(), b"tmpfs",
                       _MS_NOSUID | _MS_NODEV, b"mode=0755,size=64k"), "stage tmpfs")
-    os.mkdir("/tmp/lower", 0o755)
+    os.mkdir(_STAGE_LOWER, 0o755)
     os.mkdir(STAGE_WORKSPACE, 0o755)
     _check(
-        libc.syscall(_SYS_MOVE_MOUNT, tree, b"", _AT_FDCWD, b"/tmp/lower",
+        libc.syscall(_SYS_MOVE_MOUNT, tree, b"", _AT_FDCWD, _STAGE_LOWER.encode(),
                      _MOVE_MOUNT_F_EMPTY_PATH),
         "attach idmapped workspace",
     )
     staged = OverlayLayers(
-        lower=Path("/tmp/lower"),
+        lower=Path(_STAGE_LOWER),
         upper=Path(f"/proc/self/fd/{upper}"),
         work=Path(f"/proc/self/fd/{work}"),
         mask=Path(f"/proc/self/fd/{mask}") if mask >= 0 else None,

@@ -29,6 +29,7 @@ from sandbox.backends._mountns import (
     root_preexec,
 )
 from sandbox.backends._nsjail_config import build_config, render
+from sandbox.backends._watch import WriteWatcher
 from sandbox.errors import (
     EXIT_SANDBOX_FAILED,
     EXIT_TIMEOUT,
@@ -145,7 +146,7 @@ class NsjailBackend:
             layers = OverlayLayers(lower=snap.lower, upper=snap.upper, work=snap.work,
                                    mask=snap.mask)
             preexec = root_preexec(layers, userns_fd)
-        # Config and log go by fd: as root, /tmp may be shadowed in nsjail's mount namespace.
+        # Config and log go by fd: nsjail opens them from its own mount namespace.
         cfg_fd = os.open(cfg_path, os.O_RDONLY)
         log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
         passed = (cfg_fd, log_fd) + ((userns_fd,) if userns_fd >= 0 else ())
@@ -178,7 +179,8 @@ class NsjailBackend:
         pumps = [_pump(proc.stderr, _stderr_sink(), err_buf if self._capture else None, cap)]
         if self._capture and proc.stdout is not None:
             pumps.append(_pump(proc.stdout, None, out_buf, cap))
-        watcher = _WriteWatcher(snap.upper, spec.limits.write_bytes, proc)
+        watcher = WriteWatcher(snap.upper, spec.limits.write_bytes,
+                               lambda: proc.send_signal(signal.SIGTERM))
         watcher.start()
         try:
             _, status, usage = _wait4(proc, spec.limits.timeout_s)
@@ -316,51 +318,3 @@ def _pump(stream: IO[bytes] | None, sink: Callable[[bytes], None] | None,
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t
-
-
-class _WriteWatcher:
-    """Kill the run when its upper dir outgrows the write cap (RLIMIT_FSIZE only caps single
-    files). Polls, so it costs nothing when no cap is set; its walk follows upper's size."""
-
-    def __init__(self, upper: Path, cap: int | None, proc: subprocess.Popen[bytes]) -> None:
-        self._upper, self._cap, self._proc = upper, cap, proc
-        self._stop = threading.Event()
-        self.hit = False
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._cap is not None:
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-
-    def _run(self) -> None:
-        assert self._cap is not None
-        while not self._stop.wait(0.2):
-            if _tree_bytes(self._upper) > self._cap:
-                self.hit = True
-                self._proc.send_signal(signal.SIGTERM)
-                return
-
-
-def _tree_bytes(root: Path) -> int:
-    total = 0
-    stack = [str(root)]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as it:
-                for e in it:
-                    try:
-                        st = e.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    total += st.st_blocks * 512
-                    if e.is_dir(follow_symlinks=False):
-                        stack.append(e.path)
-        except OSError:
-            continue
-    return total

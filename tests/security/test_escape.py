@@ -24,12 +24,15 @@ from tests.conftest import SANDBOX_BIN, Cli, give
 
 
 def run(cli: Cli, ws: Path, script: str, *extra: str) -> subprocess.CompletedProcess[bytes]:
-    return cli("run", "-C", str(ws), *extra, "--", "sh", "-c", script)
+    """Run the attack; a sandbox that failed to start (125) must not pass as "stopped"."""
+    r = cli("run", "-C", str(ws), *extra, "--", "sh", "-c", f"{script}\necho ATTACK-RAN")
+    assert r.returncode != 125 and b"ATTACK-RAN" in r.stdout, (r.returncode, r.stderr)
+    return r
 
 
 def run_json(cli: Cli, ws: Path, script: str, *extra: str) -> dict[str, object]:
-    r = cli("run", "-C", str(ws), "--json", *extra, "--", "sh", "-c", script)
-    assert r.stdout, r.stderr
+    r = cli("run", "-C", str(ws), "--json", *extra, "--", "sh", "-c", f"{script}\necho ATTACK-RAN")
+    assert r.returncode != 125 and b"ATTACK-RAN" in r.stdout, (r.returncode, r.stderr)
     data: dict[str, object] = json.loads(r.stdout)
     return data
 
@@ -106,7 +109,7 @@ def test_host_processes_invisible_and_unsignalable(sbx: tuple[Cli, Path]) -> Non
         assert str(victim.pid).encode() + b"\n" not in r.stdout.split(b"\n", 1)[0] + b"\n"
         time.sleep(0.2)
         assert victim.poll() is None, "the sandbox killed a host process"
-        nprocs = int(r.stdout.strip().splitlines()[-1])
+        nprocs = int(r.stdout.strip().splitlines()[-2])  # the line before ATTACK-RAN
         assert nprocs < 10  # only the sandbox's own processes
     finally:
         victim.kill()
@@ -130,7 +133,7 @@ def test_nothing_survives_the_run(sbx: tuple[Cli, Path]) -> None:
     marker = f"sbxsurvivor{os.getpid()}"
     script = (f"(sleep 600 {marker} &) ; setsid sh -c 'sleep 600 {marker}' & "
               f"nohup sh -c 'trap \"\" HUP TERM; exec -a {marker} sleep 600' >/dev/null 2>&1 & "
-              "sleep 0.2; exit 0")
+              "sleep 0.2")
     mounts_before = Path("/proc/self/mounts").read_text().count("overlay")
     r = run(cli, workspace, script)
     assert r.returncode == 0, r.stderr
