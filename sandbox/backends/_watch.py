@@ -32,7 +32,7 @@ class WriteWatcher:
 
     def _run(self) -> None:
         assert self._cap is not None
-        while not self._stop.wait(0.2):
+        while not self._stop.wait(0.1):
             if tree_bytes(self._upper) > self._cap:
                 self.hit = True
                 self._kill()

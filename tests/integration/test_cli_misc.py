@@ -40,13 +40,18 @@ def test_audit_shows_and_verify_detects_tampering(cli: Cli, workspace: Path) -> 
 
 
 def test_write_cap_stops_a_runaway_writer(cli: Cli, workspace: Path) -> None:
+    # The cap is enforced by watching the upper dir (polled), so a run may overshoot by what
+    # it writes between two looks; a writer that keeps going is always stopped.
     (workspace / "sandbox.toml").write_text("[limits]\nwrite = '8m'\n")
     r = cli("run", "-C", str(workspace), "--json", "--", "sh", "-c",
-            "for i in $(seq 100); do head -c 1048576 /dev/zero > f$i || exit 9; done; "
+            "for i in $(seq 1000); do head -c 1048576 /dev/zero > f$i || exit 9; done; "
             "echo finished")
     out = json.loads(r.stdout)
     assert "finished" not in out["stdout"]
     assert r.returncode != 0
+    assert any("write limit" in n for n in out["notes"]), out["notes"]
+    written = sum(p.stat().st_size for p in cli.home.glob("sessions/*/upper/f*"))
+    assert written < 400 << 20, written
 
 
 def test_output_cap_in_json(cli: Cli, workspace: Path) -> None:
