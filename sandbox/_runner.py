@@ -191,7 +191,7 @@ class Runner:
 
     def _session(self, req: RunRequest, workspace: Path, policy: Policy) -> SessionRecord:
         # Conflict baseline: files changed in the workspace after this instant are conflicts.
-        started_ns = run_start_ns()
+        started_ns = run_start_ns(self.layout.root)
         if req.session is None:
             return self.store.new_session(workspace, level=int(policy.level),
                                           policy_digest=policy.digest(), started_ns=started_ns)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from sandbox.errors import EXIT_USAGE, SandboxError
@@ -29,7 +29,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"sandbox: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+HELP = {
+    "run": "run a command sandboxed",
+    "ls": "list recent runs",
+    "show": "show a run: status, usage, changes, decision",
+    "review": "review pending changes interactively",
+    "diff": "print the pending changes as a patch `git apply` accepts",
+    "export": "write the pending changes as a commit on a new git branch "
+              "(working tree and index untouched)",
+    "approve": "commit pending changes (all, or the PATHs given)",
+    "reject": "discard pending changes (all, or the PATHs given)",
+    "audit": "show or verify the hash-chained audit log",
+    "policy": "effective policy and where each field comes from",
+    "doctor": "check host prerequisites, each with its fix",
+    "profile": "seccomp profiles: lint, show, compile, test, record",
+    "image": "build and list sandbox images",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI, or, with `only`, just that command's arguments (the others are listed
+    for --help but not built: building every subparser costs ~10 ms on each tool call)."""
     p = _Parser(prog="sandbox", description=(
         "Run AI-agent tool calls in a locked-down sandbox on a copy-on-write snapshot of the "
         "workspace; changes reach the workspace only as the governance level allows."),
@@ -37,10 +57,28 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `sandbox COMMAND --help` for details. State lives in $SANDBOX_HOME "
                "(default ~/.local/state/sandbox).")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
+    for name, helptext in HELP.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=helptext)
+        elif name == "profile":
+            from sandbox.cli._profile import add_profile_parser
 
-    r = sub.add_parser("run", help="run a command sandboxed", epilog=RUN_EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Run COMMAND in a sandbox over a snapshot of the workspace.")
+            add_profile_parser(sub)
+        elif name == "image":
+            from sandbox.cli._image import add_image_parser
+
+            add_image_parser(sub)
+        elif name == "run":
+            _run_args(sub.add_parser(
+                name, help=helptext, epilog=RUN_EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Run COMMAND in a sandbox over a snapshot of the workspace."))
+        else:
+            _BUILDERS[name](sub.add_parser(name, help=helptext))
+    return p
+
+
+def _run_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("-C", dest="workspace", default=".", metavar="DIR",
                    help="workspace directory (default: current directory)")
     r.add_argument("--level", type=int, choices=(1, 2, 3, 4), help=(
@@ -65,30 +103,40 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the command's output is captured into it)")
     r.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
 
-    sub.add_parser("ls", help="list recent runs").add_argument("--json", action="store_true")
-    for name, helptext in (("show", "show a run: status, usage, changes, decision"),
-                           ("review", "review pending changes interactively")):
-        sp = sub.add_parser(name, help=helptext)
-        sp.add_argument("ref", metavar="RUN", help="run id, session id, or `last`")
-        sp.add_argument("--json", action="store_true")
-        if name == "review":
-            sp.add_argument("-m", "--message", help="kept in the audit record of each decision")
-            sp.add_argument("--force", action="store_true",
-                            help="commit even files that changed in the workspace since the run")
-    d = sub.add_parser("diff", help="print the pending changes as a patch `git apply` accepts")
+
+def _json_only(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--json", action="store_true")
+
+
+def _show_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("ref", metavar="RUN", help="run id, session id, or `last`")
+    sp.add_argument("--json", action="store_true")
+
+
+def _review_args(sp: argparse.ArgumentParser) -> None:
+    _show_args(sp)
+    sp.add_argument("-m", "--message", help="kept in the audit record of each decision")
+    sp.add_argument("--force", action="store_true",
+                    help="commit even files that changed in the workspace since the run")
+
+
+def _diff_args(d: argparse.ArgumentParser) -> None:
     d.add_argument("ref", metavar="RUN")
     d.add_argument("paths", nargs="*", metavar="PATH")
     d.add_argument("--json", action="store_true", help="structured changeset")
     d.add_argument("--stat", action="store_true", help="diffstat only")
-    x = sub.add_parser("export", help="write the pending changes as a commit on a new git "
-                       "branch (working tree and index untouched)")
+
+
+def _export_args(x: argparse.ArgumentParser) -> None:
     x.add_argument("ref", metavar="RUN")
     x.add_argument("--branch", required=True, metavar="NAME", help="the new branch's name")
     x.add_argument("-m", "--message", help="commit message (default: session, run, command)")
     x.add_argument("--include-protected", action="store_true",
                    help="also export protected paths (CI config, hooks, policy...)")
     x.add_argument("--json", action="store_true")
-    a = sub.add_parser("approve", help="commit pending changes (all, or the PATHs given)")
+
+
+def _approve_args(a: argparse.ArgumentParser) -> None:
     a.add_argument("ref", metavar="RUN")
     a.add_argument("paths", nargs="*", metavar="PATH")
     a.add_argument("--force", action="store_true",
@@ -97,34 +145,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also commit protected paths (CI config, hooks, policy...)")
     a.add_argument("-m", "--message", help="kept in the audit record")
     a.add_argument("--json", action="store_true")
-    j = sub.add_parser("reject", help="discard pending changes (all, or the PATHs given)")
+
+
+def _reject_args(j: argparse.ArgumentParser) -> None:
     j.add_argument("ref", metavar="RUN")
     j.add_argument("paths", nargs="*", metavar="PATH")
     j.add_argument("-m", "--message", help="kept in the audit record")
     j.add_argument("--json", action="store_true")
-    au = sub.add_parser("audit", help="show or verify the hash-chained audit log")
+
+
+def _audit_args(au: argparse.ArgumentParser) -> None:
     au.add_argument("ref", nargs="?", metavar="RUN", help="only this run's or session's records")
     au.add_argument("--verify", action="store_true", help="check the chain; non-zero if broken")
     au.add_argument("--json", action="store_true")
-    pol = sub.add_parser("policy", help="effective policy and where each field comes from")
+
+
+def _policy_args(pol: argparse.ArgumentParser) -> None:
     pol_sub = pol.add_subparsers(dest="policy_cmd", metavar="SUBCOMMAND", parser_class=_Parser)
     ps = pol_sub.add_parser("show", help="print each effective field with the file that set it")
     ps.add_argument("-C", dest="workspace", default=".", metavar="DIR")
     ps.add_argument("--policy", metavar="FILE")
     ps.add_argument("--json", action="store_true")
-    doc = sub.add_parser("doctor", help="check host prerequisites, each with its fix")
-    doc.add_argument("--json", action="store_true")
-    from sandbox.cli._image import add_image_parser
-    from sandbox.cli._profile import add_profile_parser
 
-    add_profile_parser(sub)
-    add_image_parser(sub)
-    return p
+
+_BUILDERS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "ls": _json_only, "show": _show_args, "review": _review_args,
+    "diff": _diff_args, "export": _export_args, "approve": _approve_args,
+    "reject": _reject_args, "audit": _audit_args, "policy": _policy_args,
+    "doctor": _json_only,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=words[0] if words and words[0] in HELP else None)
+    args = parser.parse_args(words)
     if args.cmd is None:
         parser.print_help()
         return EXIT_USAGE

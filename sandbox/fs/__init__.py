@@ -6,6 +6,7 @@ Typical flow: `build_mask` before the run (hidden paths), `compute_changeset` af
 starts with `recover_interrupted`.
 """
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sandbox.fs._changeset import Change, ChangeKind, ChangeSet, FileType
@@ -44,16 +45,28 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def run_start_ns() -> int:
+def run_start_ns(probe_dir: Path | None = None) -> int:
     """The `started_ns` to record when a run starts, for commit's conflict check.
 
     File ctimes come from the kernel's coarse clock, which lags time.time_ns() by up to a
-    tick, so an edit made just after the run started could look older than the start. Going
-    back 20 ms errs the safe way: an edit made just *before* the run is reported as a
-    conflict (force overrides it) instead of one made during the run being missed.
+    tick. With `probe_dir`, read that clock itself: create a file there and take its ctime, so
+    the baseline is on the same scale as the workspace's ctimes (`ctime > baseline` then means
+    "changed after the run started", and our own commit just before is not a conflict).
+    Without it, go back 20 ms, erring the safe way.
     """
+    import os
     import time
 
+    if probe_dir is not None:
+        try:
+            fd = os.open(probe_dir, os.O_TMPFILE | os.O_WRONLY, 0o600)
+        except OSError:
+            pass
+        else:
+            try:
+                return os.fstat(fd).st_ctime_ns
+            finally:
+                os.close(fd)
     return time.time_ns() - 20_000_000
 
 
