@@ -39,6 +39,21 @@ def median_ms(fn: Callable[[], object], n: int, warmup: int = 2) -> float:
     return statistics.median(xs) * 1000
 
 
+def interleaved_ms(fns: dict[str, Callable[[], object]], n: int, warmup: int = 2) -> dict[str, float]:
+    """Medians of several contenders measured in turn (A B C A B C ...), so drift in the
+    machine's load hits them all alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(n):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) * 1000 for k, v in samples.items()}
+
+
 def run_quiet(argv: list[str], **kw: object) -> None:
     subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
                    **kw)  # type: ignore[call-overload]
@@ -76,15 +91,17 @@ def per_call(n: int, base: Path) -> dict[str, float]:
     runner = Runner(layout, store, audit, get_backend("nsjail"))
     policy = merge([Layer("flags", "--level", {"level": 4})])
     req = RunRequest(argv=("true",), workspace=ws, policy=policy)
-    results = {
-        "bare nsjail": median_ms(lambda: run_quiet(nsjail_argv()), n),
-        "bare bwrap": median_ms(lambda: run_quiet(BWRAP), n) if shutil.which("bwrap") else -1,
-        "sandbox library call": median_ms(lambda: runner.run(req), n),
-        "sandbox CLI": median_ms(lambda: run_quiet(
+    contenders: dict[str, Callable[[], object]] = {
+        "bare nsjail": lambda: run_quiet(nsjail_argv()),
+        "sandbox library call": lambda: runner.run(req),
+        "sandbox CLI": lambda: run_quiet(
             [str(VENV_BIN / "sandbox"), "run", "-C", str(ws), "--level", "4", "--", "true"],
-            env=env), n),
-        "python -c pass": median_ms(lambda: run_quiet([sys.executable, "-c", "pass"]), n),
+            env=env),
+        "python -c pass": lambda: run_quiet([sys.executable, "-c", "pass"]),
     }
+    if shutil.which("bwrap"):
+        contenders["bare bwrap"] = lambda: run_quiet(BWRAP)
+    results = interleaved_ms(contenders, n)
     npx = shutil.which("npx")
     if npx and (SRT_DIR / "node_modules" / ".bin" / "srt").exists():
         results["npx srt true"] = median_ms(
@@ -117,7 +134,7 @@ def snapshot_cost(n: int, base: Path) -> dict[str, float]:
     from sandbox.policy import Layer, merge
     from sandbox.store import Store
 
-    out: dict[str, float] = {}
+    runs: dict[str, Callable[[], object]] = {}
     for files in (10, 100_000):
         ws = base / f"ws{files}"
         make_workspace(ws, files)
@@ -130,9 +147,8 @@ def snapshot_cost(n: int, base: Path) -> dict[str, float]:
             outcome = runner.run(req)
             assert len(outcome.committed) == 10, outcome.committed
 
-        out[f"{files} files: run + snapshot + diff + commit (10 changes)"] = median_ms(
-            once, n, warmup=1)
-    return out
+        runs[f"{files} files: run + snapshot + diff + commit (10 changes)"] = once
+    return interleaved_ms(runs, n, warmup=1)
 
 
 def main() -> int:
@@ -146,7 +162,7 @@ def main() -> int:
         (base / "calls").mkdir()
         (base / "snap").mkdir()
         calls = per_call(args.n, base / "calls")
-        snap = snapshot_cost(max(5, args.n // 3), base / "snap")
+        snap = snapshot_cost(args.n, base / "snap")
     nsj = calls["bare nsjail"]
     lines = ["| measurement | median ms | ratio |", "|---|---:|---:|"]
     for name, ms in calls.items():

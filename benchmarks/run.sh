@@ -18,8 +18,10 @@ if command -v npm >/dev/null && [ ! -x benchmarks/.node/node_modules/.bin/srt ];
     || echo "benchmarks: could not install @anthropic-ai/sandbox-runtime; srt is skipped" >&2
 fi
 mkdir -p benchmarks/results
+[ "$(id -u)" = 0 ] && { scripts/dockerd.sh; scripts/build-images.sh; }   # bench_backends' peers
 for b in benchmarks/bench_*.py; do
-  echo "## $(basename "$b" .py)"
-  .venv/bin/python "$b" --json "benchmarks/results/$(basename "$b" .py).json"
+  name=$(basename "$b" .py)
+  echo "## $name"
+  .venv/bin/python "$b" | tee "benchmarks/results/$name.txt"
   echo
 done

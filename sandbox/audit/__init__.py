@@ -6,10 +6,28 @@ report = log.verify()          # says which line/seq broke, if any
 print(render_text(log.records(run=run_id)))
 """
 
+from typing import TYPE_CHECKING, Any
+
+from sandbox.audit._head import Head
 from sandbox.audit._log import AuditLog, Entry
 from sandbox.audit._record import GENESIS, AuditEvent, AuditRecord, canonical_bytes, compute_hash
-from sandbox.audit._render import render_text, safe_text
-from sandbox.audit._verify import Head, Problem, ProblemKind, VerifyReport
+
+if TYPE_CHECKING:
+    from sandbox.audit._render import render_text, safe_text
+    from sandbox.audit._verify import Problem, ProblemKind, VerifyReport
+
+_LAZY = {"render_text": "sandbox.audit._render", "safe_text": "sandbox.audit._render",
+         "Problem": "sandbox.audit._verify", "ProblemKind": "sandbox.audit._verify",
+         "VerifyReport": "sandbox.audit._verify"}
+
+
+def __getattr__(name: str) -> Any:
+    # Rendering and verification are for `sandbox audit`; appends (every run) skip them.
+    if name not in _LAZY:
+        raise AttributeError(f"module 'sandbox.audit' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name]), name)
 
 __all__ = [
     "GENESIS",

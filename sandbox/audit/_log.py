@@ -18,7 +18,9 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from sandbox.audit._head import EMPTY_HEAD, Head, HeadState, check_head
 from sandbox.audit._record import (
     AuditEvent,
     AuditRecord,
@@ -30,14 +32,9 @@ from sandbox.audit._record import (
     normalize_data,
     utc_timestamp,
 )
-from sandbox.audit._verify import (
-    EMPTY_HEAD,
-    Head,
-    HeadState,
-    VerifyReport,
-    check_head,
-    verify_lines,
-)
+
+if TYPE_CHECKING:
+    from sandbox.audit._verify import VerifyReport
 from sandbox.errors import AuditError
 
 __all__ = ["AuditLog", "Entry"]
@@ -308,5 +305,7 @@ class AuditLog:
 
         A broken log is reported, not raised; AuditError only when the file cannot be read.
         """
+        from sandbox.audit._verify import verify_lines  # the walk is only for `audit --verify`
+
         size, (head, garbled) = self._snapshot()
         return verify_lines(self.path, self._lines(size), head, head_garbled=garbled)

@@ -26,34 +26,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Head:
-    """What the sidecar says the last record is."""
-
-    seq: int
-    hash: str
-
-
-EMPTY_HEAD = Head(0, GENESIS)
-
-
-class HeadState(StrEnum):
-    MATCH = "match"
-    # The process died (or failed) between appending a record and updating the sidecar: the
-    # one record past the head is legitimate and the next append brings the head up to date.
-    LAGS_ONE = "lags-one"
-    MISMATCH = "mismatch"
-
-
-def check_head(head: Head | None, last: AuditRecord | None) -> HeadState:
-    h = EMPTY_HEAD if head is None else head
-    if last is None:
-        return HeadState.MATCH if h == EMPTY_HEAD else HeadState.MISMATCH
-    if (h.seq, h.hash) == (last.seq, last.hash):
-        return HeadState.MATCH
-    if h.seq == last.seq - 1 and h.hash == last.prev:
-        return HeadState.LAGS_ONE
-    return HeadState.MISMATCH
+from sandbox.audit._head import Head, HeadState, check_head
 
 
 class ProblemKind(StrEnum):

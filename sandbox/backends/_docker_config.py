@@ -181,10 +181,10 @@ def _network_mode(spec: LaunchSpec) -> str:
         case Network.NONE:
             return "none"
         case Network.EGRESS:
-            # Hook for the egress work: attach the container to an internal network whose only
-            # reachable peer is the egress proxy, and pass the forwarder as spec.wrapper.
-            raise EnforcementError("the docker backend cannot enforce egress rules yet",
-                                   hint="use --backend nsjail for runs that allow hosts")
+            # Same fail-closed mechanism as nsjail: the container keeps a loopback-only network
+            # namespace; the egress shim (spec.wrapper, over the bind-mounted control socket in
+            # spec.extra_mounts) hands its listening socket to the host-side proxy.
+            return "none"
 
 
 def _bind(src: Path, dst: str, *, rw: bool) -> dict[str, Any]:

@@ -132,7 +132,6 @@ def _load(workspace: Path, policy_file: str | None, flags: list[Layer]) -> Any:
 def _run(ctx: Ctx, args: argparse.Namespace) -> int:
     from sandbox._runner import Runner, RunRequest, check_workspace
     from sandbox.backends import get_backend
-    from sandbox.cli._person import TerminalPerson
 
     command = list(args.command)
     if command[:1] == ["--"]:
@@ -146,7 +145,11 @@ def _run(ctx: Ctx, args: argparse.Namespace) -> int:
         key, sep, value = item.partition("=")
         env[key] = value if sep else None
     backend = get_backend(effective.policy.backend, capture=args.json)
-    person = TerminalPerson.detect(json_out=args.json)
+    person = None  # no terminal: nothing is asked (and the prompt code is not even loaded)
+    if not args.json and sys.stdin.isatty() and sys.stderr.isatty():
+        from sandbox.cli._person import TerminalPerson
+
+        person = TerminalPerson(True)
     runner = Runner(ctx.layout, ctx.store, ctx.audit, backend, person)
     outcome = runner.run(RunRequest(argv=tuple(command), workspace=workspace, policy=effective,
                                     session=args.session, env=env, capture=args.json))

@@ -44,7 +44,12 @@ def state(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_egress_through_the_nsjail_backend(state: Path) -> None:
+@pytest.mark.parametrize("backend_name", ["nsjail", "docker"])
+def test_egress_through_the_backend(state: Path, backend_name: str) -> None:
+    if backend_name == "docker":
+        from tests.integration.test_docker_backend import require_docker
+
+        require_docker()
     with origin("plain") as port:
         policy = EgressPolicy.from_strings([f"allowed.test:{port}"], allow_addresses=["127.0.0.1"])
         resolver = mapped_resolver({"allowed.test": ["127.0.0.1"]}, None)
@@ -58,7 +63,7 @@ def test_egress_through_the_nsjail_backend(state: Path) -> None:
                 extra_mounts=handle.mounts,
                 wrapper=handle.wrapper,
             )
-            backend = get_backend("nsjail", capture=True)
+            backend = get_backend(backend_name, capture=True)
             result = backend.launch(spec)
             verdicts = [(e.host, e.verdict.value) for e in handle.events()]
         egress_dir = handle.dir
