@@ -15,7 +15,7 @@ from typing import Any
 from sandbox._home import HomeLayout
 from sandbox.audit import AuditLog
 from sandbox.cli import _render as render
-from sandbox.errors import EXIT_USAGE, UsageError
+from sandbox.errors import EXIT_USAGE, SandboxError, UsageError
 from sandbox.policy import Layer, load_policy, parse_duration, parse_size
 from sandbox.store import Store
 
@@ -177,28 +177,26 @@ def _pending(ctx: Ctx, ref: str) -> tuple[Any, Any, Path]:
     resolved = _resolve(ctx, ref)
     session = resolved.session
     upper = ctx.layout.session_dirs(session.id).upper
-    hide = _session_hide(ctx, session) or DEFAULT_HIDE
-    cs = compute_changeset(upper, session.workspace, hidden=hide) if upper.exists() else None
-    if cs is None:
-        from sandbox.fs import ChangeSet
+    from sandbox.fs import ChangeSet
 
-        cs = ChangeSet(())
+    hide = _session_hide(session.workspace) or DEFAULT_HIDE
+    cs = compute_changeset(upper, session.workspace, hidden=hide) if upper.exists() else ChangeSet(())
     return resolved, cs, upper
 
 
-def _session_hide(ctx: Ctx, session: Any) -> tuple[str, ...]:
+def _session_hide(workspace: Path) -> tuple[str, ...]:
+    """The workspace's hide list; a policy broken since the run must not block reviewing its
+    pending changes (the built-in list still applies)."""
     try:
-        eff = _load(session.workspace, None, [])
-    except Exception:
+        return tuple(_load(workspace, None, []).policy.hide)
+    except SandboxError:
         return ()
-    return tuple(eff.policy.hide)
 
 
 def _show(ctx: Ctx, args: argparse.Namespace) -> int:
     resolved, cs, _ = _pending(ctx, args.ref)
     runs = ctx.store.list_runs(limit=1000, session_id=resolved.session.id)
-    records = list(ctx.audit.records(run=None))
-    events = [r for r in records if r.session == resolved.session.id]
+    events = list(ctx.audit.records(session=resolved.session.id))
     return render.show(resolved, runs, cs, events, json_out=args.json)
 
 
