@@ -146,7 +146,10 @@ def build_config(
         rlimit_stack_type=rl.SOFT,
         rlimit_core=0,
         nice_level=0,
-        skip_setsid=spec.stdin_tty,  # keep the controlling terminal for interactive agents
+        # Always a new session: the sandbox never holds the caller's controlling terminal, so
+        # it cannot push keystrokes into the caller's shell with TIOCSTI (bwrap's CVE-2017-5226).
+        # Interactive agents still read and write the tty; Ctrl-C arrives by signal forwarding.
+        skip_setsid=False,
         forward_signals=True,
         exec_bin=cfg_mod.Exe(path=argv[0], arg=argv[1:]),
     )
