@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli
+from tests.conftest import Cli, require_root
 
 
 def _json(proc: subprocess.CompletedProcess[bytes]) -> dict[str, object]:
@@ -160,8 +159,7 @@ def test_unprivileged_user_run(user_cli: tuple[Cli, Path]) -> None:
 
 
 def test_root_inside_is_unprivileged_outside(cli: Cli, workspace: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("root-path test")
+    require_root()
     r = cli("run", "-C", str(workspace), "--", "sh", "-c", "cat /proc/self/uid_map")
     fields = r.stdout.split()
     assert fields[0] == b"0" and fields[1] != b"0", r.stdout

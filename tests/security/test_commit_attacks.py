@@ -31,16 +31,10 @@ from sandbox.fs import (
     compute_changeset,
     recover_interrupted,
 )
+from tests.conftest import require_root
 
 Tree = dict[str, tuple[Any, ...]]
 
-
-def _need_root() -> None:
-    if os.geteuid() != 0:
-        msg = "needs root (mknod, setuid files, chown)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
 
 
 def write(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
@@ -139,7 +133,7 @@ def test_upper_symlinked_parent_is_not_read_through(site: Site) -> None:
 
 
 def test_setuid_file_is_refused_and_stripped_if_forged(site: Site) -> None:
-    _need_root()
+    require_root()
     write(site.upper / "suid", "#!/bin/sh\n", 0o4755)
     write(site.upper / "sgid", "#!/bin/sh\n", 0o2755)
     cs = compute_changeset(site.upper, site.ws)
@@ -157,7 +151,7 @@ def test_setuid_file_is_refused_and_stripped_if_forged(site: Site) -> None:
 
 @pytest.mark.parametrize("kind", ["chardev", "blockdev", "fifo"])
 def test_special_files_are_refused(site: Site, kind: str) -> None:
-    _need_root()
+    require_root()
     target = site.upper / "node"
     if kind == "chardev":
         os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # /dev/null
@@ -257,7 +251,7 @@ def _build_crash_fixture(root: Path) -> tuple[Path, Path]:
 
 
 def test_kill_9_at_random_instants_leaves_before_or_after(tmp_path: Path) -> None:
-    _need_root()
+    require_root()
     template, upper = _build_crash_fixture(tmp_path)
     before = snapshot(template)
     after_ws = tmp_path / "after"

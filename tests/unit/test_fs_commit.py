@@ -14,16 +14,10 @@ import pytest
 from sandbox.errors import ConflictError, ForbiddenChangeError, NotFoundError
 from sandbox.fs import ChangeSet, _journal, commit_changeset, compute_changeset, recover_interrupted
 from sandbox.fs import _commit as commit_mod
+from tests.conftest import require_root
 
 Tree = dict[str, tuple[Any, ...]]
 
-
-def _need_root() -> None:
-    if os.geteuid() != 0:
-        msg = "needs root (mknod whiteouts, chown)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
 
 
 def write(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
@@ -84,7 +78,7 @@ def env(tmp_path: Path) -> Env:
 
 def build_scenario(env: Env) -> Tree:
     """A workspace, an upper with every kind of change, and the expected merged result."""
-    _need_root()
+    require_root()
     write(env.ws / "keep.txt", "keep\n")
     write(env.ws / "mod.txt", "old\n")
     write(env.ws / "run.sh", "echo\n")
@@ -132,7 +126,7 @@ def test_full_commit_reaches_merged_view(env: Env) -> None:
 
 
 def test_commit_preserves_mtime_and_sets_workspace_owner(env: Env) -> None:
-    _need_root()
+    require_root()
     os.chown(env.ws, 1234, 4321)
     f = write(env.upper / "d/f.txt", "x", 0o640)
     os.utime(f, ns=(1_000_000_000, 1_500_000_000))
@@ -192,7 +186,7 @@ def test_added_path_created_meanwhile_is_a_conflict(env: Env) -> None:
 
 
 def test_deleted_dir_with_unknown_entries_is_fatal_even_with_force(env: Env) -> None:
-    _need_root()
+    require_root()
     write(env.ws / "d/known", "k")
     env.mark_started()
     whiteout(env.upper / "d")
@@ -242,7 +236,7 @@ def test_unknown_path_is_an_error(env: Env) -> None:
 
 
 def test_dir_removal_is_deferred_unless_its_contents_are_selected(env: Env) -> None:
-    _need_root()
+    require_root()
     write(env.ws / "d/x/y", "y")
     write(env.ws / "d/z", "z")
     env.mark_started()

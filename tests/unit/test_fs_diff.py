@@ -11,14 +11,7 @@ import pytest
 
 from sandbox.errors import EnforcementError
 from sandbox.fs import ChangeKind, ChangeSet, FileType, compute_changeset
-
-
-def _need_root() -> None:
-    if os.geteuid() != 0:
-        msg = "needs root (mknod whiteouts, trusted.* xattrs)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+from tests.conftest import require, require_root
 
 
 def whiteout(path: Path) -> None:
@@ -99,7 +92,7 @@ def test_added_directory_is_one_change_plus_entries(trees: tuple[Path, Path]) ->
 
 
 def test_whiteouts_are_deletions(trees: tuple[Path, Path]) -> None:
-    _need_root()
+    require_root()
     upper, lower = trees
     write(lower / "gone.txt", "a\nb\n")
     write(lower / "dir/x", "1\n")
@@ -126,14 +119,14 @@ def test_xattr_whiteout_is_a_deletion(trees: tuple[Path, Path]) -> None:
     try:
         os.setxattr(upper / "gone", "user.overlay.whiteout", b"y")
     except OSError as exc:
-        pytest.skip(f"filesystem without user xattrs: {exc}")
+        require(False, f"a filesystem with user xattrs for the test tree: {exc}")
     assert kinds(compute_changeset(upper, lower)) == {"gone": ChangeKind.DELETED}
 
 
 @pytest.mark.parametrize("xattr", ["trusted.overlay.opaque", "user.overlay.opaque"])
 def test_opaque_dir_deletes_lower_entries_it_lacks(trees: tuple[Path, Path], xattr: str) -> None:
     if xattr.startswith("trusted."):
-        _need_root()
+        require_root()
     upper, lower = trees
     write(lower / "d/old1", "1\n")
     write(lower / "d/sub/old2", "2\n")
@@ -143,7 +136,7 @@ def test_opaque_dir_deletes_lower_entries_it_lacks(trees: tuple[Path, Path], xat
     try:
         os.setxattr(upper / "d", xattr, b"y")
     except OSError as exc:
-        pytest.skip(f"cannot set {xattr}: {exc}")
+        require(False, f"setting {xattr} on the test tree: {exc}")
     assert kinds(compute_changeset(upper, lower)) == {
         "d/new": ChangeKind.ADDED,
         "d/old1": ChangeKind.DELETED,
@@ -153,7 +146,7 @@ def test_opaque_dir_deletes_lower_entries_it_lacks(trees: tuple[Path, Path], xat
 
 
 def test_opaque_propagates_to_subdirs(trees: tuple[Path, Path]) -> None:
-    _need_root()
+    require_root()
     upper, lower = trees
     write(lower / "d/sub/hidden", "h\n")
     (upper / "d/sub").mkdir(parents=True)
@@ -236,7 +229,7 @@ def test_symlink_escape_rule(trees: tuple[Path, Path], target: str, where: str, 
 
 
 def test_special_files_and_setid_are_forbidden(trees: tuple[Path, Path]) -> None:
-    _need_root()
+    require_root()
     upper, lower = trees
     os.mkfifo(upper / "fifo")
     os.mknod(upper / "dev", stat.S_IFCHR | 0o600, os.makedev(1, 3))
@@ -311,7 +304,7 @@ def test_binary_detection_and_no_line_counts(trees: tuple[Path, Path]) -> None:
 
 @pytest.mark.parametrize("xattr", ["trusted.overlay.redirect", "trusted.overlay.metacopy"])
 def test_redirect_and_metacopy_are_refused(trees: tuple[Path, Path], xattr: str) -> None:
-    _need_root()
+    require_root()
     upper, lower = trees
     write(upper / "f", "x")
     os.setxattr(upper / "f", xattr, b"/elsewhere")

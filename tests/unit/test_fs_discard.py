@@ -9,13 +9,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.fs import ChangeKind, compute_changeset, discard_paths
-
-
-def _need(cond: bool, msg: str) -> None:
-    if not cond:
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+from tests.conftest import require
 
 
 def whiteout(path: Path) -> None:
@@ -29,7 +23,7 @@ def write(path: Path, data: str) -> None:
 
 @pytest.fixture
 def trees(tmp_path: Path) -> tuple[Path, Path]:
-    _need(os.geteuid() == 0, "needs root (whiteouts, trusted xattrs)")
+    require(os.geteuid() == 0, "needs root (whiteouts, trusted xattrs)")
     upper, lower = tmp_path / "upper", tmp_path / "lower"
     upper.mkdir()
     lower.mkdir()

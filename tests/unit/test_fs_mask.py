@@ -10,15 +10,10 @@ from pathlib import Path
 import pytest
 
 from sandbox.fs import _mask, build_mask, compute_changeset, find_hidden
+from tests.conftest import require
 
 PATTERNS = [".env*", "*.pem", ".ssh/", "/secrets/**"]
 
-
-def _need(cond: bool, msg: str) -> None:
-    if not cond:
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
 
 
 def write(path: Path, data: str = "x") -> None:
@@ -58,7 +53,7 @@ def test_no_patterns_no_walk(ws: Path) -> None:
 
 
 def test_build_mask_makes_whiteouts_and_lookalike_dirs(ws: Path, tmp_path: Path) -> None:
-    _need(os.geteuid() == 0, "needs root (chown of mask dirs)")
+    require(os.geteuid() == 0, "needs root (chown of mask dirs)")
     os.chmod(ws / "app", 0o750)
     os.utime(ws / "app", ns=(1_000_000_000, 1_234_000_000))
     mask = tmp_path / "mask"
@@ -109,7 +104,7 @@ def test_corrupt_cache_is_ignored(ws: Path, tmp_path: Path) -> None:
 
 
 def test_mask_hides_through_a_real_overlay(ws: Path, tmp_path: Path) -> None:
-    _need(os.geteuid() == 0, "needs root to mount overlayfs")
+    require(os.geteuid() == 0, "needs root to mount overlayfs")
     mask, upper, work, merged = (tmp_path / n for n in ("mask", "upper", "work", "merged"))
     for d in (upper, work, merged):
         d.mkdir()
@@ -120,7 +115,7 @@ def test_mask_hides_through_a_real_overlay(ws: Path, tmp_path: Path) -> None:
         ["mount", "-t", "overlay", "overlay", "-o", opts, os.fspath(merged)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
-    _need(res.returncode == 0, f"cannot mount overlay: {res.stderr.strip()}")
+    require(res.returncode == 0, f"cannot mount overlay: {res.stderr.strip()}")
     try:
         assert not (merged / ".env").exists()
         assert not (merged / "home/.ssh").exists()

@@ -11,13 +11,7 @@ import pytest
 
 from sandbox.fs import compute_changeset, diffstat, render_patch
 from sandbox.fs._patch import blob_sha, git_quote
-
-
-def _need_git() -> None:
-    if shutil.which("git") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("needs git")
-        pytest.skip("needs git")
+from tests.conftest import require
 
 
 @pytest.mark.parametrize(
@@ -36,7 +30,7 @@ def test_git_quote(raw: bytes, quoted: bytes) -> None:
 
 
 def test_blob_sha_matches_git(tmp_path: Path) -> None:
-    _need_git()
+    require(shutil.which("git") is not None, "git")
     f = tmp_path / "f"
     f.write_bytes(b"hello\0world\n")
     out = subprocess.run(["git", "hash-object", os.fspath(f)], capture_output=True, check=True)
@@ -53,7 +47,7 @@ def _apply(tmp_path: Path, lower: Path, patch: bytes) -> Path:
 
 
 def test_binary_symlink_and_odd_names_apply(tmp_path: Path) -> None:
-    _need_git()
+    require(shutil.which("git") is not None, "git")
     upper, lower = tmp_path / "upper", tmp_path / "lower"
     upper.mkdir()
     lower.mkdir()

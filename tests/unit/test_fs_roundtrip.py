@@ -31,15 +31,10 @@ from sandbox.fs import (
     discard_paths,
     render_patch,
 )
+from tests.conftest import require
 
 Tree = dict[str, tuple[Any, ...]]
 
-
-def _need(cond: bool, msg: str) -> None:
-    if not cond:
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
 
 
 def snapshot(root: Path, *, git_view: bool = False) -> Tree:
@@ -73,7 +68,7 @@ def overlay(lower: Path, upper: Path, work: Path, merged: Path) -> Iterator[Path
         ["mount", "-t", "overlay", "overlay", "-o", opts, os.fspath(merged)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
-    _need(res.returncode == 0, f"cannot mount overlay: {res.stderr.strip()}")
+    require(res.returncode == 0, f"cannot mount overlay: {res.stderr.strip()}")
     try:
         yield merged
     finally:
@@ -150,8 +145,8 @@ def _random_edits(m: Path, rng: random.Random) -> None:
 
 @pytest.mark.parametrize("seed", range(int(os.environ.get("FS_SEEDS", "10"))))
 def test_patch_and_commit_reproduce_the_merged_view(tmp_path: Path, seed: int) -> None:
-    _need(os.geteuid() == 0, "needs root to mount overlayfs")
-    _need(shutil.which("git") is not None, "needs git")
+    require(os.geteuid() == 0, "needs root to mount overlayfs")
+    require(shutil.which("git") is not None, "needs git")
     rng = random.Random(seed)
     lower = tmp_path / "lower"
     _base_tree(lower, rng)
@@ -217,7 +212,7 @@ def _reject_closure(cs: ChangeSet, picked: list[str]) -> set[str]:
 
 @pytest.mark.parametrize("seed", range(int(os.environ.get("FS_SEEDS", "10"))))
 def test_random_rejections_keep_the_rest_pending(tmp_path: Path, seed: int) -> None:
-    _need(os.geteuid() == 0, "needs root to mount overlayfs")
+    require(os.geteuid() == 0, "needs root to mount overlayfs")
     rng = random.Random(seed)
     lower = tmp_path / "lower"
     _base_tree(lower, rng)

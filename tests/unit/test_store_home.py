@@ -10,6 +10,7 @@ import pytest
 
 from sandbox._home import HomeLayout, ensure_home, sandbox_home
 from sandbox.errors import StateError, UsageError
+from tests.conftest import require_root
 
 
 def test_home_precedence(tmp_path: Path) -> None:
@@ -49,11 +50,7 @@ def test_ensure_home_refuses_a_file(tmp_path: Path) -> None:
 
 
 def test_ensure_home_refuses_foreign_owner(tmp_path: Path) -> None:
-    if os.getuid() != 0:
-        msg = "needs root to create a directory owned by someone else"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_root()  # to create a directory owned by someone else
     other = tmp_path / "other"
     other.mkdir()
     os.chown(other, 12345, 12345)
