@@ -32,34 +32,7 @@ from sandbox.fs import (
     recover_interrupted,
 )
 from tests.conftest import require_root
-
-Tree = dict[str, tuple[Any, ...]]
-
-
-
-def write(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.chmod(path, mode)
-    return path
-
-
-def snapshot(root: Path) -> Tree:
-    out: Tree = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            full = Path(dirpath, name)
-            rel = full.relative_to(root).as_posix()
-            st = full.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(full))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
-            elif stat.S_ISREG(st.st_mode):
-                out[rel] = ("file", stat.S_IMODE(st.st_mode), full.read_bytes())
-            else:
-                out[rel] = ("special", st.st_mode)
-    return out
+from tests.support.trees import snapshot, write
 
 
 class Site:

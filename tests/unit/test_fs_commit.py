@@ -15,37 +15,7 @@ from sandbox.errors import ConflictError, ForbiddenChangeError, NotFoundError
 from sandbox.fs import ChangeSet, _journal, commit_changeset, compute_changeset, recover_interrupted
 from sandbox.fs import _commit as commit_mod
 from tests.conftest import require_root
-
-Tree = dict[str, tuple[Any, ...]]
-
-
-
-def write(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.chmod(path, mode)
-    return path
-
-
-def whiteout(path: Path) -> None:
-    os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(0, 0))
-
-
-def snapshot(root: Path) -> Tree:
-    """Every entry below root: type, permission bits, content or link target."""
-    out: Tree = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            full = Path(dirpath, name)
-            rel = full.relative_to(root).as_posix()
-            st = full.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(full))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
-            else:
-                out[rel] = ("file", stat.S_IMODE(st.st_mode), full.read_bytes())
-    return out
+from tests.support.trees import Tree, snapshot, whiteout, write
 
 
 class Env:

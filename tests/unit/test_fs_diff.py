@@ -12,17 +12,7 @@ import pytest
 from sandbox.errors import EnforcementError
 from sandbox.fs import ChangeKind, ChangeSet, FileType, compute_changeset
 from tests.conftest import require, require_root
-
-
-def whiteout(path: Path) -> None:
-    os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(0, 0))
-
-
-def write(path: Path, data: bytes | str, mode: int = 0o644) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.chmod(path, mode)
-    return path
+from tests.support.trees import whiteout, write
 
 
 @pytest.fixture

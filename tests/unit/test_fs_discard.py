@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import pytest
 
 from sandbox.fs import ChangeKind, compute_changeset, discard_paths
 from tests.conftest import require
-
-
-def whiteout(path: Path) -> None:
-    os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(0, 0))
-
-
-def write(path: Path, data: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(data)
+from tests.support.trees import whiteout, write
 
 
 @pytest.fixture

@@ -11,14 +11,11 @@ import pytest
 
 from sandbox.fs import _mask, build_mask, compute_changeset, find_hidden
 from tests.conftest import require
+from tests.support.trees import write
 
 PATTERNS = [".env*", "*.pem", ".ssh/", "/secrets/**"]
 
 
-
-def write(path: Path, data: str = "x") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(data)
 
 
 @pytest.fixture
