@@ -9,21 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-import pexpect  # type: ignore[import-untyped]
-
-from tests.conftest import SANDBOX_BIN, Cli, require
-
-# pyte (the emulator) lacks REP, SU and SD, which ncurses uses with TERM=xterm; xterm-color
-# describes an xterm without them, so the screen we read is the screen a person would see.
-TERM = "xterm-color"
-
-try:
-    import pyte
-except ImportError:  # a dev dependency; `require` skips locally and fails in CI
-    pyte = None  # type: ignore[assignment]
+from tests.conftest import Cli
+from tests.support.tty import Tty
 
 TITLE = b"\x1b]0;pwned\x07"
 FAKE = b"\x1b[2J\x1b[1;1HALL CHANGES APPROVED"
@@ -53,45 +42,6 @@ def _run_payload(cli: Cli, workspace: Path) -> None:
     assert (workspace / "plain.txt").exists() is False
 
 
-class _Term:
-    def __init__(self, cli: Cli, *args: str) -> None:
-        require(pyte is not None, "pyte (pip install pyte), the terminal emulator tests read")
-        self.child = pexpect.spawn(str(SANDBOX_BIN), list(args), timeout=30,
-                                   env=cli.env({"TERM": TERM, "LANG": "C.UTF-8",
-                                                "PAGER": "cat"}),
-                                   dimensions=(24, 80))
-        self.screen = pyte.Screen(80, 24)
-        self.stream = pyte.ByteStream(self.screen)
-        self.raw = bytearray()
-
-    def pump(self, seconds: float = 1.0) -> bool:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            try:
-                data = self.child.read_nonblocking(65536, timeout=0.05)
-            except pexpect.TIMEOUT:
-                continue
-            except pexpect.EOF:
-                return False
-            self.raw += data
-            self.stream.feed(data)
-        return True
-
-    def wait(self, needle: str) -> str:
-        for _ in range(200):
-            text = "\n".join(self.screen.display)
-            if needle in text:
-                return text
-            if not self.pump(0.1):
-                break
-        raise AssertionError(f"{needle!r} not on screen:\n" + "\n".join(self.screen.display))
-
-    def done(self) -> bytes:
-        while self.pump(0.2):
-            pass
-        return bytes(self.raw)
-
-
 def _assert_inert(raw: bytes, where: str) -> None:
     for payload in PAYLOADS:
         assert payload not in raw, f"{where}: payload {payload!r} reached the terminal"
@@ -99,7 +49,7 @@ def _assert_inert(raw: bytes, where: str) -> None:
 
 def test_review_screen_shows_names_and_contents_escaped(cli: Cli, workspace: Path) -> None:
     _run_payload(cli, workspace)
-    term = _Term(cli, "review", "last")
+    term = Tty(cli, "review", "last", env={"PAGER": "cat"})
     screen = term.wait("plain.txt")
     assert "n\\x1b]0;pwned\\x07ame.txt" in screen  # the name, escaped, marked forbidden
     assert "FORBIDDEN" in screen
@@ -117,7 +67,7 @@ def test_review_screen_shows_names_and_contents_escaped(cli: Cli, workspace: Pat
     screen = term.wait("sha256")
     assert "DOS/Windows executable" in screen and "sha256" in screen
     term.child.send("qq")
-    raw = term.done()
+    raw = term.drain()
     _assert_inert(raw, "review")
     assert term.screen.title != "pwned"
 
@@ -125,8 +75,8 @@ def test_review_screen_shows_names_and_contents_escaped(cli: Cli, workspace: Pat
 def test_diff_on_a_terminal_is_escaped_and_to_a_pipe_byte_exact(cli: Cli,
                                                                 workspace: Path) -> None:
     _run_payload(cli, workspace)
-    term = _Term(cli, "diff", "last")
-    raw = term.done()
+    term = Tty(cli, "diff", "last", env={"PAGER": "cat"})
+    raw = term.drain()
     _assert_inert(raw, "diff")
     text = raw.decode("utf-8", "replace")
     assert "\\x1b[2J\\x1b[1;1HALL CHANGES APPROVED" in text
@@ -149,8 +99,8 @@ def test_ls_show_audit_escape_what_the_run_passed(cli: Cli, workspace: Path) -> 
     _run_payload(cli, workspace)
     for args, needle in ((("ls",), "true \\x1b]0;pwned\\x07x"), (("show", "last"), "plain.txt"),
                          (("audit", "last"), "changeset")):
-        term = _Term(cli, *args)
-        raw = term.done()
+        term = Tty(cli, *args, env={"PAGER": "cat"})
+        raw = term.drain()
         _assert_inert(raw, " ".join(args))
         assert needle in raw.decode("utf-8", "replace")
         assert "\\x1b]0;pwned\\x07" in raw.decode("utf-8", "replace"), args

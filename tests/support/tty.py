@@ -1,0 +1,78 @@
+"""A `sandbox` invocation on a real pseudo-terminal, with the screen a person would see
+(read back through the pyte terminal emulator): keystrokes in, screen out."""
+
+from __future__ import annotations
+
+import time
+
+import pexpect  # type: ignore[import-untyped]
+
+from tests.conftest import SANDBOX_BIN, Cli, require
+
+# pyte (the emulator) lacks REP, SU and SD, which ncurses uses with TERM=xterm; xterm-color
+# describes an xterm without them, so the screen we read is the screen a person would see.
+TERM = "xterm-color"
+
+try:
+    import pyte
+except ImportError:  # a dev dependency; `require` skips locally and fails in CI
+    pyte = None  # type: ignore[assignment]
+
+
+class Tty:
+    """One `sandbox` invocation on a pseudo-terminal, with the screen it shows."""
+
+    def __init__(self, cli: Cli, *args: str, rows: int = 24, cols: int = 80,
+                 env: dict[str, str] | None = None) -> None:
+        require(pyte is not None, "pyte (pip install pyte), the terminal emulator tests read")
+        env = cli.env({"TERM": TERM, "LANG": "C.UTF-8", **(env or {})})
+        self.child = pexpect.spawn(str(SANDBOX_BIN), list(args), env=env, timeout=30,
+                                   dimensions=(rows, cols))
+        self.screen = pyte.Screen(cols, rows)
+        self.stream = pyte.ByteStream(self.screen)
+        self.raw = bytearray()
+
+    def _pump(self, seconds: float) -> bool:
+        """Feed output for up to `seconds`; False once the program has exited."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                data = self.child.read_nonblocking(65536, timeout=0.05)
+            except pexpect.TIMEOUT:
+                continue
+            except pexpect.EOF:
+                return False
+            self.raw += data
+            self.stream.feed(data)
+        return True
+
+    def text(self) -> str:
+        return "\n".join(line.rstrip() for line in self.screen.display)
+
+    def wait(self, needle: str, timeout: float = 20) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if needle in self.text():
+                return self.text()
+            if not self._pump(0.1) and needle not in self.text():
+                break
+        raise AssertionError(f"{needle!r} not on screen:\n{self.text()}")
+
+    def press(self, keys: str, then: str | None = None) -> str:
+        for k in keys:
+            self.child.send(k)
+            self._pump(0.05)
+        return self.wait(then) if then else self.text()
+
+    def drain(self) -> bytes:
+        """Everything the program wrote, once it has exited."""
+        while self._pump(0.2):
+            pass
+        return bytes(self.raw)
+
+    def finish(self, timeout: float = 30) -> tuple[int, str]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and self._pump(0.2):
+            pass
+        self.child.close()
+        return self.child.exitstatus or 0, self.raw.decode("utf-8", "replace")
