@@ -18,11 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,16 +30,7 @@ VENV_BIN = Path(sys.executable).parent
 IMAGES = Path(os.environ.get("SANDBOX_IMAGES", "/var/cache/sandbox/images"))
 PEER = "docker run --rm (CLI)"
 
-
-def median_ms(fn: Callable[[], object], n: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    xs = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        xs.append(time.perf_counter() - t)
-    return statistics.median(xs) * 1000
+from _timing import median_ms  # noqa: E402 (benchmarks/ is sys.path[0])
 
 
 def quiet(argv: list[str], env: dict[str, str] | None = None) -> None:

@@ -14,44 +14,21 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 VENV_BIN = Path(sys.executable).parent
+
+from _timing import interleaved_ms, median_ms  # noqa: E402 (benchmarks/ is sys.path[0])
+
 SRT_DIR = REPO / "benchmarks" / ".node"
 
 
-def median_ms(fn: Callable[[], object], n: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    xs = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        xs.append(time.perf_counter() - t)
-    return statistics.median(xs) * 1000
-
-
-def interleaved_ms(fns: dict[str, Callable[[], object]], n: int, warmup: int = 2) -> dict[str, float]:
-    """Medians of several contenders measured in turn (A B C A B C ...), so drift in the
-    machine's load hits them all alike."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(n):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t)
-    return {k: statistics.median(v) * 1000 for k, v in samples.items()}
 
 
 def run_quiet(argv: list[str], **kw: object) -> None:
