@@ -244,7 +244,7 @@ class Runner:
             limits=Limits(timeout_s=lim.timeout_s, memory_bytes=lim.memory_bytes,
                           cpus=lim.cpus, pids=lim.pids, write_bytes=lim.write_bytes,
                           output_bytes=lim.output_bytes),
-            network=Network.NONE, stdin_tty=self.person.interactive(),
+            network=Network.NONE,
             image_root=image_root,
         )
         started = time.monotonic()

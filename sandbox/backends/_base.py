@@ -79,7 +79,6 @@ class LaunchSpec:
     cwd: str = "/workspace"
     hostname: str = "sandbox"
     image_root: Path | None = None  # None: a read-only view of the host system
-    stdin_tty: bool = False
 
 
 @dataclass(frozen=True)

@@ -189,7 +189,6 @@ class NsjailBackend:
             _, status, usage = _wait4(proc, 5.0)
         finally:
             watcher.stop()
-            _reclaim_terminal()
         for t in pumps:
             t.join(timeout=5)
         if self._capture:
@@ -209,18 +208,6 @@ class NsjailBackend:
             backend_error=err,
         )
 
-
-def _reclaim_terminal() -> None:
-    """Take the terminal's foreground back: the sandbox's init gave it to the command's
-    process group, and a later prompt would otherwise read EIO."""
-    with contextlib.suppress(OSError):
-        if not os.isatty(0) or os.tcgetpgrp(0) == os.getpgrp():
-            return
-        old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-        try:
-            os.tcsetpgrp(0, os.getpgrp())
-        finally:
-            signal.signal(signal.SIGTTOU, old)
 
 
 def _with_env_lookup(spec: LaunchSpec) -> LaunchSpec:
