@@ -267,7 +267,8 @@ class Runner:
         if result.write_limit_hit:
             notes.append(f"stopped: the run wrote more than the write limit ({lim.write_bytes} bytes)")
         if result.backend_error:
-            notes.append(f"sandbox failed: {result.backend_error}")
+            notes.append(f"sandbox failed: {result.backend_error}\n  hint: `sandbox doctor` "
+                         "checks this host's prerequisites, each with its fix")
         if result.timed_out:
             notes.append(f"timed out after {lim.timeout_s:g}s" if lim.timeout_s else "timed out")
         if result.signal is not None or result.exit_code > 128:
