@@ -267,7 +267,10 @@ class Runner:
         if result.write_limit_hit:
             notes.append(f"stopped: the run wrote more than the write limit ({lim.write_bytes} bytes)")
         if result.backend_error:
-            notes.append(f"sandbox failed: {result.backend_error}\n  hint: `sandbox doctor` "
+            # One line each: the cause, then where to look; the backend's log goes to the run's
+            # record (`sandbox show`), never to the terminal as an escaped blob.
+            notes.append(f"sandbox failed: {result.backend_error}")
+            notes.append(f"hint: `sandbox show {run.id}` has the sandbox's log; `sandbox doctor` "
                          "checks this host's prerequisites, each with its fix")
         if result.timed_out:
             notes.append(f"timed out after {lim.timeout_s:g}s" if lim.timeout_s else "timed out")
@@ -297,7 +300,9 @@ class Runner:
         state = self._session_state(session.id, cs, committed)
         self.store.finish_run(run.id, status=status, exit_code=result.exit_code,
                               duration_ms=result.duration_ms, peak_mem_kb=result.peak_memory_kb,
-                              cpu_ms=result.cpu_ms, summary=cs.summary() | {"notes": notes})
+                              cpu_ms=result.cpu_ms, summary=cs.summary() | {"notes": notes}
+                              | ({"backend_log": list(result.backend_log)}
+                                 if result.backend_log else {}))
         self.store.set_decision(run.id, _stored(state))
         exit_code = EXIT_SANDBOX_FAILED if result.backend_error else result.exit_code
         return RunOutcome(run_id=run.id, session_id=session.id, exit_code=exit_code,

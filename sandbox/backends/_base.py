@@ -90,7 +90,8 @@ class LaunchResult:
     cpu_ms: int
     peak_memory_kb: int
     write_limit_hit: bool = False
-    backend_error: str | None = None  # set when the sandbox itself failed (exit 125)
+    backend_error: str | None = None  # set when the sandbox itself failed (exit 125): one line
+    backend_log: tuple[str, ...] = ()  # then: the backend's own log lines, for `sandbox show`
 
 
 class Backend(Protocol):

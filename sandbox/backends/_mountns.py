@@ -12,7 +12,10 @@ that is about to exec nsjail (still real root), we:
    so the sandbox sees the workspace owner's files as its own root's files;
 3. mount the overlay (mask and idmapped workspace as lower layers, the session's upper dir) as
    real root, on a fresh tmpfs at STAGE_DIR in this private namespace, where the mapped id can
-   reach it; nsjail then bind-mounts it to /workspace.
+   reach it; nsjail then bind-mounts it to /workspace;
+4. likewise attach a read-only clone of the image's rootfs (if the run uses a built image) at
+   STAGE_IMAGE: the image store usually lives in the 0700 state dir, which the mapped id may not
+   traverse, and the state dir itself must stay closed to the sandbox.
 
 An unprivileged caller needs none of this: nsjail maps inside 0 to the caller's own uid and mounts
 the overlay itself inside its user namespace.
@@ -38,6 +41,7 @@ MAPPED_ROOT_ID = 1_000_000_000
 # workspace or the state dir may live anywhere, /tmp included). Root-only, created on demand.
 STAGE_DIR = "/run/sandbox-stage"
 STAGE_WORKSPACE = f"{STAGE_DIR}/workspace"
+STAGE_IMAGE = f"{STAGE_DIR}/image"
 _STAGE_LOWER = f"{STAGE_DIR}/lower"
 
 _SYS_OPEN_TREE = 428
@@ -47,6 +51,9 @@ _OPEN_TREE_CLONE = 1
 _OPEN_TREE_CLOEXEC = 0o2000000
 _AT_EMPTY_PATH = 0x1000
 _AT_RECURSIVE = 0x8000
+_MOUNT_ATTR_RDONLY = 0x1
+_MOUNT_ATTR_NOSUID = 0x2
+_MOUNT_ATTR_NODEV = 0x4
 _MOUNT_ATTR_IDMAP = 0x100000
 _MOVE_MOUNT_F_EMPTY_PATH = 0x4
 _MS_REC = 0x4000
@@ -141,15 +148,18 @@ def make_idmap_userns(disk_uid: int, disk_gid: int) -> int:
         os.waitpid(pid, 0)
 
 
-def root_preexec(layers: OverlayLayers, userns_fd: int) -> Callable[[], None]:
-    """Build the preexec hook run in the forked child, as real root, before exec of nsjail."""
+def root_preexec(layers: OverlayLayers, userns_fd: int,
+                 image_root: Path | None = None) -> Callable[[], None]:
+    """Build the preexec hook run in the forked child, as real root, before exec of nsjail.
+
+    image_root: a built image's rootfs, staged read-only at STAGE_IMAGE (see the module doc)."""
 
     libc = _libc()  # loaded before fork: no dlopen in the child of a threaded process
     os.makedirs(STAGE_DIR, mode=0o755, exist_ok=True)
 
     def preexec() -> None:
         try:
-            _stage(libc, layers, userns_fd)
+            _stage(libc, layers, userns_fd, image_root)
         except OSError as exc:
             # subprocess only reports "Exception occurred in preexec_fn": say what failed.
             os.write(2, f"sandbox: staging the overlay failed: {exc}\n".encode())
@@ -158,15 +168,31 @@ def root_preexec(layers: OverlayLayers, userns_fd: int) -> Callable[[], None]:
     return preexec
 
 
-def _stage(libc: ctypes.CDLL, layers: OverlayLayers, userns_fd: int) -> None:
+def _clone_tree(libc: ctypes.CDLL, path: Path, what: str) -> int:
+    return _check(
+        libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(path),
+                     _OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | _AT_RECURSIVE),
+        f"open_tree({what})",
+    )
+
+
+def _attach(libc: ctypes.CDLL, tree: int, target: str, what: str) -> None:
+    _check(libc.syscall(_SYS_MOVE_MOUNT, tree, b"", _AT_FDCWD, target.encode(),
+                        _MOVE_MOUNT_F_EMPTY_PATH), f"attach {what}")
+
+
+def _stage(libc: ctypes.CDLL, layers: OverlayLayers, userns_fd: int,
+           image_root: Path | None) -> None:
     os.unshare(os.CLONE_NEWNS)
     _check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "make / private")
     # Take handles on every layer first: the stage tmpfs below may shadow their paths.
-    tree = _check(
-        libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(layers.lower),
-                     _OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | _AT_RECURSIVE),
-        "open_tree(workspace)",
-    )
+    tree = _clone_tree(libc, layers.lower, "workspace")
+    image = -1
+    if image_root is not None:
+        image = _clone_tree(libc, image_root, "image")
+        ro = _MountAttr(_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV, 0, 0, 0)
+        _check(libc.syscall(_SYS_MOUNT_SETATTR, image, b"", _AT_EMPTY_PATH | _AT_RECURSIVE,
+                            ctypes.byref(ro), ctypes.sizeof(ro)), "make the image read-only")
     attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
     _check(
         libc.syscall(_SYS_MOUNT_SETATTR, tree, b"", _AT_EMPTY_PATH | _AT_RECURSIVE,
@@ -181,11 +207,10 @@ def _stage(libc: ctypes.CDLL, layers: OverlayLayers, userns_fd: int) -> None:
                       _MS_NOSUID | _MS_NODEV, b"mode=0755,size=64k"), "stage tmpfs")
     os.mkdir(_STAGE_LOWER, 0o755)
     os.mkdir(STAGE_WORKSPACE, 0o755)
-    _check(
-        libc.syscall(_SYS_MOVE_MOUNT, tree, b"", _AT_FDCWD, _STAGE_LOWER.encode(),
-                     _MOVE_MOUNT_F_EMPTY_PATH),
-        "attach idmapped workspace",
-    )
+    _attach(libc, tree, _STAGE_LOWER, "idmapped workspace")
+    if image >= 0:
+        os.mkdir(STAGE_IMAGE, 0o755)
+        _attach(libc, image, STAGE_IMAGE, "image")
     staged = OverlayLayers(
         lower=Path(_STAGE_LOWER),
         upper=Path(f"/proc/self/fd/{upper}"),
@@ -194,6 +219,6 @@ def _stage(libc: ctypes.CDLL, layers: OverlayLayers, userns_fd: int) -> None:
     )
     _check(libc.mount(b"overlay", STAGE_WORKSPACE.encode(), b"overlay", _MS_NOSUID,
                       staged.options().encode()), "mount overlay")
-    for fd in (tree, upper, work, mask):
+    for fd in (tree, upper, work, mask, image):
         if fd >= 0:
             os.close(fd)

@@ -23,6 +23,7 @@ from typing import IO
 from sandbox.backends._base import LaunchResult, LaunchSpec
 from sandbox.backends._mountns import (
     MAPPED_ROOT_ID,
+    STAGE_IMAGE,
     OverlayLayers,
     check_overlay_path,
     make_idmap_userns,
@@ -132,10 +133,20 @@ class NsjailBackend:
             outside_uid = outside_gid = MAPPED_ROOT_ID
         else:
             outside_uid, outside_gid = os.getuid(), os.getgid()
+        if spec.image_root is not None and not is_root:
+            # The caller's own uid walks the image here and in nsjail: say what it cannot reach
+            # (root stages the image first, and nsjail's log names what it could not mount).
+            from sandbox.backends._reach import image_unreachable
+
+            why = image_unreachable(spec.image_root)
+            if why is not None:
+                raise EnforcementError(f"the sandbox cannot reach the image: {why}",
+                                       hint="`sandbox doctor` checks every image")
         wrapped = spec if spec.argv[:1] == (_ENV,) else _with_env_lookup(spec)
         cfg = build_config(wrapped, outside_uid=outside_uid, outside_gid=outside_gid,
                            rootless_overlay=not is_root,
-                           use_cgroups=use_cgroups)
+                           use_cgroups=use_cgroups,
+                           image_source=Path(STAGE_IMAGE) if is_root else None)
         cfg_path = scratch / "nsjail.cfg"
         cfg_path.write_text(render(cfg))
         preexec: Callable[[], None] | None = None
@@ -145,7 +156,7 @@ class NsjailBackend:
             userns_fd = make_idmap_userns(st.st_uid, st.st_gid)
             layers = OverlayLayers(lower=snap.lower, upper=snap.upper, work=snap.work,
                                    mask=snap.mask)
-            preexec = root_preexec(layers, userns_fd)
+            preexec = root_preexec(layers, userns_fd, spec.image_root)
         # Config and log go by fd: nsjail opens them from its own mount namespace.
         cfg_fd = os.open(cfg_path, os.O_RDONLY)
         log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
@@ -196,8 +207,11 @@ class NsjailBackend:
                                      truncated=cap is not None and sum(map(len, out_buf)) >= cap)
         duration_ms = int((time.monotonic() - started) * 1000)
         log = log_file.read_text(errors="replace") if log_file.exists() else ""
+        if is_root and spec.image_root is not None:  # name the image, not its staged clone
+            log = log.replace(STAGE_IMAGE, str(spec.image_root))
         exit_code, timed_out, sig, err = _map_status(status, log)
         return LaunchResult(
+            backend_log=failure_log(log) if err is not None else (),
             exit_code=exit_code,
             timed_out=timed_out,
             signal=sig,
@@ -260,11 +274,43 @@ def _map_status(status: int, log: str) -> tuple[int, bool, int | None, str | Non
         return (EXIT_SANDBOX_FAILED, False, None,
                 f"could not execute {m.group(1)} inside the sandbox: {m.group(2)}")
     if rc == 255 and ("[F]" in log or "Couldn't launch" in log or "[E]" in log):
-        lines = [ln for ln in log.splitlines() if "][E]" in ln[:4] or ln.startswith(("[E]", "[F]"))]
-        return EXIT_SANDBOX_FAILED, False, None, "\n".join(lines[-4:]) or "nsjail failed"
+        return EXIT_SANDBOX_FAILED, False, None, failure_cause(log)
     if rc > 128 and rc - 128 < 65:
         return rc, False, rc - 128, None
     return rc, False, None, None
+
+
+# "[E][2026-11-30T00:23:25+0000][1] buildMountTree():328 Failed to mount ...": level, message.
+_LOG_LINE = re.compile(r"^\[([DIWEF])\](?:\[[^\]]*\])*\s*(?:[A-Za-z_]\w*\(\):\d+\s+)?(.*)$")
+_KEPT_LOG_LINES = 40
+
+
+def _log_messages(log: str) -> list[tuple[str, str]]:
+    out = []
+    for line in log.splitlines():
+        m = _LOG_LINE.match(line)
+        if m:
+            out.append((m.group(1), m.group(2).strip()))
+    return out
+
+
+def failure_cause(log: str) -> str:
+    """nsjail's reason for not starting the command, in one line: its first error, with the
+    warning just before it (which carries the errno and the path, e.g. a mount's source)."""
+    msgs = _log_messages(log)
+    for i, (level, text) in enumerate(msgs):
+        if level in ("E", "F"):
+            before = msgs[i - 1] if i > 0 and msgs[i - 1][0] == "W" else None
+            cause = f"{text}: {before[1]}" if before else text
+            return " ".join(cause.split())  # one line, whatever the log held
+    return "nsjail could not start the command"
+
+
+def failure_log(log: str) -> tuple[str, ...]:
+    """The log lines worth keeping for `sandbox show` (warnings and errors; the [I] lines only
+    restate the configuration, which the run's scratch dir keeps in nsjail.cfg)."""
+    lines = [ln for ln in log.splitlines() if ln[:3] in ("[W]", "[E]", "[F]")]
+    return tuple(lines[-_KEPT_LOG_LINES:])
 
 
 def _stderr_sink() -> Callable[[bytes], None]:

@@ -62,28 +62,33 @@ def build_config(
     rootless_overlay: bool,
     use_cgroups: bool,
     host_root: Path = Path("/"),
+    image_source: Path | None = None,
 ) -> Any:
     """Return an nsjail `NsJailConfig` for the spec.
 
     rootless_overlay: nsjail mounts the overlay itself inside its user namespace (unprivileged
     caller); otherwise the overlay was staged at STAGE_WORKSPACE by the root pre-exec hook.
+    image_source: where nsjail finds spec.image_root (root stages it at STAGE_IMAGE); the tree
+    is still inspected at spec.image_root, since the staged copy only exists in nsjail's view.
     """
     cfg_mod, _ = _light_import_nsjail()
     mp = cfg_mod.MountPt
     root = spec.image_root or host_root
+    source = image_source if spec.image_root is not None and image_source else root
     mounts: list[Any] = []
     for d in SYSTEM_DIRS:
         p = root / d.lstrip("/")
         if p.is_symlink():
             mounts.append(mp(src=os.readlink(p), dst=d, is_symlink=True))
         elif p.is_dir():
-            mounts.append(mp(src=str(p), dst=d, is_bind=True, nosuid=True, nodev=True))
+            mounts.append(mp(src=str(source / d.lstrip("/")), dst=d, is_bind=True,
+                             nosuid=True, nodev=True))
     etc = root / "etc"
     for name in ETC_ENTRIES:
         p = etc / name
         if p.exists():
-            mounts.append(mp(src=str(p), dst=f"/etc/{name}", is_bind=True, mandatory=False,
-                             nosuid=True, nodev=True, is_dir=p.is_dir()))
+            mounts.append(mp(src=str(source / "etc" / name), dst=f"/etc/{name}", is_bind=True,
+                             mandatory=False, nosuid=True, nodev=True, is_dir=p.is_dir()))
     mounts += [
         mp(src_content=PASSWD, dst="/etc/passwd"),
         mp(src_content=GROUP, dst="/etc/group"),

@@ -130,6 +130,32 @@ def _home() -> Check:
     return Check("state dir", Status.OK, str(layout.root))
 
 
+def _images() -> Check:
+    """Every built image `--image` could name: the sandbox's own identity must reach its rootfs
+    (a run would otherwise fail at nsjail's first mount)."""
+    from sandbox.backends._reach import image_unreachable
+    from sandbox.errors import SandboxError
+    from sandbox.images import ImageStore
+
+    store = ImageStore.from_env()
+    try:
+        records = store.list()
+    except (SandboxError, OSError) as exc:
+        return Check("images", Status.FAIL, f"cannot read the image store {store.root}: {exc}",
+                     "set SANDBOX_IMAGES to a store this user can read")
+    if not records:
+        return Check("images", Status.OK, f"none built in {store.root} (the host view needs none)")
+    problems = [f"{r.name}: {why}" for r in records
+                if (why := image_unreachable(store.rootfs(r.name))) is not None]
+    if problems:
+        return Check("images", Status.FAIL, "; ".join(problems),
+                     "chmod o+x the directories named, or rebuild the image "
+                     "(sandbox image build --force NAME)")
+    how = " (staged by root for each run)" if os.getuid() == 0 else ""
+    return Check("images", Status.OK,
+                 f"{', '.join(r.name for r in records)} reachable by the sandbox{how}")
+
+
 def _docker() -> Check:
     """Optional: only `--backend docker` needs a daemon, so a missing one is a warning."""
     try:
@@ -154,7 +180,7 @@ def _tini() -> Check:
 
 
 CHECKS: tuple[Callable[[], Check], ...] = (
-    _python, _nsjail, _tini, _userns, _overlay, _kernel, _seccomp, _cgroups, _home, _docker)
+    _python, _nsjail, _tini, _userns, _overlay, _kernel, _seccomp, _cgroups, _home, _images, _docker)
 
 
 def doctor(*, json_out: bool) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -136,8 +136,13 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
         print(f"    {r.status.value}, exit {r.exit_code}, {r.duration_ms} ms, cpu {r.cpu_ms} ms,"
               f" peak {(r.peak_mem_kb or 0) // 1024} MiB, backend {r.backend}, "
               f"profile {r.profile}")
-        for note in r.summary.get("notes", []) if isinstance(r.summary, dict) else []:
+        summary = r.summary if isinstance(r.summary, Mapping) else {}
+        for note in summary.get("notes", []):
             print(f"    {esc(str(note))}")
+        if summary.get("backend_log"):
+            print("    sandbox log:")
+            for line in summary["backend_log"]:
+                print(f"      {esc(str(line))}")
     if egress:
         from sandbox.egress import EgressEvent
 
