@@ -19,7 +19,15 @@ from sandbox.audit import AuditEvent, AuditLog, Entry
 from sandbox.backends import Backend, LaunchResult, LaunchSpec, Limits, Network, Snapshot
 from sandbox.backends._mountns import MAPPED_ROOT_ID
 from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError, WorkspaceError
-from sandbox.fs import ChangeSet, build_mask, compute_changeset, run_start_ns
+from sandbox.fs import (
+    ChangeSet,
+    build_mask,
+    compute_changeset,
+    load_bases,
+    rebase,
+    record_bases,
+    run_start_ns,
+)
 from sandbox.governance import (
     AskPerson,
     AutoCommit,
@@ -227,6 +235,7 @@ class Runner:
     def _run_locked(self, req: RunRequest, session: SessionRecord, workspace: Path,
                     policy: Policy, env: dict[str, str], seccomp: Any) -> RunOutcome:
         snapshot, hidden = self._prepare_dirs(session, workspace, policy)
+        run_started_ns = run_start_ns(self.layout.root)  # a base changed after this is unsure
         image_root, image_digest = _image(policy.image)
         run = self.store.new_run(session.id, req.argv, backend=self.backend.name,
                                  profile=seccomp.name)
@@ -282,6 +291,10 @@ class Runner:
             if note:
                 notes.append(note)
         cs = compute_changeset(snapshot.upper, workspace, hidden=hidden)
+        # What the session saw at each newly changed path; then each change as it made it.
+        session_dir = self.layout.session_dir(session.id)
+        record_bases(session_dir, cs, workspace, run_started_ns)
+        cs = rebase(cs, load_bases(session_dir), workspace, snapshot.upper)
         # The records that close a run are written together: one disk flush, not four.
         records = [
             Entry(AuditEvent.RUN_FINISHED, run=run.id, session=session.id, data={

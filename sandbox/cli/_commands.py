@@ -171,7 +171,7 @@ def _resolve(ctx: Ctx, ref: str) -> Any:
 
 
 def _pending(ctx: Ctx, ref: str) -> tuple[Any, Any, Path]:
-    from sandbox.fs import compute_changeset
+    from sandbox.fs import compute_changeset, load_bases, rebase
     from sandbox.policy import DEFAULT_HIDE
 
     resolved = _resolve(ctx, ref)
@@ -181,6 +181,7 @@ def _pending(ctx: Ctx, ref: str) -> tuple[Any, Any, Path]:
 
     hide = _session_hide(session.workspace) or DEFAULT_HIDE
     cs = compute_changeset(upper, session.workspace, hidden=hide) if upper.exists() else ChangeSet(())
+    cs = rebase(cs, load_bases(ctx.layout.session_dir(session.id)), session.workspace, upper)
     return resolved, cs, upper
 
 
@@ -232,7 +233,9 @@ def _export(ctx: Ctx, args: argparse.Namespace) -> int:
 
 
 def _approve(ctx: Ctx, args: argparse.Namespace) -> int:
-    from sandbox.governance import Risk, classify, commit_paths
+    from sandbox.audit import AuditEvent
+    from sandbox.errors import ConflictError
+    from sandbox.governance import Risk, classify, commit_paths, split_conflicts
 
     resolved, cs, upper = _pending(ctx, args.ref)
     if not cs:
@@ -256,17 +259,24 @@ def _approve(ctx: Ctx, args: argparse.Namespace) -> int:
     if protected and not args.include_protected:
         raise UsageError("protected changes need --include-protected: " + "; ".join(
             f"{v.path} ({v.reason})" for v in protected))
-    to_commit = [v.path for v in verdicts if v.risk is not Risk.FORBIDDEN]
+    to_commit, conflicts = split_conflicts(
+        [v.path for v in verdicts if v.risk is not Risk.FORBIDDEN], cs, args.force)
     committed = commit_paths(ctx.layout, ctx.audit, resolved.session, cs, upper, to_commit,
                              run_id=resolved.run.id if resolved.run else None, actor=None,
                              force=args.force, message=args.message)
+    if conflicts:
+        ctx.audit.append(AuditEvent.DECISION, session=resolved.session.id, data={
+            "decision": "keep-pending", "conflicts": [
+                {"path": p, "reason": why} for p, why in conflicts]})
     state = _after_decision(ctx, resolved.session.id, upper)
     if args.json:
         print(json.dumps({"committed": list(committed), "refused": [
-            {"path": v.path, "reason": v.reason} for v in forbidden], "state": state}))
+            {"path": v.path, "reason": v.reason} for v in forbidden], "conflicts": [
+            {"path": p, "reason": why} for p, why in conflicts], "state": state}))
     else:
         render.committed(committed, forbidden)
-    return 0
+        render.conflicts(conflicts)
+    return ConflictError.exit_code if conflicts else 0
 
 
 def _reject(ctx: Ctx, args: argparse.Namespace) -> int:

@@ -213,6 +213,17 @@ def committed(paths: Sequence[str], refused: Sequence[Any]) -> None:
         print(f"refused {esc(v.path)}: {esc(v.reason)}")
 
 
+def conflicts(kept: Sequence[tuple[str, str]]) -> None:
+    if not kept:
+        return
+    print(f"kept pending {len(kept)} change(s): the workspace changed since the session saw "
+          "them", file=sys.stderr)
+    for path, why in kept:
+        print(f"  conflict {esc(path)}: {esc(why)}", file=sys.stderr)
+    print("  hint: look at the workspace, then `sandbox approve RUN PATH --force` (the "
+          "session's version wins) or `sandbox reject RUN PATH`", file=sys.stderr)
+
+
 def audit(records: Iterable[Any], *, json_out: bool) -> int:
     from sandbox.audit import render_text
 

@@ -9,6 +9,9 @@ starts with `recover_interrupted`.
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sandbox.fs._base import Seen, rebase, reobserve
+from sandbox.fs._base import load as load_bases
+from sandbox.fs._base import record as record_bases
 from sandbox.fs._changeset import Change, ChangeKind, ChangeSet, FileType
 from sandbox.fs._diff import compute_changeset
 from sandbox.fs._globs import PathMatcher, match_path
@@ -78,6 +81,7 @@ __all__ = [
     "CommitResult",
     "FileType",
     "PathMatcher",
+    "Seen",
     "build_mask",
     "commit_changeset",
     "compute_changeset",
@@ -86,10 +90,14 @@ __all__ = [
     "find_hidden",
     "grouped",
     "lines_of",
+    "load_bases",
     "match_path",
     "opcodes",
+    "rebase",
+    "record_bases",
     "recover_interrupted",
     "render_patch",
+    "reobserve",
     "run_start_ns",
     "symlink_escapes",
 ]

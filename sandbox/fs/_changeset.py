@@ -86,6 +86,9 @@ class Change:
     forbidden: tuple[str, ...] = ()
     added_lines: int | None = None
     removed_lines: int | None = None
+    # How the workspace moved at this path since the session saw it (None: it did not). The
+    # change is then a conflict: never committed without --force, shown with both sides.
+    conflict: str | None = None
 
     @property
     def forbidden_rules(self) -> tuple[str, ...]:
@@ -109,6 +112,7 @@ class Change:
             "forbidden": list(self.forbidden),
             "added_lines": self.added_lines,
             "removed_lines": self.removed_lines,
+            "conflict": self.conflict,
         }
 
     @classmethod
@@ -132,6 +136,7 @@ class Change:
             forbidden=tuple(data.get("forbidden", ())),
             added_lines=data.get("added_lines"),
             removed_lines=data.get("removed_lines"),
+            conflict=data.get("conflict"),
         )
 
 
@@ -168,6 +173,10 @@ class ChangeSet:
     def forbidden(self) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.forbidden)
 
+    @property
+    def conflicts(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.conflict)
+
     def select(self, paths: Sequence[str] | None) -> tuple[Change, ...]:
         """Changes at or below any of `paths` (all when None): a path selects its subtree."""
         if paths is None:
@@ -183,6 +192,7 @@ class ChangeSet:
         out = self.counts()
         out["total"] = len(self.changes)
         out["forbidden"] = len(self.forbidden)
+        out["conflicts"] = len(self.conflicts)
         out["added_lines"] = sum(c.added_lines or 0 for c in self.changes)
         out["removed_lines"] = sum(c.removed_lines or 0 for c in self.changes)
         return out

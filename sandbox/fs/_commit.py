@@ -13,12 +13,13 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import assert_never
 
-from sandbox.errors import CommitError, ForbiddenChangeError
+from sandbox.errors import CommitError, ConflictError, ForbiddenChangeError
+from sandbox.fs import _base
 from sandbox.fs._changeset import Change, ChangeSet, FileType
 from sandbox.fs._journal import (
     COMMIT_LOCK,
@@ -72,12 +73,15 @@ def commit_changeset(
     started_ns: int,
     paths: Sequence[str] | None = None,
     force: bool = False,
+    bases: Mapping[str, _base.Seen] | None = None,
 ) -> CommitResult:
     """Apply exactly the changes at `paths` (all when None), plus the new parent dirs they need.
 
     Raises ForbiddenChangeError if any selected change is forbidden, ConflictError if the
     workspace no longer looks as the run saw it (overridable with force, except where it
     would destroy unknown data or cross a symlink), and applies nothing in either case.
+    With the session's `bases`, "no longer looks as the run saw it" is any difference from
+    them (checked here again, under the commit lock); without, a ctime after `started_ns`.
     """
     selection = select_closure(cs, paths)
     changes = selection.changes
@@ -88,7 +92,9 @@ def commit_changeset(
     assert glock is not None
     try:
         with DirFds(workspace_abs) as dirs, DirFds(upper) as src:
-            plan = make_plan(changes, dirs, started_ns=started_ns, force=force)
+            moved = _moved(changes, dirs, bases, force)
+            plan = make_plan(changes, dirs, started_ns=None if bases is not None else started_ns,
+                             force=force)
             jid = f"{time.time_ns():x}-{secrets.token_hex(4)}"
             owner_fd = create_owner_lock(journal_dir, jid)
             try:
@@ -100,9 +106,22 @@ def commit_changeset(
     return CommitResult(
         committed=plan.committed,
         skipped=plan.skipped + selection.deferred,
-        conflicts=tuple(f"{c.path}: {c.reason}" for c in plan.conflicts),
+        conflicts=moved + tuple(f"{c.path}: {c.reason}" for c in plan.conflicts),
         journal_id=jid,
     )
+
+
+def _moved(changes: Sequence[Change], dirs: DirFds, bases: Mapping[str, _base.Seen] | None,
+           force: bool) -> tuple[str, ...]:
+    if bases is None:
+        return ()
+    found = [f"{c.path}: {why}" for c in changes if (why := _base.moved(dirs, c.path, bases))]
+    if found and not force:
+        raise ConflictError(
+            "the workspace changed since the session saw it; nothing was committed:\n  "
+            + "\n  ".join(found),
+            hint="review the workspace, then approve again (--force: the session's version wins)")
+    return tuple(found)
 
 
 def _execute(plan: Plan, dirs: DirFds, src: DirFds, journal_dir: Path, jid: str, workspace: str) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.fs import _overlay
+from sandbox.fs import _base, _overlay
 from sandbox.fs._safeio import O_DIR, DirFds, UnsafePathError, lstat_at, rmtree_at, split
 
 
@@ -203,3 +203,5 @@ def discard_paths(upper: Path, paths: Sequence[str], *, lower: Path) -> None:
         for rel in wanted:
             job.discard(rel)
         job.prune()
+    # Gone from the pending changes: a later change there records a new base.
+    _base.forget(upper.parent, wanted)

@@ -125,8 +125,12 @@ def _type_of(st: os.stat_result) -> FileType:
     return FileType.of_mode(st.st_mode)
 
 
-def make_plan(changes: Sequence[Change], dirs: DirFds, *, started_ns: int, force: bool) -> Plan:
-    """Check every change against the workspace as it is now and lay out the operations."""
+def make_plan(changes: Sequence[Change], dirs: DirFds, *, started_ns: int | None,
+              force: bool) -> Plan:
+    """Check every change against the workspace as it is now and lay out the operations.
+
+    `started_ns` None: the session's bases were checked already (`_base.moved`), so a file's
+    ctime is not compared with the session start."""
     selected = {c.path for c in changes}
     fresh: set[str] = set()  # directories this commit creates: everything below is new
     tree_members: dict[str, list[Change]] = {}
@@ -217,7 +221,7 @@ def _check_existing(
     cur: os.stat_result,
     dirs: DirFds,
     selected: set[str],
-    started_ns: int,
+    started_ns: int | None,
     conflict: _ConflictSink,
 ) -> None:
     cur_type = _type_of(cur)
@@ -243,7 +247,7 @@ def _check_existing(
                     fatal=True,
                 )
         return
-    if cur.st_ctime_ns > started_ns:
+    if started_ns is not None and cur.st_ctime_ns > started_ns:
         conflict(c.path, "was modified in the workspace after the run started")
 
 

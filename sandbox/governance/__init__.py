@@ -12,6 +12,7 @@ from sandbox.governance._decide import (
     classify,
     decide,
     low_risk_failures,
+    split_conflicts,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "decide",
     "low_risk_failures",
     "reject_paths",
+    "split_conflicts",
 ]

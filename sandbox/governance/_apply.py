@@ -26,7 +26,7 @@ def commit_paths(layout: HomeLayout, audit: AuditLog, session: SessionRecord, cs
         raise ForbiddenChangeError(
             "refusing to commit forbidden changes: "
             + "; ".join(f"{c.path} ({', '.join(c.forbidden)})" for c in bad))
-    from sandbox.fs import commit_changeset, discard_paths  # only when committing
+    from sandbox.fs import commit_changeset, discard_paths, load_bases  # only when committing
 
     if actor != "policy":  # a person's approval is a decision of its own, before the commit
         audit.append(AuditEvent.DECISION, run=run_id, session=session.id, actor=actor, data={
@@ -37,13 +37,15 @@ def commit_paths(layout: HomeLayout, audit: AuditLog, session: SessionRecord, cs
                                   session.started_ns, baselines, force)
     result = commit_changeset(cs, upper=upper, workspace=session.workspace,
                               journal_dir=layout.journal_dir, started_ns=started,
-                              paths=list(paths), force=force)
+                              paths=list(paths), force=force, bases=load_bases(session_dir))
     committed = tuple(result.committed)
     if baselines and committed:  # whole files now committed: their partial baselines go
         save_baselines(session_dir, {k: v for k, v in baselines.items() if k not in committed})
     audit.append(AuditEvent.COMMIT, run=run_id, session=session.id, actor=actor, data={
         "paths": list(committed), "journal": result.journal_id, "force": force,
         "message": message,
+        # --force: for these the session's version won over the workspace's change
+        "overridden": list(result.conflicts),
     })
     discard_paths(upper, list(committed), lower=session.workspace)
     return committed

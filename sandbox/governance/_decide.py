@@ -7,6 +7,7 @@ listing what is refused and why, so the output can say which rule held or refuse
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import assert_never
@@ -102,37 +103,68 @@ def low_risk_failures(cs: ChangeSet, candidates: tuple[Change, ...], policy: Pol
     return out
 
 
+def split_conflicts(paths: Sequence[str], cs: ChangeSet,
+                    force: bool) -> tuple[list[str], list[tuple[str, str]]]:
+    """(paths to commit, [(path, conflict)] kept pending). A path where the workspace moved
+    since the session saw it waits for a person's --force (the session's version then wins);
+    so does everything below a conflicting directory."""
+    conflicts = {c.path: c.conflict for c in cs.changes if c.conflict}
+    if force or not conflicts:
+        return list(paths), []
+    kept: list[tuple[str, str]] = []
+    ok: list[str] = []
+    for path in paths:
+        parts = path.split("/")
+        above = next(("/".join(parts[:i]) for i in range(1, len(parts) + 1)
+                      if "/".join(parts[:i]) in conflicts), None)
+        if above is None:
+            ok.append(path)
+        elif above == path:
+            kept.append((path, conflicts[path] or ""))
+        else:
+            kept.append((path, f"its directory {above!r} is in conflict"))
+    return ok, kept
+
+
 def decide(cs: ChangeSet, policy: Policy, *, interactive: bool) -> Decision:
     if not cs:
         return NothingToDo()
     verdicts = [classify(c, policy) for c in cs.changes]
     forbidden = tuple(v for v in verdicts if v.risk is Risk.FORBIDDEN)
-    protected = tuple(v for v in verdicts if v.risk is Risk.PROTECTED)
-    ok_paths = tuple(v.path for v in verdicts if v.risk is Risk.OK)
+    # Where the workspace moved since the session saw it, only a person may decide (--force):
+    # the conflicting path and everything below it wait, at every level; the rest proceeds.
+    allowed, conflicting = split_conflicts(
+        [v.path for v in verdicts if v.risk is not Risk.FORBIDDEN], cs, force=False)
+    waiting = set(allowed)
+    conflicts = tuple(Verdict(p, Risk.OK, f"held: {p} {why}") for p, why in conflicting)
+    protected = tuple(v for v in verdicts if v.risk is Risk.PROTECTED and v.path in waiting)
+    ok_paths = tuple(v.path for v in verdicts if v.risk is Risk.OK and v.path in waiting)
     level = policy.level
     match level:
         case Level.HUMAN_IN_THE_LOOP | Level.HUMAN_ON_THE_LOOP:
             committable = ok_paths + tuple(v.path for v in protected)
-            if interactive:
+            if interactive and committable:
                 return AskPerson(paths=committable, refused=forbidden)
             return Hold(reasons=(f"level {int(level)}: changes wait for a person "
-                                 "(`sandbox approve` or `sandbox review`)",), refused=forbidden)
+                                 "(`sandbox approve` or `sandbox review`)",
+                                 *(v.reason for v in conflicts)), refused=forbidden)
         case Level.HUMAN_AS_ORCHESTRATOR:
             candidates = tuple(c for c in cs.changes if c.path in set(ok_paths))
             failures = low_risk_failures(cs, candidates, policy)
             held = tuple(Verdict(v.path, v.risk, f"held: touches {v.path} ({v.reason})")
-                         for v in protected)
+                         for v in protected) + conflicts
             if failures:
                 return Hold(reasons=tuple(f"held: {f}" for f in failures)
                             + tuple(v.reason for v in held), refused=forbidden)
             return AutoCommit(paths=ok_paths, refused=forbidden, held=held)
         case Level.HUMAN_OUTSIDE_THE_LOOP:
-            allowed = tuple(v.path for v in protected
+            allowed4 = tuple(v.path for v in protected
                             if match_path(v.path, policy.allow_at_level4) is not None)
             refused_protected = tuple(
                 Verdict(v.path, v.risk, f"{v.reason}; refused at level 4 "
                         "(protect.allow_at_level4 does not name it)")
-                for v in protected if v.path not in allowed)
-            return AutoCommit(paths=ok_paths + allowed, refused=forbidden + refused_protected)
+                for v in protected if v.path not in allowed4)
+            return AutoCommit(paths=ok_paths + allowed4, refused=forbidden + refused_protected,
+                              held=conflicts)
         case _:
             assert_never(level)

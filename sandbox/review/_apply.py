@@ -21,7 +21,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sandbox.audit import AuditEvent, AuditLog, Entry
-from sandbox.fs import Change, ChangeKind, ChangeSet, FileType, commit_changeset, discard_paths
+from sandbox.fs import (
+    Change,
+    ChangeKind,
+    ChangeSet,
+    FileType,
+    commit_changeset,
+    discard_paths,
+    load_bases,
+    reobserve,
+)
 from sandbox.governance._baselines import baseline_started_ns, load_baselines, save_baselines
 from sandbox.review._hunks import TextDiff
 from sandbox.review._io import Tree
@@ -215,7 +224,8 @@ def apply_plan(plan: Plan, cs: ChangeSet, target: Target, audit: AuditLog, *,
             _stage(Tree(staging), upper, chosen, partial)
             result = commit_changeset(commit_cs, upper=staging, workspace=target.workspace,
                                       journal_dir=target.journal_dir, started_ns=started,
-                                      paths=commit_paths, force=force)
+                                      paths=commit_paths, force=force,
+                                      bases=load_bases(target.session_dir))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         committed, deferred, journal = result.committed, result.skipped, result.journal_id
@@ -223,6 +233,8 @@ def apply_plan(plan: Plan, cs: ChangeSet, target: Target, audit: AuditLog, *,
             st = workspace.lstat(path)
             if st is not None:
                 baselines[path] = st.st_ctime_ns
+        # What we just committed of a partly accepted file is the session's new base there.
+        reobserve(target.session_dir, target.workspace, list(partial))
     done = set(committed)
     drop = [p for p in committed if p not in partial]
     drop += [p for p in plan.discard if p not in done or p in partial]

@@ -200,11 +200,11 @@ def test_edits_made_in_the_workspace_meanwhile_are_never_overwritten(
     edited = OLD.replace("line10\n", "mine\n")
     (workspace / "f.txt").write_text(edited)  # the person edits after the run
     status, out = _accept_first_hunk(cli)
-    assert status == 1 and "modified in the workspace after the run started" in out
+    assert status == 1 and "f.txt: was modified in the workspace at" in out
     assert (workspace / "f.txt").read_text() == edited
-    (workspace / "f.txt").write_text(OLD)
-    assert _accept_first_hunk(cli)[0] == 1  # still newer than the run: needs --force
-    assert _accept_first_hunk(cli, "--force")[0] == 0
+    assert _accept_first_hunk(cli)[0] == 1  # still the person's: needs --force
+    (workspace / "f.txt").write_text(OLD)  # the bytes the session saw: nothing to lose
+    assert _accept_first_hunk(cli)[0] == 0
     assert (workspace / "f.txt").read_text() == HUNK1
     # After a partial commit, an edit to the file is a conflict again for the rest.
     (workspace / "f.txt").write_text(HUNK1 + "tail\n")

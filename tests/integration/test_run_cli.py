@@ -178,7 +178,7 @@ def test_conflict_refused_per_file_unless_force(cli: Cli, workspace: Path) -> No
     r = cli("approve", "last")
     assert r.returncode == 1 and b"README.md" in r.stderr and b"src/app.py" not in r.stderr
     assert (workspace / "README.md").read_text() == "edited by a person meanwhile\n"
-    assert (workspace / "src/app.py").read_text() == "print('hi')\n"  # nothing applied
+    assert (workspace / "src/app.py").read_text() == "agent\n"  # the others proceed
     cli("approve", "last", "--force", check=True)
     assert (workspace / "README.md").read_text() == "agent\n"
     records = json.loads(cli("audit", "--json", check=True).stdout)

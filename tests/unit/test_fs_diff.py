@@ -311,7 +311,7 @@ def test_json_schema_is_stable(trees: tuple[Path, Path]) -> None:
     assert set(data["changes"][0]) == {
         "path", "kind", "old_type", "new_type", "old_mode", "new_mode", "old_size", "new_size",
         "binary", "link_target", "executable_added", "setid", "forbidden", "added_lines",
-        "removed_lines",
+        "removed_lines", "conflict",
     }  # fmt: skip
     assert data["summary"]["modified"] == 1
     assert data["summary"]["added_lines"] == 1 and data["summary"]["removed_lines"] == 1
