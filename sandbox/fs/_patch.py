@@ -168,8 +168,59 @@ def _render_change(change: Change, upper: Path, lower: Path) -> bytes:
 
 
 def render_patch(cs: ChangeSet, *, upper: Path, lower: Path, paths: Sequence[str] | None = None) -> bytes:
-    """A patch turning `lower` (the workspace) into the run's view, for `git apply`."""
-    return b"".join(_render_change(c, upper, lower) for c in cs.select(paths))
+    """A patch turning `lower` (the workspace) into the run's view, for `git apply`.
+
+    A file deleted at one path and added with the same bytes at another is a rename, shown
+    as git shows one (`rename from`/`rename to`, similarity 100%)."""
+    chosen = cs.select(paths)
+    moves = renames(chosen, upper=upper, lower=lower)
+    gone = set(moves.values())
+    out = bytearray()
+    for c in chosen:
+        if c.path in gone:
+            continue
+        src = moves.get(c.path)
+        out += _render_change(c, upper, lower) if src is None else _rename_section(
+            cs.by_path(src), c)
+    return bytes(out)
+
+
+def renames(changes: Sequence[Change], *, upper: Path, lower: Path) -> dict[str, str]:
+    """{added path: deleted path} for files that moved unchanged (same type and bytes)."""
+    deleted: dict[tuple[FileType, int], list[Change]] = {}
+    for c in changes:
+        if c.kind is ChangeKind.DELETED and c.old_type in (FileType.FILE, FileType.SYMLINK):
+            assert c.old_type is not None
+            deleted.setdefault((c.old_type, c.old_size or 0), []).append(c)
+    if not deleted:
+        return {}
+    out: dict[str, str] = {}
+    for c in changes:
+        if c.kind is not ChangeKind.ADDED or c.new_type is None:
+            continue
+        candidates = deleted.get((c.new_type, c.new_size or 0))
+        if not candidates:
+            continue
+        new = _read_side(upper, c.path, c.new_type, c.new_mode)
+        for d in candidates:
+            old = _read_side(lower, d.path, d.old_type, d.old_mode)
+            if new is not None and old is not None and old.data == new.data:
+                out[c.path] = d.path
+                candidates.remove(d)
+                break
+    return out
+
+
+def _rename_section(old: Change | None, new: Change) -> bytes:
+    assert old is not None and old.old_type is not None and new.new_type is not None
+    a, b = os.fsencode(old.path), os.fsencode(new.path)
+    out = bytearray(b"diff --git " + git_quote(b"a/" + a) + b" " + git_quote(b"b/" + b) + b"\n")
+    old_mode = old.old_type.git_mode(old.old_mode or 0)
+    new_mode = new.new_type.git_mode(new.new_mode or 0)
+    if old_mode != new_mode:
+        out += b"old mode %o\nnew mode %o\n" % (old_mode, new_mode)
+    out += b"similarity index 100%\nrename from " + git_quote(a) + b"\nrename to " + git_quote(b)
+    return bytes(out + b"\n")
 
 
 def diffstat(cs: ChangeSet, *, paths: Sequence[str] | None = None, width: int = 80) -> str:

@@ -87,3 +87,22 @@ def test_paths_filter_and_diffstat(tmp_path: Path) -> None:
     assert "src/a.py | 2 ++" in stat_text
     assert stat_text.rstrip().endswith("2 files changed, 3 insertions(+)")
     assert diffstat(cs, paths=["README"]).rstrip().endswith("1 file changed, 1 insertion(+)")
+
+
+def test_a_moved_file_is_a_rename_git_applies(tmp_path: Path) -> None:
+    require(shutil.which("git") is not None, "git")
+    upper, lower = tmp_path / "upper", tmp_path / "lower"
+    (upper / "sub").mkdir(parents=True)
+    lower.mkdir()
+    (lower / "old.txt").write_text("a\nb\n")
+    (lower / "other.txt").write_text("a\nb\n")
+    (lower / "keep.txt").write_text("k\n")
+    os.mknod(upper / "old.txt", 0o20600, os.makedev(0, 0))  # whiteout: deleted in the run
+    (upper / "sub" / "new.txt").write_text("a\nb\n")
+    os.chmod(upper / "sub" / "new.txt", 0o755)
+    patch = render_patch(compute_changeset(upper, lower), upper=upper, lower=lower)
+    assert patch == (b"diff --git a/old.txt b/sub/new.txt\nold mode 100644\nnew mode 100755\n"
+                     b"similarity index 100%\nrename from old.txt\nrename to sub/new.txt\n")
+    applied = _apply(tmp_path, lower, patch)
+    assert (applied / "sub/new.txt").read_text() == "a\nb\n"
+    assert not (applied / "old.txt").exists() and (applied / "other.txt").exists()
