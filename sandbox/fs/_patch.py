@@ -217,7 +217,7 @@ def _rename_section(old: Change | None, new: Change) -> bytes:
     out = bytearray(b"diff --git " + git_quote(b"a/" + a) + b" " + git_quote(b"b/" + b) + b"\n")
     old_mode = old.old_type.git_mode(old.old_mode or 0)
     new_mode = new.new_type.git_mode(new.new_mode or 0)
-    if old_mode != new_mode:
+    if old_mode is not None and new_mode is not None and old_mode != new_mode:
         out += b"old mode %o\nnew mode %o\n" % (old_mode, new_mode)
     out += b"similarity index 100%\nrename from " + git_quote(a) + b"\nrename to " + git_quote(b)
     return bytes(out + b"\n")
