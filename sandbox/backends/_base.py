@@ -92,6 +92,7 @@ class LaunchResult:
     write_limit_hit: bool = False
     backend_error: str | None = None  # set when the sandbox itself failed (exit 125): one line
     backend_log: tuple[str, ...] = ()  # then: the backend's own log lines, for `sandbox show`
+    notes: tuple[str, ...] = ()  # what the person should know (a limit enforced weaker, hit)
 
 
 class Backend(Protocol):

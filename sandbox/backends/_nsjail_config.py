@@ -14,7 +14,8 @@ import types
 from pathlib import Path
 from typing import Any
 
-from sandbox.backends._base import LaunchSpec, Network
+from sandbox.backends._base import LaunchSpec, Limits, Network
+from sandbox.backends._limits import CGROUP_PARENT, Enforcer, LimitPlan
 from sandbox.backends._mountns import STAGE_WORKSPACE, OverlayLayers
 
 
@@ -60,7 +61,7 @@ def build_config(
     outside_uid: int,
     outside_gid: int,
     rootless_overlay: bool,
-    use_cgroups: bool,
+    limits: LimitPlan,
     host_root: Path = Path("/"),
     image_source: Path | None = None,
 ) -> Any:
@@ -159,30 +160,44 @@ def build_config(
         exec_bin=cfg_mod.Exe(path=argv[0], arg=argv[1:]),
     )
     assert spec.network in (Network.NONE, Network.EGRESS)
-    if lim.memory_bytes is not None:
-        if use_cgroups:
-            cfg.cgroup_mem_max = lim.memory_bytes
-            cfg.cgroup_mem_memsw_max = lim.memory_bytes  # no swapping around the limit
-            cfg.cgroup_mem_parent = "sandbox"
-        else:
-            cfg.rlimit_as = max(1, lim.memory_bytes >> 20)
-            cfg.rlimit_as_type = rl.VALUE
+    _apply_limits(cfg, lim, limits)
+    return cfg
+
+
+def _apply_limits(cfg: Any, lim: Limits, plan: LimitPlan) -> None:
+    """Memory, pids and cpus, each by the mechanism the plan chose (see _limits). Memory is
+    never an RLIMIT_AS: without a cgroup, the backend polls the run's resident memory."""
+    rl = _light_import_nsjail()[0].RLimitType
+    if plan.v2_parent is not None:
+        cfg.use_cgroupv2 = True
+        cfg.cgroupv2_mount = str(plan.v2_parent)
+    v1, fallback = Enforcer.CGROUP_V1, Enforcer.FALLBACK
+    if lim.memory_bytes is not None and plan.memory is not fallback:
+        cfg.cgroup_mem_max = lim.memory_bytes
+        if plan.swap_file:  # no swapping around the limit
+            if plan.memory is v1:
+                cfg.cgroup_mem_memsw_max = lim.memory_bytes
+            else:
+                cfg.cgroup_mem_swap_max = 0
+        if plan.memory is v1:
+            cfg.cgroup_mem_parent = CGROUP_PARENT
     if lim.pids is not None:
-        if use_cgroups:
-            cfg.cgroup_pids_max = lim.pids
-            cfg.cgroup_pids_parent = "sandbox"
-        else:
+        if plan.pids is fallback:
             # RLIMIT_NPROC counts every process of the outside uid, so allow for those the
             # caller already runs; the sandbox gets `pids` more on top.
             cfg.rlimit_nproc = _own_process_count() + lim.pids
             cfg.rlimit_nproc_type = rl.VALUE
-    if lim.cpus is not None:
-        if use_cgroups:
-            cfg.cgroup_cpu_ms_per_sec = max(1, int(lim.cpus * 1000))
-            cfg.cgroup_cpu_parent = "sandbox"
         else:
+            cfg.cgroup_pids_max = lim.pids
+            if plan.pids is v1:
+                cfg.cgroup_pids_parent = CGROUP_PARENT
+    if lim.cpus is not None:
+        if plan.cpus is fallback:
             cfg.max_cpus = max(1, math.ceil(lim.cpus))
-    return cfg
+        else:
+            cfg.cgroup_cpu_ms_per_sec = max(1, int(lim.cpus * 1000))
+            if plan.cpus is v1:
+                cfg.cgroup_cpu_parent = CGROUP_PARENT
 
 
 def render(cfg: Any) -> str:

@@ -1,4 +1,5 @@
-"""The write cap shared by the backends: stop a run whose upper dir outgrows the limit."""
+"""Polled caps shared by the backends: the write cap (a run's upper dir), and the memory cap
+where no cgroup can enforce it (the resident memory of the run's processes)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["WriteWatcher", "tree_bytes"]
+__all__ = ["LimitWatcher", "tree_bytes", "tree_resident_bytes", "write_watcher"]
+
+POLL_S = 0.1
 
 
-class WriteWatcher:
-    """Stop the run when its upper dir outgrows the write cap (RLIMIT_FSIZE only caps single
-    files). Polls, so it costs nothing when no cap is set; its walk follows upper's size."""
+class LimitWatcher:
+    """Stop the run (`kill`) when `measure()` exceeds `cap`. Polls, so it costs nothing when
+    no cap is set."""
 
-    def __init__(self, upper: Path, cap: int | None, kill: Callable[[], None]) -> None:
-        self._upper, self._cap, self._kill = upper, cap, kill
+    def __init__(self, measure: Callable[[], int], cap: int | None,
+                 kill: Callable[[], None]) -> None:
+        self._measure, self._cap, self._kill = measure, cap, kill
         self._stop = threading.Event()
         self.hit = False
         self._thread: threading.Thread | None = None
@@ -32,11 +36,36 @@ class WriteWatcher:
 
     def _run(self) -> None:
         assert self._cap is not None
-        while not self._stop.wait(0.1):
-            if tree_bytes(self._upper) > self._cap:
+        while not self._stop.wait(POLL_S):
+            if self._measure() > self._cap:
                 self.hit = True
                 self._kill()
                 return
+
+
+def write_watcher(upper: Path, cap: int | None, kill: Callable[[], None]) -> LimitWatcher:
+    """The write cap: RLIMIT_FSIZE only caps single files, this caps the upper dir's total
+    (its walk follows upper's size, not the workspace's)."""
+    return LimitWatcher(lambda: tree_bytes(upper), cap, kill)
+
+
+def tree_resident_bytes(pid: int) -> int:
+    """Resident anonymous memory of `pid`'s descendants (what they allocated; shared libraries
+    and page cache, which a cgroup would not charge to one run alone, are left out)."""
+    import psutil  # only runs that need a polled memory cap pay for the import
+
+    try:
+        procs = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            mem = p.memory_info()
+        except psutil.Error:
+            continue
+        total += max(0, mem.rss - mem.shared)
+    return total
 
 
 def tree_bytes(root: Path) -> int:

@@ -110,14 +110,18 @@ def _seccomp() -> Check:
                  "use a kernel with seccomp filters")
 
 
-def _cgroups() -> Check:
-    from sandbox.backends._nsjail import cgroups_usable
+def _limits() -> Check:
+    """Which mechanism enforces each resource limit for this caller (see backends._limits)."""
+    from sandbox.backends._limits import Enforcer, plan_limits
 
-    if cgroups_usable():
-        return Check("cgroups", Status.OK, "v1 memory/pids/cpu controllers writable")
-    return Check("cgroups", Status.WARN,
-                 "not writable: --memory uses RLIMIT_AS, --pids-limit RLIMIT_NPROC, "
-                 "--cpus CPU affinity", "run as root for cgroup-enforced limits")
+    plan = plan_limits(prepare=False)
+    if plan.memory is not Enforcer.FALLBACK:
+        return Check("limits", Status.OK, plan.describe())
+    return Check("limits", Status.WARN,
+                 f"{plan.describe()}: {plan.why_no_cgroup}, so --memory is polled, not a "
+                 "hard cgroup limit",
+                 "run as root, or from a cgroup v2 subtree delegated to you with the memory "
+                 "controller (e.g. systemd-run --user --scope, user@.service delegates one)")
 
 
 def _home() -> Check:
@@ -180,7 +184,7 @@ def _tini() -> Check:
 
 
 CHECKS: tuple[Callable[[], Check], ...] = (
-    _python, _nsjail, _tini, _userns, _overlay, _kernel, _seccomp, _cgroups, _home, _images, _docker)
+    _python, _nsjail, _tini, _userns, _overlay, _kernel, _seccomp, _limits, _home, _images, _docker)
 
 
 def doctor(*, json_out: bool) -> int:

@@ -11,7 +11,7 @@ from tests.conftest import Cli
 def test_doctor_reports_each_prerequisite(cli: Cli) -> None:
     r = cli("doctor", "--json")
     checks = {c["name"]: c for c in json.loads(r.stdout)}
-    assert {"python", "nsjail", "user namespaces", "overlayfs", "seccomp", "cgroups"} <= set(checks)
+    assert {"python", "nsjail", "user namespaces", "overlayfs", "seccomp", "limits", "images"} <= set(checks)
     assert r.returncode == 0, checks
     broken = cli("doctor", env={"SANDBOX_NSJAIL": "/nonexistent/nsjail"})
     assert broken.returncode == 1 and b"fix:" in broken.stdout

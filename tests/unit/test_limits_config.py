@@ -1,0 +1,42 @@
+"""How each limit reaches nsjail's config, per mechanism: never as an address-space limit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sandbox.backends._base import LaunchSpec, Limits, Seccomp, Snapshot
+from sandbox.backends._limits import Enforcer, LimitPlan
+from sandbox.backends._nsjail_config import _light_import_nsjail, build_config
+
+GIB = 1 << 30
+
+
+def _cfg(tmp_path: Path, plan: LimitPlan) -> Any:
+    spec = LaunchSpec(argv=("true",), snapshot=Snapshot(tmp_path, tmp_path, tmp_path),
+                      scratch=tmp_path, env={}, seccomp=Seccomp("default", "d", "ALLOW {}"),
+                      limits=Limits(memory_bytes=2 * GIB, pids=100, cpus=1.5))
+    return build_config(spec, outside_uid=1000, outside_gid=1000, rootless_overlay=True,
+                        limits=plan)
+
+
+def test_cgroup_v2_sets_memory_max_pids_and_cpu_in_the_delegated_parent(tmp_path: Path) -> None:
+    rl = _light_import_nsjail()[0].RLimitType
+    plan = LimitPlan(Enforcer.CGROUP_V2, Enforcer.CGROUP_V2, Enforcer.CGROUP_V2,
+                     v2_parent=Path("/sys/fs/cgroup/user.slice/u/sandbox"), swap_file=True)
+    cfg = _cfg(tmp_path, plan)
+    assert cfg.use_cgroupv2 and cfg.cgroupv2_mount == "/sys/fs/cgroup/user.slice/u/sandbox"
+    assert cfg.cgroup_mem_max == 2 * GIB and cfg.cgroup_mem_swap_max == 0
+    assert cfg.cgroup_pids_max == 100 and cfg.cgroup_cpu_ms_per_sec == 1500
+    assert cfg.rlimit_as_type == rl.INF
+
+
+def test_without_a_cgroup_memory_is_left_to_the_poller_not_rlimit_as(tmp_path: Path) -> None:
+    rl = _light_import_nsjail()[0].RLimitType
+    plan = LimitPlan(Enforcer.FALLBACK, Enforcer.FALLBACK, Enforcer.FALLBACK,
+                     why_no_cgroup="none here")
+    cfg = _cfg(tmp_path, plan)
+    assert not cfg.use_cgroupv2 and not cfg.cgroup_mem_max
+    assert cfg.rlimit_as_type == rl.INF  # the JVM reserves 1 GiB of class space at start
+    assert cfg.rlimit_nproc_type == rl.VALUE and cfg.max_cpus == 2
+    assert "polled resident memory" in plan.describe()
