@@ -5,23 +5,21 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, assert_never
 
 from sandbox._home import HomeLayout
+from sandbox._launch import attach_egress, image, launch_spec, prepare_snapshot, sandbox_env
 from sandbox.audit import AuditEvent, AuditLog, Entry
-from sandbox.backends import Backend, LaunchResult, LaunchSpec, Limits, Network, Snapshot
-from sandbox.backends._mountns import MAPPED_ROOT_ID
+from sandbox.backends import Backend, LaunchResult, LaunchSpec
 from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError, WorkspaceError
 from sandbox.fs import (
     ChangeSet,
-    build_mask,
     compute_changeset,
     load_bases,
     rebase,
@@ -37,7 +35,7 @@ from sandbox.governance import (
     Verdict,
     commit_paths,
 )
-from sandbox.policy import EffectivePolicy, Level, Policy, secret_env_name
+from sandbox.policy import EffectivePolicy, Level, Policy
 from sandbox.store import Decision as StoredDecision
 from sandbox.store import RunStatus, SessionRecord, SessionState, Store
 
@@ -133,30 +131,6 @@ def describe_decision(decision: Decision) -> dict[str, Any]:
             assert_never(decision)
 
 
-def sandbox_env(policy: Policy, extra: Mapping[str, str | None],
-                host: Mapping[str, str]) -> dict[str, str]:
-    """Only named variables pass; a secret-looking name is never inherited from the host."""
-    env = {k: host[k] for k in policy.env_pass if k in host}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env["PATH"] = ":".join(p for p in env["PATH"].split(":")
-                           if p.startswith(("/usr", "/bin", "/sbin")))  # no host home dirs
-    for key, value in extra.items():
-        if not key or "=" in key:
-            raise UsageError(f"-e {key!r}: expected KEY or KEY=VALUE")
-        if value is None:
-            if secret_env_name(key):
-                raise UsageError(
-                    f"-e {key}: refusing to pass the host's value of a secret-looking variable",
-                    hint="secrets stay on the control plane; pass an explicit -e KEY=VALUE "
-                    "(e.g. a dummy or scoped key) if the tool needs one")
-            if key in host:
-                env[key] = host[key]
-        else:
-            env[key] = value
-    env.update({"HOME": "/root", "USER": "root", "SANDBOX": "1", "PWD": "/workspace"})
-    return env
-
-
 def check_workspace(path: Path) -> Path:
     try:
         ws = path.resolve(strict=True)
@@ -215,28 +189,12 @@ class Runner:
                              hint="start a new session with another --session name")
         return session
 
-    def _prepare_dirs(self, session: SessionRecord, workspace: Path,
-                      policy: Policy) -> tuple[Snapshot, tuple[str, ...]]:
-        dirs = self.layout.session_dirs(session.id).create()
-        st = workspace.stat()
-        owner = (MAPPED_ROOT_ID, MAPPED_ROOT_ID) if os.getuid() == 0 else (os.getuid(), os.getgid())
-        # The merged root takes its attributes from upper's root: make it look like the
-        # workspace root, owned by whoever the sandbox's root is outside.
-        os.chmod(dirs.upper, st.st_mode & 0o7777)
-        if os.getuid() == 0:
-            os.chown(dirs.upper, *owner)
-        # The cache is per workspace: an unchanged tree costs a stat per directory, not a walk.
-        key = hashlib.sha256(os.fsencode(workspace)).hexdigest()[:16]
-        hidden = build_mask(workspace, dirs.mask, policy.hide, owner,
-                            cache_file=self.layout.cache_dir / f"mask-{key}.json")
-        snap = Snapshot(lower=workspace, upper=dirs.upper, work=dirs.work, mask=dirs.mask)
-        return snap, tuple(policy.hide) + tuple(hidden)
-
     def _run_locked(self, req: RunRequest, session: SessionRecord, workspace: Path,
                     policy: Policy, env: dict[str, str], seccomp: Any) -> RunOutcome:
-        snapshot, hidden = self._prepare_dirs(session, workspace, policy)
+        snapshot, hidden = prepare_snapshot(self.layout, self.layout.session_dirs(session.id),
+                                            workspace, policy)
         run_started_ns = run_start_ns(self.layout.root)  # a base changed after this is unsure
-        image_root, image_digest = _image(policy.image)
+        image_root, image_digest = image(policy.image)
         run = self.store.new_run(session.id, req.argv, backend=self.backend.name,
                                  profile=seccomp.name)
         self.audit.append(AuditEvent.RUN_STARTED, run=run.id, session=session.id, data={
@@ -247,15 +205,9 @@ class Runner:
             "env_names": sorted(env), "policy_sources": sorted(set(req.policy.layers)),
         })
         lim = policy.limits
-        spec = LaunchSpec(
-            argv=req.argv, snapshot=snapshot, env=env, seccomp=seccomp,
-            scratch=self.layout.session_dir(session.id) / "runs" / run.id,
-            limits=Limits(timeout_s=lim.timeout_s, memory_bytes=lim.memory_bytes,
-                          cpus=lim.cpus, pids=lim.pids, write_bytes=lim.write_bytes,
-                          output_bytes=lim.output_bytes),
-            network=Network.NONE,
-            image_root=image_root,
-        )
+        spec = launch_spec(req.argv, snapshot, env, seccomp,
+                           self.layout.session_dir(session.id) / "runs" / run.id, policy,
+                           image_root)
         started = time.monotonic()
         egress_notes: list[str] = []
         try:
@@ -344,22 +296,8 @@ class Runner:
                 _write_json_list(session_file, [*_read_json_list(session_file), f"{host}:{port}"])
             return answer
 
-        handle = stack.enter_context(egress.start(
-            rules, run_id=run_id, run_dir=spec.scratch, on_event=record,
-            ask=ask if policy.level is Level.HUMAN_IN_THE_LOOP else None))
-
-        def close() -> None:
-            handle.stop()
-            summary = egress.summarize_denials(handle.events())
-            if summary:
-                notes.append(summary)
-            for err in handle.callback_errors():
-                notes.append(f"egress audit record failed: {err}")
-
-        stack.callback(close)
-        return replace(spec, network=Network.EGRESS, env={**spec.env, **handle.env},
-                       extra_mounts=(*spec.extra_mounts, *handle.mounts),
-                       wrapper=(*handle.wrapper, *spec.wrapper))
+        return attach_egress(stack, spec, rules, run_id=run_id, notes=notes, on_event=record,
+                             ask=ask if policy.level is Level.HUMAN_IN_THE_LOOP else None)
 
     def _apply(self, decision: Decision, cs: ChangeSet, session: SessionRecord, upper: Path,
                run_id: str, records: list[Entry]) -> tuple[str, ...]:
@@ -432,19 +370,6 @@ def _backend_log(scratch: Path) -> str:
         return (scratch / "nsjail.log").read_text(errors="replace")[-8192:]
     except OSError:
         return ""
-
-
-def _image(name: str) -> tuple[Path | None, str]:
-    """(rootfs, digest) of a built image; (None, "host") for the read-only host view."""
-    if name == "host":
-        return None, "host"
-    from sandbox.images import ImageStore  # only when an image is asked for
-
-    store = ImageStore.from_env()
-    record = store.resolve(name)
-    if record is None:
-        return None, "host"
-    return store.rootfs(record.name), record.digest
 
 
 def _decide(cs: ChangeSet, policy: Policy, interactive: bool) -> Decision:

@@ -79,6 +79,10 @@ class LaunchSpec:
     cwd: str = "/workspace"
     hostname: str = "sandbox"
     image_root: Path | None = None  # None: a read-only view of the host system
+    # argv prefix run on the host around the backend's launcher process (the profile tools'
+    # ptrace tracer): it runs the rest as its child and exits with its status. Backends that
+    # cannot put a host process there (docker) refuse a spec that sets it.
+    tracer: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,9 @@ class DockerBackend:
                                    hint="use a daemon built with seccomp (Debian's docker.io)")
 
     def launch(self, spec: LaunchSpec) -> LaunchResult:
+        if spec.tracer:  # the container's processes are dockerd's children, not ours
+            raise EnforcementError("the docker backend cannot trace a command's system calls",
+                                   hint="profile test/record need the nsjail backend")
         self.check()
         client, info = self._connect()
         reap_stale()

@@ -160,7 +160,7 @@ class NsjailBackend:
         cfg_fd = os.open(cfg_path, os.O_RDONLY)
         log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
         passed = (cfg_fd, log_fd) + ((userns_fd,) if userns_fd >= 0 else ())
-        argv = [str(nsjail_binary()), "--config", f"/proc/self/fd/{cfg_fd}",
+        argv = [*spec.tracer, str(nsjail_binary()), "--config", f"/proc/self/fd/{cfg_fd}",
                 "--log_fd", str(log_fd)]
         started = time.monotonic()
         try:

@@ -18,6 +18,9 @@ strict). Examples:
   sandbox profile compile my.json --format kafel|bpf|pfc
   sandbox profile test my.json -- make test    which calls the profile denies, with counts
   sandbox profile record -- pytest -q > my.json
+
+test and record run CMD confined exactly like `sandbox run` (same snapshot, hidden files, mounts,
+network and limits of the workspace's policy); what CMD changes is discarded, never committed.
 """
 
 
@@ -40,6 +43,7 @@ def add_profile_parser(subparsers: Any) -> None:
     test = sub.add_parser("test", help="run CMD sandboxed under FILE; report denied calls")
     test.add_argument("file", metavar="FILE")
     test.add_argument("--json", action="store_true")
+    _confinement_args(test)
     test.add_argument("--timeout", type=int, default=600, metavar="S",
                       help="kill CMD after S seconds (default 600; 0: none)")
     test.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
@@ -48,15 +52,44 @@ def add_profile_parser(subparsers: Any) -> None:
                      help="record under this profile; what it denies stays denied "
                           "(default: default)")
     rec.add_argument("--output", "-o", metavar="OUT", help="write here instead of stdout")
+    _confinement_args(rec)
     rec.add_argument("--timeout", type=int, default=600, metavar="S",
                      help="kill CMD after S seconds (default 600; 0: none)")
     rec.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
+
+
+def _confinement_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-C", dest="workspace", default=".", metavar="DIR",
+                   help="workspace directory (default: current directory)")
+    p.add_argument("--policy", metavar="FILE", help="extra policy layer (may only tighten)")
+
+
+def _launch(args: argparse.Namespace) -> Any:
+    """The confined launch of `sandbox run`, for CMD in the workspace under its policy."""
+    from sandbox._home import HomeLayout
+    from sandbox._profiling import ConfinedLaunch
+    from sandbox._runner import check_workspace
+    from sandbox.policy import load_policy
+
+    workspace = check_workspace(Path(args.workspace))
+    eff = load_policy(workspace, policy_file=Path(args.policy) if args.policy else None)
+    return ConfinedLaunch(HomeLayout.from_env().ensure(), workspace, eff.policy,
+                          tuple(_command(args)), timeout_s=float(args.timeout or 0) or None)
+
+
+def _report_launch(launch: Any, verb: str) -> None:
+    for note in launch.notes:
+        print(f"sandbox: {verb}: {note}", file=sys.stderr)
+    print(f"sandbox: {verb}: {launch.discard_note()}", file=sys.stderr)
 
 
 def _command(args: argparse.Namespace) -> list[str]:
     cmd = list(args.command)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
+    elif cmd and cmd[0].startswith("-") and args.profile_cmd == "test":
+        raise UsageError(f"{cmd[0]}: options go before FILE",
+                         hint="sandbox profile test [-C DIR] [--policy FILE] FILE -- CMD")
     if not cmd:
         raise UsageError("missing command: sandbox profile " + args.profile_cmd + " ... -- CMD")
     return cmd
@@ -111,13 +144,14 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from sandbox.seccomp import load_profile, test_profile
+    from sandbox._profiling import test_profile
+    from sandbox.seccomp import load_profile
 
-    cmd = _command(args)
+    launch = _launch(args)
     name, profile = load_profile(args.file)
     # --json: the report owns stdout, so the command's output goes to stderr
-    report = test_profile(profile, cmd, name=name, stdout_to_stderr=args.json,
-                          timeout_s=args.timeout)
+    report = test_profile(launch, profile, name=name, stdout_to_stderr=args.json)
+    _report_launch(launch, "profile test")
     if args.json:
         _write(report.to_json(), None)
     else:
@@ -128,11 +162,13 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from sandbox.seccomp import load_profile, record
+    from sandbox._profiling import record
+    from sandbox.seccomp import load_profile
 
-    cmd = _command(args)
+    launch = _launch(args)
     base_name, base = load_profile(args.base)
-    rec = record(cmd, base=base, base_name=base_name, timeout_s=args.timeout)
+    rec = record(launch, base, base_name=base_name)
+    _report_launch(launch, "profile record")
     for d in rec.denied:
         print(f"sandbox: record: {d.name} denied {d.count}x by the base profile {base_name} "
               f"({d.verdict}); left out", file=sys.stderr)

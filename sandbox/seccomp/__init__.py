@@ -7,7 +7,6 @@ dependencies (jsonschema, libseccomp, ptrace via ctypes) only when called.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
     from sandbox.seccomp._model import Action, Op, Profile, loads, parse
     from sandbox.seccomp._resolve import Resolved, resolve, resolve_or_raise
     from sandbox.seccomp._show import Format
-    from sandbox.seccomp._trace import Recording, TestReport
+    from sandbox.seccomp._trace import Launch, Recording, TestReport
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -84,23 +83,22 @@ def compile_profile(name_or_path: Path | str, fmt: Format | str) -> str | bytes:
     return _compile(name_or_path, Format(fmt))
 
 
-def test_profile(profile: Profile, cmd: Sequence[str], *, name: str,
-                 stdout_to_stderr: bool = False, timeout_s: int = 0) -> TestReport:
-    """Run cmd under the profile (see sandbox.seccomp._trace); timeout_s 0 means none."""
+def test_profile(profile: Profile, launch: Launch, io_dir: Path, *, name: str,
+                 stdout_to_stderr: bool = False) -> TestReport:
+    """Run a command under the profile's tracing variant through `launch` (the runtime's own
+    confined launch: sandbox._profiling); report what the profile denied."""
     from sandbox.seccomp._trace import test_profile as _test
 
-    return _test(profile, cmd, name=name, stdout_to_stderr=stdout_to_stderr,
-                 timeout_s=timeout_s)
+    return _test(profile, launch, io_dir, name=name, stdout_to_stderr=stdout_to_stderr)
 
 
 test_profile.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
-def record(cmd: Sequence[str], *, base: Profile, base_name: str,
-           timeout_s: int = 0) -> Recording:
+def record(launch: Launch, io_dir: Path, *, base: Profile, base_name: str) -> Recording:
     from sandbox.seccomp._trace import record as _record
 
-    return _record(cmd, base=base, base_name=base_name, timeout_s=timeout_s)
+    return _record(launch, io_dir, base=base, base_name=base_name)
 
 
 _LAZY = {

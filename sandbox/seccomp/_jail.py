@@ -1,11 +1,9 @@
-"""A minimal nsjail command line for the profile tools (`profile test`, `record`, the filter dump).
+"""A minimal nsjail command line, used only to read back the BPF program nsjail installs for a
+Kafel policy (`installed_filter`, for the translation-equivalence tests and the filter dump).
 
-The runtime's sandbox is built by the nsjail backend (sandbox/backends); the profile tools need
-only "run this command under this Kafel policy, isolated, read-only": the host root mounted
-read-only, a private /tmp, no network, a new user/pid/mount/ipc/uts namespace, the current
-directory bound read-only (also when it is under /tmp), so a command under test cannot change
-the host; writes fail with EROFS, which is not a seccomp denial and is not reported as one.
-When the backend exposes its argv builder, this module should delegate to it.
+It is not a sandbox for untrusted commands: `profile test` and `profile record` run commands
+through the runtime's own launch (sandbox._profiling), confined exactly like `sandbox run`.
+Here only /bin/true (or a probe the caller names) runs, and it is killed at its exec.
 """
 
 from __future__ import annotations

@@ -2,12 +2,14 @@
 
 Mechanism (works as root and unprivileged): the profile is rewritten into a *tracing variant*
 where every verdict that is not ALLOW/LOG becomes `TRACE(code)` (code -> the original verdict);
-for record, ALLOW becomes `TRACE(ALLOW_CODE)` too. nsjail runs CMD under that variant while a
-ptrace tracer (sandbox.seccomp._ptrace) follows nsjail and every descendant. At each seccomp stop
-the tracer counts the call and then applies the original verdict itself: ERRNO(e) -> the call is
-skipped and returns -e; KILL* -> the process is killed (SIGKILL: exit 137, where the kernel would
-report SIGSYS); TRAP -> SIGSYS; TRACE -> ENOSYS (no tracer in a real run); ALLOW -> continues.
-So CMD sees exactly what it would see under the profile, and the author gets names and counts.
+for record, ALLOW becomes `TRACE(ALLOW_CODE)` too. The caller's `Launch` runs CMD exactly as
+`sandbox run` would (same backend, snapshot, hide list, mounts, network, limits; see
+sandbox._profiling) under that variant, with a host-side tracer (sandbox.seccomp._tracer) in
+front of nsjail that follows nsjail and every descendant. At each seccomp stop the tracer counts
+the call and then applies the original verdict itself: ERRNO(e) -> the call is skipped and
+returns -e; KILL* -> the process is killed (SIGKILL: exit 137, where the kernel would report
+SIGSYS); TRAP -> SIGSYS; TRACE -> ENOSYS (no tracer in a real run); ALLOW -> continues. So CMD
+sees exactly what it would see under the profile, and the author gets names and counts.
 
 record: records under a base profile (`default` unless told otherwise), so recording never
 grants what the base denies; attempts the base denies are reported and left out. The output is
@@ -22,12 +24,16 @@ import errno
 import json
 import os
 import signal
+import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, assert_never
 
-from sandbox.seccomp import _jail, _kafel, _model, _ptrace, _resolve, _syscalls
+from sandbox.backends._base import Seccomp
+from sandbox.errors import EnforcementError
+from sandbox.seccomp import _kafel, _model, _ptrace, _resolve, _syscalls
 from sandbox.seccomp._model import Action
 from sandbox.seccomp._resolve import Entry, Resolved, Verdict
 
@@ -124,6 +130,19 @@ class _Recorder:
         self.denied[(sc.nr, sc.data)] += 1
         _apply(pt, pid, code.verdict)
 
+    def to_json(self) -> dict[str, Any]:
+        return {"denied": [[nr, code, n] for (nr, code), n in self.denied.items()],
+                "used": {str(nr): [list(a) for a in calls] for nr, calls in self.used.items()}}
+
+    @classmethod
+    def from_json(cls, codes: dict[int, _Code], data: dict[str, Any]) -> _Recorder:
+        denied: Counter[tuple[int, int]] = Counter()
+        for nr, code, n in data["denied"]:
+            denied[(int(nr), int(code))] += int(n)
+        used = {int(nr): [tuple(int(x) for x in a) for a in calls]
+                for nr, calls in data["used"].items()}
+        return cls(codes, denied, used)
+
     def tally(self, *, fallback: bool) -> tuple[Denial, ...]:
         out = [Denial(_syscalls.name_of(nr), nr, _describe(self.codes[code].verdict), n)
                for (nr, code), n in self.denied.items()
@@ -149,14 +168,37 @@ def _apply(pt: _ptrace.Ptrace, pid: int, v: Verdict) -> None:
             assert_never(v.action)
 
 
-def _run(res: Resolved, cmd: Sequence[str], *, record: bool, name: str,
-         stdout_to_stderr: bool = False, timeout_s: int = 0) -> tuple[int, _Recorder]:
+# Runs CMD confined under `seccomp` with `tracer` as the host-side argv prefix of the backend's
+# launcher; returns the command's exit status (the caller owns the command and the workspace).
+Launch = Callable[[Seccomp, tuple[str, ...]], int]
+
+
+def _run(res: Resolved, launch: Launch, io_dir: Path, *, record: bool, name: str,
+         stdout_to_stderr: bool = False) -> tuple[int, _Recorder]:
     variant, codes = _variant(res, record=record)
     kafel = _kafel.to_kafel(variant, name=f"{name} (tracing variant)")
-    rec = _Recorder(codes, Counter(), {})
-    argv = _jail.jail_argv(kafel, cmd, timeout_s=timeout_s)
-    code = _ptrace.run_traced(argv, on_seccomp=rec.on_seccomp, stdout_to_stderr=stdout_to_stderr)
+    seccomp = Seccomp(name=f"{name} (tracing variant)", digest=res.digest, kafel=kafel)
+    io_in, io_out = io_dir / "trace-codes.json", io_dir / "trace-tally.json"
+    io_in.write_text(json.dumps(codes_to_json(codes)))
+    # -I: the tracer runs on the host (as root, for root), so neither the current directory
+    # (the workspace under test) nor PYTHON* variables may put code on its import path.
+    tracer = (sys.executable, "-I", "-m", "sandbox.seccomp._tracer", str(io_in), str(io_out),
+              *(("--stdout-to-stderr",) if stdout_to_stderr else ()), "--")
+    code = launch(seccomp, tracer)
+    try:
+        rec = _Recorder.from_json(codes, json.loads(io_out.read_text()))
+    except (OSError, ValueError) as exc:
+        raise EnforcementError(f"the seccomp tracer left no tally ({exc})",
+                               hint="run `sandbox doctor`") from exc
     return code, rec
+
+
+def codes_to_json(codes: dict[int, _Code]) -> dict[str, Any]:
+    return {str(k): [c.verdict.action.value, c.verdict.data, c.fallback] for k, c in codes.items()}
+
+
+def codes_from_json(data: dict[str, Any]) -> dict[int, _Code]:
+    return {int(k): _Code(Verdict(Action(a), int(d)), bool(f)) for k, (a, d, f) in data.items()}
 
 
 def _describe(v: Verdict) -> str:
@@ -165,12 +207,12 @@ def _describe(v: Verdict) -> str:
     return verdict_text(v)
 
 
-def test_profile(profile: _model.Profile, cmd: Sequence[str], *, name: str,
-                 target: _resolve.Target | None = None, stdout_to_stderr: bool = False,
-                 timeout_s: int = 0) -> TestReport:
+def test_profile(profile: _model.Profile, launch: Launch, io_dir: Path, *, name: str,
+                 target: _resolve.Target | None = None,
+                 stdout_to_stderr: bool = False) -> TestReport:
     res = _resolve.resolve_or_raise(profile, target)
-    code, rec = _run(res, cmd, record=False, name=name, stdout_to_stderr=stdout_to_stderr,
-                     timeout_s=timeout_s)
+    code, rec = _run(res, launch, io_dir, record=False, name=name,
+                     stdout_to_stderr=stdout_to_stderr)
     return TestReport(name, profile.digest, code, rec.tally(fallback=False),
                       rec.tally(fallback=True))
 
@@ -182,11 +224,10 @@ class Recording:
     denied: tuple[Denial, ...]  # attempts the base profile refused (not in the output)
 
 
-def record(cmd: Sequence[str], *, base: _model.Profile, base_name: str,
-           target: _resolve.Target | None = None, timeout_s: int = 0) -> Recording:
+def record(launch: Launch, io_dir: Path, *, base: _model.Profile, base_name: str,
+           target: _resolve.Target | None = None) -> Recording:
     res = _resolve.resolve_or_raise(base, target)
-    code, rec = _run(res, cmd, record=True, name=base_name, stdout_to_stderr=True,
-                     timeout_s=timeout_s)
+    code, rec = _run(res, launch, io_dir, record=True, name=base_name, stdout_to_stderr=True)
     by_nr = res.by_syscall()
     plain: set[str] = set(BASE_RUNTIME)
     rules: list[dict[str, Any]] = []

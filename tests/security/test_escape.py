@@ -1,7 +1,9 @@
 """The escape suite: one real attack per security invariant of the architecture.
 
 Each test attempts the attack for real inside `sandbox run` and then checks, from the host,
-that it had no effect. A test whose attack succeeds fails.
+that it had no effect. A test whose attack succeeds fails. The attacks that need no commit also
+run under `sandbox profile test` and `profile record` (the `entry` fixture), which must confine
+a command exactly like `run`.
 """
 
 from __future__ import annotations
@@ -22,12 +24,36 @@ import pytest
 
 from tests.conftest import SANDBOX_BIN, Cli, give
 
+ENTRIES = ("run", "profile test", "profile record")
 
-def run(cli: Cli, ws: Path, script: str, *extra: str) -> subprocess.CompletedProcess[bytes]:
-    """Run the attack; a sandbox that failed to start (125) must not pass as "stopped"."""
-    r = cli("run", "-C", str(ws), *extra, "--", "sh", "-c", f"{script}\necho ATTACK-RAN")
-    assert r.returncode != 125 and b"ATTACK-RAN" in r.stdout, (r.returncode, r.stderr)
-    return r
+
+@pytest.fixture(params=ENTRIES)
+def entry(request: pytest.FixtureRequest) -> str:
+    """Every way of running a command: `run`, and the profile tools (same confinement)."""
+    value: str = request.param
+    return value
+
+
+def run(cli: Cli, ws: Path, script: str, *extra: str,
+        entry: str = "run") -> subprocess.CompletedProcess[bytes]:
+    """Run the attack; a sandbox that failed to start (125) must not pass as "stopped".
+
+    The result's stdout is the attack's output, whichever entry ran it (`profile record`
+    writes the profile on stdout and the command's output on stderr)."""
+    argv = {"run": ["run", *extra, "-C", str(ws)],
+            "profile test": ["profile", "test", "-C", str(ws), "default"],
+            "profile record": ["profile", "record", "-C", str(ws)]}[entry]
+    # record: the command's stdout is our stderr; its own stderr would mix in (error messages
+    # naming the paths it tried), so it goes away there
+    quiet = "exec 2>/dev/null\n" if entry == "profile record" else ""
+    r = cli(*argv, "--", "sh", "-c", f"{quiet}{script}\necho ATTACK-RAN")
+    out = r.stdout
+    if entry == "profile record":
+        out = r.stderr[:r.stderr.find(b"ATTACK-RAN\n") + len(b"ATTACK-RAN\n")]
+    assert r.returncode != 125 and b"ATTACK-RAN" in out, (r.returncode, r.stderr)
+    if entry != "run":
+        assert b"never change the workspace" in r.stderr, r.stderr
+    return subprocess.CompletedProcess(r.args, r.returncode, out, r.stderr)
 
 
 def run_json(cli: Cli, ws: Path, script: str, *extra: str) -> dict[str, object]:
@@ -50,14 +76,14 @@ def canary(sbx: tuple[Cli, Path]) -> Iterator[Path]:
 
 
 def test_writes_outside_workspace_never_reach_host(sbx: tuple[Cli, Path],
-                                                  base_dir: Path) -> None:
+                                                  base_dir: Path, entry: str) -> None:
     cli, workspace = sbx
     target = base_dir / "outside.txt"
     target.write_text("original\n")
     script = (f"echo pwned > {target}; echo pwned >> /etc/hostname; "
               "echo pwned > /usr/bin/sandbox-pwned; "
               f"echo pwned > {workspace}/README.md; echo pwned > /workspace/README.md; true")
-    r = run(cli, workspace, script, "--level", "2")
+    r = run(cli, workspace, script, "--level", "2", entry=entry)
     assert r.returncode == 0
     assert target.read_text() == "original\n"
     assert not Path("/usr/bin/sandbox-pwned").exists()
@@ -65,16 +91,17 @@ def test_writes_outside_workspace_never_reach_host(sbx: tuple[Cli, Path],
     assert (workspace / "README.md").read_text() == "hello\n"  # only in the pending upper
 
 
-def test_host_home_and_keys_are_not_visible(sbx: tuple[Cli, Path], canary: Path) -> None:
+def test_host_home_and_keys_are_not_visible(sbx: tuple[Cli, Path], canary: Path,
+                                            entry: str) -> None:
     cli, workspace = sbx
     r = run(cli, workspace, f"cat {canary}; ls -a {canary.parent}; ls /home; "
-            "cat /etc/shadow; true")
+            "cat /etc/shadow; true", entry=entry)
     assert b"TOP-SECRET-CANARY" not in r.stdout + r.stderr
     assert canary.name.encode() not in r.stdout
     assert b"root:" not in r.stdout  # no shadow
 
 
-def test_hidden_workspace_files_are_invisible(sbx: tuple[Cli, Path]) -> None:
+def test_hidden_workspace_files_are_invisible(sbx: tuple[Cli, Path], entry: str) -> None:
     cli, workspace = sbx
     secrets = {".env": "DB_PASSWORD=hunter2\n", "sub/.env.local": "TOKEN=abc\n",
                "deploy.pem": "-----BEGIN-----\n", ".ssh/id_rsa": "PRIVATE\n",
@@ -84,7 +111,7 @@ def test_hidden_workspace_files_are_invisible(sbx: tuple[Cli, Path]) -> None:
         (workspace / rel).write_text(content)
     give(cli, workspace)
     r = run(cli, workspace, "ls -aR; cat .env sub/.env.local deploy.pem .ssh/id_rsa id_rsa "
-            ".aws/credentials .netrc; grep -r . . ; true")
+            ".aws/credentials .netrc; grep -r . . ; true", entry=entry)
     out = r.stdout + r.stderr
     for content in secrets.values():
         assert content.strip().encode() not in out, content
@@ -100,12 +127,12 @@ def test_overwriting_a_hidden_file_is_refused(sbx: tuple[Cli, Path]) -> None:
     assert any(x["path"] == ".env" for x in out["decision"]["refused"])  # type: ignore[index]
 
 
-def test_host_processes_invisible_and_unsignalable(sbx: tuple[Cli, Path]) -> None:
+def test_host_processes_invisible_and_unsignalable(sbx: tuple[Cli, Path], entry: str) -> None:
     cli, workspace = sbx
     victim = subprocess.Popen(["sleep", "300"])
     try:
         r = run(cli, workspace, f"ls /proc | grep -x {victim.pid}; kill -9 {victim.pid}; "
-                "ps -e -o pid= | wc -l")
+                "ps -e -o pid= | wc -l", entry=entry)
         assert str(victim.pid).encode() + b"\n" not in r.stdout.split(b"\n", 1)[0] + b"\n"
         time.sleep(0.2)
         assert victim.poll() is None, "the sandbox killed a host process"
@@ -128,14 +155,14 @@ def _procs_with(marker: str) -> list[int]:
     return out
 
 
-def test_nothing_survives_the_run(sbx: tuple[Cli, Path]) -> None:
+def test_nothing_survives_the_run(sbx: tuple[Cli, Path], entry: str) -> None:
     cli, workspace = sbx
     marker = f"sbxsurvivor{os.getpid()}"
     script = (f"(sleep 600 {marker} &) ; setsid sh -c 'sleep 600 {marker}' & "
               f"nohup sh -c 'trap \"\" HUP TERM; exec -a {marker} sleep 600' >/dev/null 2>&1 & "
               "sleep 0.2")
     mounts_before = Path("/proc/self/mounts").read_text().count("overlay")
-    r = run(cli, workspace, script)
+    r = run(cli, workspace, script, entry=entry)
     assert r.returncode == 0, r.stderr
     time.sleep(0.3)
     survivors = _procs_with(marker)
@@ -147,10 +174,11 @@ def test_nothing_survives_the_run(sbx: tuple[Cli, Path]) -> None:
     assert leftovers == []
 
 
-def test_root_inside_is_not_root_outside(sbx: tuple[Cli, Path]) -> None:
+def test_root_inside_is_not_root_outside(sbx: tuple[Cli, Path], entry: str) -> None:
     cli, workspace = sbx
     r = run(cli, workspace, "id -u; cat /proc/self/uid_map; grep -E "
-            "'^(NoNewPrivs|CapEff|CapBnd|Seccomp):' /proc/self/status; echo x > made-inside")
+            "'^(NoNewPrivs|CapEff|CapBnd|Seccomp):' /proc/self/status; echo x > made-inside",
+            entry=entry)
     lines = r.stdout.decode().split("\n")
     assert lines[0] == "0"
     inside, outside, _ = lines[1].split()
@@ -159,22 +187,25 @@ def test_root_inside_is_not_root_outside(sbx: tuple[Cli, Path]) -> None:
     assert status["NoNewPrivs"] == "1"
     assert int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0
     assert status["Seccomp"] == "2"
-    upper_files = list((cli.home / "sessions").glob("*/upper/made-inside"))
-    assert upper_files and all(p.stat().st_uid != 0 or os.geteuid() != 0 for p in upper_files)
+    assert not (workspace / "made-inside").exists()
+    if entry == "run":  # the profile tools throw their snapshot away
+        upper_files = list((cli.home / "sessions").glob("*/upper/made-inside"))
+        assert upper_files and all(p.stat().st_uid != 0 or os.geteuid() != 0
+                                   for p in upper_files)
 
 
-def test_privilege_tricks_fail(sbx: tuple[Cli, Path]) -> None:
+def test_privilege_tricks_fail(sbx: tuple[Cli, Path], entry: str) -> None:
     cli, workspace = sbx
     r = run(cli, workspace, "unshare -r true && echo UNSHARE-OK; "
             "mount -t tmpfs none /tmp && echo MOUNT-OK; "
             "mknod dev c 1 3 && echo MKNOD-OK; "
-            "chroot / true && echo CHROOT-OK; true")
+            "chroot / true && echo CHROOT-OK; true", entry=entry)
     for bad in (b"UNSHARE-OK", b"MOUNT-OK", b"MKNOD-OK", b"CHROOT-OK"):
         assert bad not in r.stdout, r.stdout
 
 
 def test_state_dir_and_docker_socket_not_mounted(sbx: tuple[Cli, Path],
-                                                 base_dir: Path) -> None:
+                                                 base_dir: Path, entry: str) -> None:
     cli, workspace = sbx
     sock_path = base_dir / "docker.sock"
     srv = socket.socket(socket.AF_UNIX)
@@ -183,7 +214,7 @@ def test_state_dir_and_docker_socket_not_mounted(sbx: tuple[Cli, Path],
     try:
         r = run(cli, workspace, f"ls {cli.home} {sock_path} /run /var/run/docker.sock "
                 "/run/docker.sock 2>&1; find / -name 'state.db' -o -name 'audit.log' "
-                "2>/dev/null; true")
+                "2>/dev/null; true", entry=entry)
         assert b"state.db" not in r.stdout and b"audit.log" not in r.stdout
         assert b"No such file" in r.stdout
         assert b"docker.sock\n" not in r.stdout
@@ -191,7 +222,7 @@ def test_state_dir_and_docker_socket_not_mounted(sbx: tuple[Cli, Path],
         srv.close()
 
 
-def test_no_network_not_even_host_loopback(sbx: tuple[Cli, Path]) -> None:
+def test_no_network_not_even_host_loopback(sbx: tuple[Cli, Path], entry: str) -> None:
     cli, workspace = sbx
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -222,7 +253,7 @@ def test_no_network_not_even_host_loopback(sbx: tuple[Cli, Path]) -> None:
         "try:\n    s.sendto(b'x', ('192.0.2.1', 53)); print('UDP-SENT')\n"
         "except OSError as e: print('udp blocked', e)\nEOF\n"
     )
-    r = run(cli, workspace, script)
+    r = run(cli, workspace, script, entry=entry)
     srv.close()
     t.join()
     assert b"CONNECTED" not in r.stdout and b"UDP-SENT" not in r.stdout, r.stdout
