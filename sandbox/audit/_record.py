@@ -52,6 +52,8 @@ class AuditEvent(StrEnum):
     EGRESS = "egress"
     PROFILE_DENIED = "profile.denied"
     SESSION_REJECTED = "session.rejected"
+    LLM_CALL = "llm.call"
+    LLM_BLOCKED = "llm.blocked"
 
 
 class RecordFormatError(ValueError):

@@ -77,6 +77,8 @@ def _shows_actor(event: AuditEvent) -> bool:
             | AuditEvent.COMMIT_RECOVERED
             | AuditEvent.EGRESS
             | AuditEvent.PROFILE_DENIED
+            | AuditEvent.LLM_CALL
+            | AuditEvent.LLM_BLOCKED
         ):
             return False
         case _:

@@ -55,6 +55,10 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from sandbox.cli._profile import run_profile
 
         return run_profile(args)
+    if cmd == "gateway":
+        from sandbox.cli._gateway import run_gateway
+
+        return run_gateway(args)
     if cmd == "image":
         from sandbox.cli._image import run_image
 

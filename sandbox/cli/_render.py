@@ -117,17 +117,34 @@ def _run_json(r: Any) -> dict[str, Any]:
             "summary": dict(r.summary)}
 
 
+def _llm_usage(events: Sequence[Any]) -> dict[str, Any]:
+    """The session's LLM calls through the gateway, summed (one implementation: gateway usage)."""
+    from dataclasses import asdict
+
+    from sandbox.gateway._report import By, summarize
+
+    rows = summarize(events, By.SESSION)
+    if not rows:
+        return {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
+                "cache_write_tokens": 0, "cost_usd": 0.0}
+    total = asdict(rows[0])
+    del total["group"]
+    return total
+
+
 def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any], *,
          json_out: bool) -> int:
     session = resolved.session
     holds = [e for e in events if e.event == "decision"]
     egress = [e for e in events if e.event == "egress"]
+    llm = _llm_usage(events)
     if json_out:
         print(json.dumps({"session": session.id, "workspace": str(session.workspace),
                           "state": session.state.value, "level": session.level,
                           "runs": [_run_json(r) for r in runs], "pending": cs.to_json(),
                           "decisions": [dict(e.data) for e in holds],
-                          "egress": [dict(e.data) | {"run": e.run} for e in egress]}, indent=2))
+                          "egress": [dict(e.data) | {"run": e.run} for e in egress],
+                          "llm": llm}, indent=2))
         return 0
     print(f"session {session.id}  state {session.state.value}  level {session.level}")
     print(f"workspace {esc(str(session.workspace))}")
@@ -149,6 +166,10 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
         print(f"egress ({len(egress)} request(s)):")
         for e in egress:
             print(f"  {e.run}: {esc(EgressEvent.from_audit(e.data).describe())}")
+    if llm["calls"]:
+        print(f"llm: {llm['calls']} call(s), {llm['input_tokens']} in / {llm['output_tokens']} out "
+              f"tokens (cache {llm['cache_read_tokens']} read, {llm['cache_write_tokens']} write), "
+              f"${llm['cost_usd']:.4f}")
     for e in holds:
         data = e.data
         for reason in data.get("reasons", []):

@@ -44,6 +44,7 @@ HELP = {
     "doctor": "check host prerequisites, each with its fix",
     "profile": "seccomp profiles: lint, show, compile, test, record",
     "image": "build and list sandbox images",
+    "gateway": "LLM gateway: serve, virtual keys, usage",
 }
 
 
@@ -68,6 +69,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             from sandbox.cli._image import add_image_parser
 
             add_image_parser(sub)
+        elif name == "gateway":
+            from sandbox.cli._gateway import add_gateway_parser
+
+            add_gateway_parser(sub)
         elif name == "run":
             _run_args(sub.add_parser(
                 name, help=helptext, epilog=RUN_EPILOG,

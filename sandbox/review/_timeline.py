@@ -147,6 +147,16 @@ def _egress(rec: AuditRecord, d: Mapping[str, object]) -> str:
             f"{_s(d.get('host', '?'))}:{_s(d.get('port', '?'))} ({_s(d.get('reason', ''))})")
 
 
+def _llm(rec: AuditRecord, d: Mapping[str, object]) -> str:
+    if rec.event is AuditEvent.LLM_BLOCKED:
+        return (f"LLM call to {_s(d.get('model', '?'))} blocked "
+                f"({_s(d.get('reason', ''))}: {_s(d.get('rule', ''))})")
+    cost = d.get("cost_usd")
+    return (f"LLM {_s(d.get('model', '?'))} via {_s(d.get('provider', '?'))}: {_s(d.get('status', '?'))}, "
+            f"{_s(d.get('input_tokens', 0))} in / {_s(d.get('output_tokens', 0))} out, "
+            f"${cost if isinstance(cost, int | float) else 0:.4f}")
+
+
 def _generic(rec: AuditRecord, d: Mapping[str, object]) -> str:
     return " ".join(f"{esc(k)}={esc(str(v))}" for k, v in d.items())
 
@@ -165,6 +175,8 @@ def _describer(event: AuditEvent) -> Callable[[AuditRecord, Mapping[str, object]
             return _commit
         case AuditEvent.EGRESS:
             return _egress
+        case AuditEvent.LLM_CALL | AuditEvent.LLM_BLOCKED:
+            return _llm
         case AuditEvent.COMMIT_RECOVERED | AuditEvent.PROFILE_DENIED | (
                 AuditEvent.SESSION_REJECTED):
             return _generic

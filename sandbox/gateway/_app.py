@@ -1,0 +1,410 @@
+"""The gateway's HTTP surface (an ASGI app: Starlette, served by uvicorn) and call admission.
+
+Admission, in order, for every model call: the virtual key (401), the body (400), the key's
+model allowlist (403), the content policy (400 naming the rule), the route (404), the price
+(400 when unpriced), rate limits (429 + retry-after), then the budget reservation (402, never
+429: agents retry 429). Nothing before the reservation spends or writes an audit record, except
+the policy blocks, which are audited.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiohttp
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox._home import HomeLayout
+from sandbox.audit import AuditEvent, AuditLog
+from sandbox.gateway._budget import Ledger, Refusal, Scope
+from sandbox.gateway._config import ApiFamily, Config, ContentMode, Price
+from sandbox.gateway._content import Scanner, redact_json, strings
+from sandbox.gateway._errors import Kind, error_body
+from sandbox.gateway._keys import KeyStore, VirtualKey
+from sandbox.gateway._limits import RateLimiter
+from sandbox.gateway._metrics import Metrics
+from sandbox.gateway._recorder import BodyStore, CallRecord, Recorder
+from sandbox.gateway._relay import Call, Outcome, RawResponse, StreamRelay, read_whole
+from sandbox.gateway._upstream import (
+    Endpoint,
+    Unreachable,
+    dispatch,
+    forward_headers,
+    reply_headers,
+)
+from sandbox.gateway._usage import Api, StreamTracker
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+__all__ = ["Gateway"]
+
+MAX_BODY = 32 * 1024 * 1024
+# Tokens are at least a byte of the request each; this covers what providers add on top
+# (the tool-use system prompt, message framing).
+_INPUT_OVERHEAD_TOKENS = 2048
+
+
+def _family(api: Api) -> ApiFamily:
+    return ApiFamily.ANTHROPIC if api is Api.MESSAGES else ApiFamily.OPENAI
+
+
+def _error(
+    family: ApiFamily, kind: Kind, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> RawResponse:
+    status, body = error_body(family, kind, message)
+    return RawResponse(status, [(b"content-type", b"application/json"), *(headers or [])], body)
+
+
+def _presented_key(request: Request) -> str | None:
+    h = request.headers
+    if h.get("x-api-key"):
+        return h["x-api-key"]
+    auth = h.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return h.get("api-key") or None
+
+
+def _output_cap(api: Api, body: dict[str, object], default: int) -> int:
+    """The request's output cap; one is added (the gateway's default) when it has none."""
+    names = {
+        Api.MESSAGES: ("max_tokens",),
+        Api.CHAT: ("max_completion_tokens", "max_tokens"),
+        Api.RESPONSES: ("max_output_tokens",),
+    }[api]
+    for name in names:
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    body[names[0]] = default
+    return default
+
+
+class Gateway:
+    def __init__(self, config: Config, home: Path) -> None:
+        self.config = config
+        self.home = home
+        self.keys = KeyStore.at_home(home)
+        self.ledger = Ledger(load=self.keys.spent, persist=self.keys.add_spend)
+        self.limits = RateLimiter()
+        self.scanner = Scanner(config.secrets())
+        self.metrics = Metrics()
+        self.recorder = Recorder(
+            AuditLog(HomeLayout(home).audit), BodyStore(home / "gateway" / "bodies"), self.scanner
+        )
+        self.http: aiohttp.ClientSession | None = None
+
+    def reload(self, config: Config) -> None:
+        """Swap in a new config; calls in flight keep the one they were admitted under."""
+        self.config = config
+        self.scanner = Scanner(config.secrets())
+        self.recorder.scanner = self.scanner
+
+    @asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=600)
+        self.http = aiohttp.ClientSession(
+            timeout=timeout, auto_decompress=False, connector=aiohttp.TCPConnector(limit=0)
+        )
+        try:
+            yield
+        finally:
+            await self.http.close()
+            self.recorder.flush()
+
+    def app(self) -> Starlette:
+        def llm(api: Api) -> Route:
+            path = {
+                Api.MESSAGES: "/anthropic/v1/messages",
+                Api.CHAT: "/openai/v1/chat/completions",
+                Api.RESPONSES: "/openai/v1/responses",
+            }[api]
+
+            async def endpoint(request: Request) -> Response:
+                return await self.call(request, api)
+
+            return Route(path, endpoint, methods=["POST"])
+
+        return Starlette(
+            lifespan=self._lifespan,
+            routes=[
+                Route("/healthz", self._healthz),
+                Route("/metrics", self._metrics),
+                llm(Api.MESSAGES),
+                llm(Api.CHAT),
+                llm(Api.RESPONSES),
+                Route("/anthropic/v1/messages/count_tokens", self._count_tokens, methods=["POST"]),
+                Route("/anthropic/v1/models", self._models_anthropic),
+                Route("/openai/v1/models", self._models_openai),
+            ],
+        )
+
+    async def _healthz(self, _request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def _metrics(self, _request: Request) -> Response:
+        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    def _auth(self, request: Request, family: ApiFamily) -> VirtualKey | RawResponse:
+        presented = _presented_key(request)
+        key = self.keys.lookup(presented) if presented else None
+        if key is None or not key.usable(time.time()):
+            self.metrics.refused.labels("auth").inc()
+            why = "missing" if presented is None else ("invalid" if key is None else key.status(time.time()))
+            return _error(family, Kind.AUTH, f"gateway key {why}")
+        return key
+
+    async def _body(self, request: Request, family: ApiFamily) -> dict[str, object] | RawResponse:
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            return _error(family, Kind.TOO_LARGE, f"request body over {MAX_BODY} bytes")
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return _error(family, Kind.INVALID, "request body is not JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return _error(family, Kind.INVALID, "request body must be a JSON object with a model")
+        return body
+
+    def _audit_block(self, key: VirtualKey, api: Api, model: str, reason: str, rule: str) -> None:
+        self.metrics.refused.labels(reason).inc()
+        self.recorder.submit(
+            CallRecord(
+                AuditEvent.LLM_BLOCKED,
+                key.run,
+                key.session,
+                {"key": key.id, "api": str(api), "model": model, "reason": reason, "rule": rule},
+            )
+        )
+
+    def _scopes(self, key: VirtualKey, cfg: Config) -> list[Scope]:
+        now = datetime.now(UTC)
+        scopes = [Scope(f"key:{key.id}", key.budget_usd)]
+        if key.session:
+            scopes.append(Scope(f"session:{key.session}", cfg.budget_session))
+        scopes += [
+            Scope(f"day:{now:%Y-%m-%d}", cfg.budget_day),
+            Scope(f"month:{now:%Y-%m}", cfg.budget_month),
+        ]
+        return scopes
+
+    async def _admit(self, request: Request, api: Api) -> tuple[VirtualKey, dict[str, object]] | RawResponse:
+        """The key, the body and the key's model allowlist: what every model endpoint checks."""
+        family = _family(api)
+        key = self._auth(request, family)
+        if isinstance(key, RawResponse):
+            return key
+        body = await self._body(request, family)
+        if isinstance(body, RawResponse):
+            return body
+        model = str(body["model"])
+        if key.models and not any(fnmatch.fnmatchcase(model, g) for g in key.models):
+            self._audit_block(key, api, model, "model", "key allowlist")
+            return _error(family, Kind.FORBIDDEN, f"model {model} is not allowed for this key")
+        return key, body
+
+    async def call(self, request: Request, api: Api) -> Response:
+        cfg, family, started = self.config, _family(api), time.monotonic()
+        admitted = await self._admit(request, api)
+        if isinstance(admitted, RawResponse):
+            return admitted
+        key, body = admitted
+        model = str(body["model"])
+        if cfg.content is not ContentMode.OFF:
+            rules: set[str] = set()
+            for text in strings(body):
+                rules.update(f.rule for f in self.scanner.scan(text))
+            if rules and cfg.content is ContentMode.BLOCK:
+                rule = sorted(rules)[0]
+                self._audit_block(key, api, model, "content", rule)
+                return _error(
+                    family, Kind.INVALID, f"request blocked by the gateway's content policy: rule {rule}"
+                )
+            if rules:
+                redacted = redact_json(self.scanner, body, set())
+                assert isinstance(redacted, dict)
+                body = redacted
+        providers = cfg.route(model, family)
+        if not providers:
+            return _error(family, Kind.NOT_FOUND, f"model {model} is not routed by this gateway")
+        price = cfg.price(model)
+        if price is None:
+            if not cfg.allow_unpriced:
+                return _error(
+                    family, Kind.INVALID, f"model {model} has no price; the gateway refuses unpriced models"
+                )
+            price = Price(0.0, 0.0)
+        stream = body.get("stream") is True
+        max_out = _output_cap(api, body, cfg.default_max_tokens)
+        hide_usage = False
+        if api is Api.CHAT and stream:
+            opts = body.get("stream_options")
+            if not (isinstance(opts, dict) and opts.get("include_usage") is True):
+                body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+                hide_usage = True
+        payload = json.dumps(body).encode()
+        limited = self.limits.admit(key.id, cfg.limits, stream)
+        if limited is not None:
+            self.metrics.refused.labels("rate").inc()
+            why, after = limited
+            return _error(family, Kind.RATE, why, [(b"retry-after", str(after).encode())])
+        in_rate = max(price.input, price.read_rate, price.write_rate)
+        worst = ((len(payload) + _INPUT_OVERHEAD_TOKENS) * in_rate + max_out * price.output) / 1e6
+        res = self.ledger.reserve(self._scopes(key, cfg), worst)
+        if isinstance(res, Refusal):
+            self.limits.done(key.id, stream, 0)
+            self.metrics.refused.labels("budget").inc()
+            return _error(family, Kind.BUDGET, res.message())
+        self.metrics.inflight.inc()
+        self.metrics.reserved.inc(worst)
+        call = Call(key, api, model, stream, body, price, res, started, self._settle)
+        assert self.http is not None
+        try:
+            sent = await dispatch(
+                self.http, providers, Endpoint.of(api), model, forward_headers(request.headers), payload
+            )
+        except Unreachable as exc:
+            call.settle(Outcome(502, None, False, b""))
+            return _error(family, Kind.UPSTREAM, str(exc))
+        except BaseException:
+            call.settle(Outcome(499, None, False, b""))
+            raise
+        call.provider, call.attempts = sent.provider, sent.attempts
+        ctype = sent.response.headers.get("content-type", "")
+        if stream and sent.response.status < 400 and ctype.startswith("text/event-stream"):
+            return StreamRelay(call, sent.response, StreamTracker(api, hide_usage_chunk=hide_usage))
+        return await read_whole(call, sent.response)
+
+    def _settle(self, call: Call, out: Outcome) -> None:
+        if out.status >= 400:
+            cost = 0.0  # providers do not bill refused or failed calls
+        elif out.usage is not None and out.complete:
+            cost = out.usage.cost(call.price)
+        else:
+            cost = call.reservation.amount  # no final usage report: charge the worst case
+        self.ledger.settle(call.reservation, cost)
+        usage = out.usage
+        self.limits.done(call.key.id, call.stream, usage.total if usage else 0)
+        m, now = self.metrics, time.monotonic()
+        m.inflight.dec()
+        m.reserved.dec(call.reservation.amount)
+        provider = call.provider.name if call.provider else ""
+        m.calls.labels(str(call.api), provider, call.model, str(out.status)).inc()
+        m.latency.labels(str(call.api)).observe(now - call.started)
+        if call.ttfb is not None:
+            m.ttfb.labels(str(call.api)).observe(call.ttfb)
+        if usage:
+            for kind, n in (
+                ("input", usage.input),
+                ("output", usage.output),
+                ("cache_read", usage.cache_read),
+                ("cache_write", usage.cache_write),
+            ):
+                if n:
+                    m.tokens.labels(call.model, kind).inc(n)
+        if cost:
+            m.cost.labels(call.model).inc(cost)
+        data: dict[str, object] = {
+            "key": call.key.id,
+            "api": str(call.api),
+            "provider": provider,
+            "model": call.model,
+            "status": out.status,
+            "stream": call.stream,
+            "input_tokens": usage.input if usage else 0,
+            "output_tokens": usage.output if usage else 0,
+            "cache_read_tokens": usage.cache_read if usage else 0,
+            "cache_write_tokens": usage.cache_write if usage else 0,
+            "cost_usd": round(cost, 9),
+            "reserved_usd": round(call.reservation.amount, 9),
+            "usage_complete": out.complete,
+            "latency_ms": round((now - call.started) * 1000, 3),
+            "ttfb_ms": round(call.ttfb * 1000, 3) if call.ttfb is not None else None,
+            "attempts": call.attempts,
+        }
+        if out.disconnected:
+            data["client_disconnected"] = True
+        self.recorder.submit(
+            CallRecord(
+                AuditEvent.LLM_CALL,
+                call.key.run,
+                call.key.session,
+                data,
+                request=call.request,
+                response=out.response or None,
+                api=call.api,
+            )
+        )
+
+    async def _count_tokens(self, request: Request) -> Response:
+        family = ApiFamily.ANTHROPIC
+        admitted = await self._admit(request, Api.MESSAGES)
+        if isinstance(admitted, RawResponse):
+            return admitted
+        _, body = admitted
+        providers = [p for p in self.config.route(str(body["model"]), family) if p.type.value == "anthropic"]
+        if not providers:
+            return _error(family, Kind.NOT_FOUND, f"model {body['model']} is not routed")
+        assert self.http is not None
+        try:
+            sent = await dispatch(
+                self.http,
+                providers,
+                Endpoint.COUNT_TOKENS,
+                str(body["model"]),
+                forward_headers(request.headers),
+                json.dumps(body).encode(),
+            )
+        except Unreachable as exc:
+            return _error(family, Kind.UPSTREAM, str(exc))
+        async with sent.response as resp:
+            data = await resp.read()
+            return RawResponse(resp.status, reply_headers(resp.headers), data)
+
+    def _model_ids(self, key: VirtualKey, family: ApiFamily) -> list[str]:
+        names: list[str] = []
+        for pattern, _ in (*self.config.routes, *self.config.prices):
+            if any(c in pattern for c in "*?[") or pattern in names:
+                continue
+            if self.config.route(pattern, family) and (
+                not key.models or any(fnmatch.fnmatchcase(pattern, g) for g in key.models)
+            ):
+                names.append(pattern)
+        return names
+
+    async def _models_anthropic(self, request: Request) -> Response:
+        key = self._auth(request, ApiFamily.ANTHROPIC)
+        if isinstance(key, RawResponse):
+            return key
+        ids = self._model_ids(key, ApiFamily.ANTHROPIC)
+        data = [
+            {"type": "model", "id": i, "display_name": i, "created_at": "2025-01-01T00:00:00Z"} for i in ids
+        ]
+        return JSONResponse(
+            {
+                "data": data,
+                "has_more": False,
+                "first_id": ids[0] if ids else None,
+                "last_id": ids[-1] if ids else None,
+            }
+        )
+
+    async def _models_openai(self, request: Request) -> Response:
+        key = self._auth(request, ApiFamily.OPENAI)
+        if isinstance(key, RawResponse):
+            return key
+        data = [
+            {"id": i, "object": "model", "created": 0, "owned_by": "sandbox-gateway"}
+            for i in self._model_ids(key, ApiFamily.OPENAI)
+        ]
+        return JSONResponse({"object": "list", "data": data})

@@ -1,0 +1,107 @@
+"""Content policy: find secrets in what a request would send upstream; block or redact.
+
+Rules are named so a block can say which rule fired without repeating the secret. The exact
+values of the gateway's own upstream credentials are a rule of their own: a prompt must never
+carry a provider key anywhere, whatever it looks like.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["Finding", "Scanner"]
+
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("private_key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
+    ("aws_access_key_id", re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b")),
+    ("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})")),
+    ("gitlab_token", re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}")),
+    ("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
+)
+# NAME_KEY=value / NAME_TOKEN: "value": flagged only when the value looks random (entropy).
+_ASSIGN = re.compile(r"\b[A-Za-z0-9_]*(?:KEY|TOKEN|SECRET)\s*[=:]\s*[\"']?([A-Za-z0-9+/_\-.=]{16,})")
+_MIN_ENTROPY = 3.5  # bits per character: English words and placeholders stay below
+
+
+def _entropy(text: str) -> float:
+    counts = Counter(text)
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    start: int
+    end: int
+
+
+class Scanner:
+    def __init__(self, credentials: Iterable[str] = ()) -> None:
+        # Short values would match by accident; real provider keys are long.
+        self._credentials = tuple(c for c in credentials if len(c) >= 8)
+
+    def scan(self, text: str) -> list[Finding]:
+        found: list[Finding] = []
+        for cred in self._credentials:
+            start = text.find(cred)
+            while start >= 0:
+                found.append(Finding("upstream_credential", start, start + len(cred)))
+                start = text.find(cred, start + 1)
+        for rule, pattern in _PATTERNS:
+            found += [Finding(rule, m.start(), m.end()) for m in pattern.finditer(text)]
+        for m in _ASSIGN.finditer(text):
+            if _entropy(m.group(1)) >= _MIN_ENTROPY:
+                found.append(Finding("high_entropy_assignment", m.start(1), m.end(1)))
+        return found
+
+    def redact(self, text: str) -> tuple[str, list[str]]:
+        """`text` with every finding replaced by [REDACTED:rule]; the rules that fired."""
+        findings = sorted(self.scan(text), key=lambda f: (f.start, -f.end))
+        if not findings:
+            return text, []
+        out: list[str] = []
+        pos = 0
+        for f in findings:
+            if f.start < pos:  # overlaps an earlier finding, already covered
+                continue
+            out += [text[pos : f.start], f"[REDACTED:{f.rule}]"]
+            pos = f.end
+        out.append(text[pos:])
+        return "".join(out), sorted({f.rule for f in findings})
+
+
+def strings(obj: object) -> Iterable[str]:
+    """Every string in a parsed JSON value (keys too)."""
+    match obj:
+        case str():
+            yield obj
+        case dict():
+            for k, v in obj.items():
+                yield k
+                yield from strings(v)
+        case list():
+            for v in obj:
+                yield from strings(v)
+        case _:
+            return
+
+
+def redact_json(scanner: Scanner, obj: object, rules: set[str]) -> object:
+    """A copy of `obj` with secrets in its strings redacted; fired rules are added to `rules`."""
+    match obj:
+        case str():
+            text, fired = scanner.redact(obj)
+            rules.update(fired)
+            return text
+        case dict():
+            return {k: redact_json(scanner, v, rules) for k, v in obj.items()}
+        case list():
+            return [redact_json(scanner, v, rules) for v in obj]
+        case _:
+            return obj

@@ -1,0 +1,136 @@
+"""Requests to providers: URL and credential per provider type, and fallback before the first byte.
+
+A route lists providers in fallback order. A connect error, 5xx or 429 from one moves to the
+next, with backoff (tenacity), as long as nothing has been sent to the client yet, which holds
+here by construction: the client gets the status line only after `dispatch` returns. The last
+provider's error is passed through unchanged (agents match on its wording).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aiohttp
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from sandbox.gateway._config import Provider, ProviderType
+from sandbox.gateway._usage import Api
+
+if TYPE_CHECKING:
+    from multidict import CIMultiDictProxy
+
+__all__ = ["Endpoint", "Unreachable", "dispatch", "forward_headers", "reply_headers"]
+
+# Never forwarded upstream: hop-by-hop, framing we redo, and every credential the client sent
+# (the virtual key): the provider gets only its own credential, set by us.
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+                         "te", "trailer", "transfer-encoding", "upgrade", "content-length"})
+_DROP_UP = _HOP_BY_HOP | {"host", "accept-encoding", "authorization", "x-api-key", "api-key", "cookie"}
+_DROP_DOWN = _HOP_BY_HOP | {"content-encoding", "set-cookie"}
+
+
+class Endpoint:
+    MESSAGES = "messages"
+    COUNT_TOKENS = "count_tokens"
+    CHAT = "chat"
+    RESPONSES = "responses"
+
+    @staticmethod
+    def of(api: Api) -> str:
+        match api:
+            case Api.MESSAGES:
+                return Endpoint.MESSAGES
+            case Api.CHAT:
+                return Endpoint.CHAT
+            case Api.RESPONSES:
+                return Endpoint.RESPONSES
+
+
+def forward_headers(client: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in client.items() if k.lower() not in _DROP_UP}
+
+
+def reply_headers(upstream: CIMultiDictProxy[str]) -> list[tuple[bytes, bytes]]:
+    return [
+        (k.lower().encode("latin-1"), v.encode("latin-1"))
+        for k, v in upstream.items()
+        if k.lower() not in _DROP_DOWN
+    ]
+
+
+def target(provider: Provider, endpoint: str, model: str) -> tuple[str, dict[str, str]]:
+    """(URL, credential and protocol headers) for `endpoint` at `provider`."""
+    base, secret = provider.base_url, provider.secret
+    match provider.type:
+        case ProviderType.ANTHROPIC:
+            path = "/v1/messages/count_tokens" if endpoint == Endpoint.COUNT_TOKENS else "/v1/messages"
+            return base + path, ({"x-api-key": secret} if secret else {})
+        case ProviderType.OPENAI | ProviderType.OPENAI_COMPATIBLE:
+            path = "/responses" if endpoint == Endpoint.RESPONSES else "/chat/completions"
+            return base + path, ({"authorization": f"Bearer {secret}"} if secret else {})
+        case ProviderType.AZURE_OPENAI:
+            version = f"?api-version={provider.api_version}"
+            if endpoint == Endpoint.RESPONSES:
+                return f"{base}/responses{version}", {"api-key": secret or ""}
+            return f"{base}/deployments/{model}/chat/completions{version}", {"api-key": secret or ""}
+        case ProviderType.BEDROCK | ProviderType.VERTEX:
+            raise NotImplementedError(f"provider type {provider.type} is not supported yet")
+
+
+class _Retry(Exception):
+    """This provider failed before the first byte; try the next one."""
+
+
+class Unreachable(Exception):
+    """Every provider of the route failed to connect (message names providers, not secrets)."""
+
+
+@dataclass(frozen=True)
+class Attempted:
+    provider: Provider
+    response: aiohttp.ClientResponse
+    attempts: int
+
+
+async def dispatch(
+    session: aiohttp.ClientSession,
+    providers: Sequence[Provider],
+    endpoint: str,
+    model: str,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> Attempted:
+    failures: list[str] = []
+    last = len(providers)
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(last),
+        wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05),
+        retry=retry_if_exception_type(_Retry),
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                n = attempt.retry_state.attempt_number
+                provider = providers[n - 1]
+                url, creds = target(provider, endpoint, model)
+                try:
+                    resp = await session.post(url, data=body, headers={**headers, **creds})
+                except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                    failures.append(f"{provider.name}: {type(exc).__name__}")
+                    raise _Retry from None
+                if (resp.status >= 500 or resp.status == 429) and n < last:
+                    failures.append(f"{provider.name}: HTTP {resp.status}")
+                    resp.release()
+                    raise _Retry
+                return Attempted(provider, resp, n)
+    except _Retry:
+        pass
+    raise Unreachable("no provider reachable (" + "; ".join(failures) + ")")

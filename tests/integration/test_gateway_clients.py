@@ -1,0 +1,164 @@
+"""The gateway with the official anthropic and openai SDKs, against a provider stand-in."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+from sandbox.audit import AuditEvent, AuditLog
+from sandbox.gateway import KeyStore
+from sandbox.gateway._serve import EmbeddedGateway
+from tests.support.gateway import UPSTREAM_KEY, config_text, running_gateway, url_of
+from tests.support.provider_standin import ProviderStandIn
+
+
+@pytest.fixture
+def upstream() -> Iterator[ProviderStandIn]:
+    with ProviderStandIn(
+        api_key=UPSTREAM_KEY, input_tokens=120, output_tokens=40, cache_read=30, cache_write=10
+    ) as up:
+        yield up
+
+
+@pytest.fixture
+def gw(tmp_path: Path, upstream: ProviderStandIn) -> Iterator[EmbeddedGateway]:
+    with running_gateway(tmp_path, config_text(upstream.url)) as g:
+        yield g
+
+
+def _key(home: Path, **kw: object) -> str:
+    secret, _ = KeyStore.at_home(home).create(**kw)  # type: ignore[arg-type]
+    return secret
+
+
+def _calls(home: Path) -> list[dict[str, object]]:
+    return [dict(r.data) for r in AuditLog(home / "audit.log").records() if r.event is AuditEvent.LLM_CALL]
+
+
+def _everything_written(home: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+
+
+def test_anthropic_sdk_stream_and_not(tmp_path: Path, upstream: ProviderStandIn, gw: EmbeddedGateway) -> None:
+    key = _key(tmp_path)
+    client = anthropic.Anthropic(base_url=url_of(gw) + "/anthropic", api_key=key, max_retries=0)
+    msg = client.messages.create(
+        model="claude-test", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert msg.content[0].type == "text" and "stand-in" in msg.content[0].text
+    with client.messages.stream(
+        model="claude-test", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert "stand-in" in text and final.usage.output_tokens == 40
+    # The provider saw its own credential, never the virtual key; the client's headers passed.
+    assert [r.headers["x-api-key"] for r in upstream.received] == [UPSTREAM_KEY] * 2
+    assert all("anthropic-version" in r.headers for r in upstream.received)
+    gw.gateway.recorder.flush()
+    calls = _calls(tmp_path)
+    assert [c["stream"] for c in calls] == [False, True]
+    for c in calls:
+        assert (c["input_tokens"], c["output_tokens"], c["cache_read_tokens"], c["cache_write_tokens"]) == (
+            120,
+            40,
+            30,
+            10,
+        )
+        assert c["cost_usd"] == pytest.approx((120 * 3 + 40 * 15 + 30 * 0.3 + 10 * 3.75) / 1e6)
+        assert c["status"] == 200 and c["provider"] == "a0"
+    # Credentials appear nowhere the gateway writes: audit, bodies, keys db.
+    written = _everything_written(tmp_path)
+    assert UPSTREAM_KEY.encode() not in written and key.encode() not in written
+    with urllib.request.urlopen(url_of(gw) + "/metrics") as resp:
+        metrics = resp.read()
+    assert b'sandbox_gateway_calls_total{api="anthropic.messages"' in metrics
+    assert UPSTREAM_KEY.encode() not in metrics and key.encode() not in metrics
+
+
+def test_openai_sdk_chat_hides_the_usage_chunk_it_added(
+    tmp_path: Path, upstream: ProviderStandIn, gw: EmbeddedGateway
+) -> None:
+    key = _key(tmp_path)
+    client = openai.OpenAI(base_url=url_of(gw) + "/openai/v1", api_key=key, max_retries=0)
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    )
+    assert chunks and all(c.usage is None for c in chunks)  # the client did not ask for usage
+    assert upstream.received[-1].body["stream_options"] == {"include_usage": True}
+    asked = list(
+        client.chat.completions.create(
+            model="gpt-test",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert asked[-1].usage is not None and asked[-1].usage.completion_tokens == 40
+    plain = client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "hi"}])
+    assert plain.choices[0].message.content == upstream.text
+    gw.gateway.recorder.flush()
+    calls = _calls(tmp_path)
+    assert len(calls) == 3
+    for c in calls:  # cached prompt tokens are billed at the cache-read price, not twice
+        assert (c["input_tokens"], c["output_tokens"], c["cache_read_tokens"]) == (120, 40, 30)
+        assert c["cost_usd"] == pytest.approx((120 * 2 + 40 * 8 + 30 * 0.5) / 1e6)
+    assert upstream.received[0].headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+
+
+def test_openai_sdk_responses(tmp_path: Path, upstream: ProviderStandIn, gw: EmbeddedGateway) -> None:
+    client = openai.OpenAI(base_url=url_of(gw) + "/openai/v1", api_key=_key(tmp_path), max_retries=0)
+    resp = client.responses.create(model="gpt-test", input="hi")
+    assert resp.output_text == upstream.text
+    events = list(client.responses.create(model="gpt-test", input="hi", stream=True))
+    assert events[-1].type == "response.completed"
+    gw.gateway.recorder.flush()
+    calls = _calls(tmp_path)
+    assert [(c["api"], c["stream"], c["output_tokens"]) for c in calls] == [
+        ("openai.responses", False, 40),
+        ("openai.responses", True, 40),
+    ]
+
+
+def test_unknown_or_revoked_key_gets_401_in_each_providers_shape(
+    tmp_path: Path, upstream: ProviderStandIn, gw: EmbeddedGateway
+) -> None:
+    store = KeyStore.at_home(tmp_path)
+    key, vk = store.create()
+    store.revoke(vk.id)
+    for bad in ("sk-sbx-nope", key):
+        a = anthropic.Anthropic(base_url=url_of(gw) + "/anthropic", api_key=bad, max_retries=0)
+        with pytest.raises(anthropic.AuthenticationError) as ae:
+            a.messages.create(model="claude-test", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+        body = ae.value.body
+        assert isinstance(body, dict) and body["type"] == "error"  # the Anthropic error shape
+        assert body["error"]["type"] == "authentication_error"
+        o = openai.OpenAI(base_url=url_of(gw) + "/openai/v1", api_key=bad, max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as oe:
+            o.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}])
+        assert oe.value.code == "invalid_api_key"
+    assert upstream.received == []  # nothing left the gateway
+    gw.gateway.recorder.flush()
+    assert _calls(tmp_path) == []
+
+
+def test_key_header_variants(tmp_path: Path, upstream: ProviderStandIn, gw: EmbeddedGateway) -> None:
+    key = _key(tmp_path)
+    body = json.dumps({"model": "gpt-test", "messages": [{"role": "user", "content": "x"}]}).encode()
+    for header in ({"x-api-key": key}, {"authorization": f"Bearer {key}"}, {"api-key": key}):
+        req = urllib.request.Request(
+            url_of(gw) + "/openai/v1/chat/completions",
+            data=body,
+            headers={"content-type": "application/json", **header},
+        )
+        with urllib.request.urlopen(req) as resp:
+            assert resp.status == 200
+    assert len(upstream.received) == 3

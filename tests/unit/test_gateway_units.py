@@ -1,0 +1,135 @@
+"""Gateway logic without a network: usage as billed, SSE framing, the ledger, secrets, config."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from sandbox.gateway._budget import Ledger, Refusal, Reservation, Scope
+from sandbox.gateway._config import ConfigError, parse_config
+from sandbox.gateway._content import Scanner
+from sandbox.gateway._usage import Api, SseSplitter, StreamTracker, Usage
+
+
+def _events(api: Api, *datas: Mapping[str, object]) -> StreamTracker:
+    tracker = StreamTracker(api)
+    raw = b"".join(f"event: x\ndata: {json.dumps(d)}\n\n".encode() for d in datas)
+    splitter = SseSplitter()
+    for i in range(0, len(raw), 7):  # arbitrary chunk boundaries
+        for event in splitter.feed(raw[i : i + 7]):
+            tracker.feed(event)
+    return tracker
+
+
+def test_anthropic_stream_usage_is_cumulative_overwrite_not_add() -> None:
+    start = {
+        "type": "message_start",
+        "message": {
+            "usage": {
+                "input_tokens": 10,
+                "output_tokens": 1,
+                "cache_read_input_tokens": 500,
+                "cache_creation_input_tokens": 40,
+            }
+        },
+    }
+    delta = {"type": "message_delta", "usage": {"output_tokens": 90}}
+    t = _events(Api.MESSAGES, start, delta)
+    assert t.complete and t.usage == Usage(input=10, output=90, cache_read=500, cache_write=40)
+    # A delta that repeats every cumulative figure must not double them.
+    full = {
+        "type": "message_delta",
+        "usage": {"input_tokens": 10, "output_tokens": 90, "cache_read_input_tokens": 500},
+    }
+    assert _events(Api.MESSAGES, start, full).usage == Usage(10, 90, 500, 40)
+
+
+def test_cache_tokens_priced_at_their_own_rates() -> None:
+    from sandbox.gateway._config import Price
+
+    price = Price(input=3.0, output=15.0, cache_read=0.3, cache_write=3.75)
+    assert Usage(10, 90, 500, 40).cost(price) == pytest.approx((30 + 1350 + 150 + 150) / 1e6)
+
+
+def test_responses_and_chat_usage() -> None:
+    done = {
+        "type": "response.completed",
+        "response": {
+            "usage": {"input_tokens": 100, "output_tokens": 7, "input_tokens_details": {"cached_tokens": 60}}
+        },
+    }
+    assert _events(Api.RESPONSES, done).usage == Usage(input=40, output=7, cache_read=60)
+    tracker = StreamTracker(Api.CHAT, hide_usage_chunk=True)
+    chunk = SseSplitter().feed(
+        b'data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}\n\n'
+    )
+    assert tracker.feed(chunk[0]) is False and tracker.usage == Usage(5, 2)
+
+
+def test_ledger_refuses_rather_than_shrinks() -> None:
+    persisted: list[tuple[str, float]] = []
+    ledger = Ledger(load=lambda s: 0.5 if s == "key:a" else 0.0, persist=persisted.extend)
+    scopes = [Scope("key:a", 1.0), Scope("day:x", None)]
+    first = ledger.reserve(scopes, 0.3)
+    assert isinstance(first, Reservation)
+    refused = ledger.reserve(scopes, 0.3)
+    assert isinstance(refused, Refusal) and refused.left == pytest.approx(0.2)
+    assert "budget exceeded" in refused.message() and "$1.000000 limit" in refused.message()
+    ledger.settle(first, 0.1)
+    ledger.settle(first, 0.1)  # idempotent
+    assert ledger.committed("key:a") == pytest.approx(0.6) and ledger.reserved("key:a") == 0
+    assert persisted == [("key:a", 0.1), ("day:x", 0.1)]
+
+
+def test_scanner_redacts_without_echoing() -> None:
+    s = Scanner(["sk-upstream-123456789"])
+    text, rules = s.redact("a sk-upstream-123456789 b AKIAIOSFODNN7EXAMPLE c API_KEY=abc")
+    assert text == "a [REDACTED:upstream_credential] b [REDACTED:aws_access_key_id] c API_KEY=abc"
+    assert rules == ["aws_access_key_id", "upstream_credential"]
+    assert s.scan("MAX_TOKENS=aaaaaaaaaaaaaaaaaaaa") == []  # low entropy: not a secret
+
+
+@pytest.mark.parametrize(
+    "raw,needle",
+    [
+        ({"gateway": {"listne": "x"}}, "unknown key 'listne'"),
+        (
+            {"providers": {"z": {"type": "azure-openai", "base_url": "https://z", "api_key_env": "K"}}},
+            "api_version: required",
+        ),
+        ({"gateway": {"content": "maybe"}}, "expected block, redact or off"),
+        ({"prices": {"m": {"input": 1}}}, "input and output prices are required"),
+        ({"providers": {"z": {"type": "openai", "base_url": "ftp://z", "api_key_env": "K"}}}, "http://"),
+    ],
+)
+def test_config_errors_name_the_key(raw: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(raw, None, {"K": "v"})
+    assert needle in str(exc.value) and exc.value.exit_code == 2
+
+
+def test_key_file_must_be_private(tmp_path: Path) -> None:
+    f = tmp_path / "k"
+    f.write_text("secret-value\n")
+    f.chmod(0o644)
+    raw = {"providers": {"a": {"type": "anthropic", "base_url": "https://a", "api_key_file": str(f)}}}
+    with pytest.raises(ConfigError, match="readable by others"):
+        parse_config(raw, None, {})
+    f.chmod(0o600)
+    cfg = parse_config(raw, None, {})
+    assert cfg.secrets() == ("secret-value",) and "secret-value" not in repr(cfg)
+
+
+def test_run_path_does_not_import_the_gateway() -> None:
+    code = (
+        "import sys, sandbox.cli.main, sandbox.cli._commands, sandbox._runner; "
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'starlette', 'uvicorn', "
+        "'prometheus_client', 'tenacity') or m.startswith('sandbox.gateway')]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
