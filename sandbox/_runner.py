@@ -21,7 +21,6 @@ from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError, Worksp
 from sandbox.fs import (
     ChangeSet,
     compute_changeset,
-    load_bases,
     rebase,
     record_bases,
     run_start_ns,
@@ -246,7 +245,7 @@ class Runner:
         # What the session saw at each newly changed path; then each change as it made it.
         session_dir = self.layout.session_dir(session.id)
         record_bases(session_dir, cs, workspace, run_started_ns)
-        cs = rebase(cs, load_bases(session_dir), workspace, snapshot.upper)
+        cs = rebase(cs, session_dir, workspace, snapshot.upper)
         # The records that close a run are written together: one disk flush, not four.
         records = [
             Entry(AuditEvent.RUN_FINISHED, run=run.id, session=session.id, data={

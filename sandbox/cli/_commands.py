@@ -159,6 +159,7 @@ def _run(ctx: Ctx, args: argparse.Namespace) -> int:
                                     session=args.session, env=env, capture=args.json))
     if args.json:
         data = outcome.to_json()
+        data["changes"] = render.changes_json(outcome.changeset, effective.policy)
         captured = getattr(backend, "captured", None)
         if captured is not None:
             data["stdout"] = captured.stdout.decode("utf-8", "replace")
@@ -166,7 +167,7 @@ def _run(ctx: Ctx, args: argparse.Namespace) -> int:
             data["output_truncated"] = captured.truncated
         print(json.dumps(data, indent=2))
     else:
-        render.run_summary(outcome)
+        render.run_summary(outcome, effective.policy)
     return outcome.exit_code
 
 
@@ -175,7 +176,7 @@ def _resolve(ctx: Ctx, ref: str) -> Any:
 
 
 def _pending(ctx: Ctx, ref: str) -> tuple[Any, Any, Path]:
-    from sandbox.fs import compute_changeset, load_bases, rebase
+    from sandbox.fs import compute_changeset, rebase
     from sandbox.policy import DEFAULT_HIDE
 
     resolved = _resolve(ctx, ref)
@@ -185,8 +186,16 @@ def _pending(ctx: Ctx, ref: str) -> tuple[Any, Any, Path]:
 
     hide = _session_hide(session.workspace) or DEFAULT_HIDE
     cs = compute_changeset(upper, session.workspace, hidden=hide) if upper.exists() else ChangeSet(())
-    cs = rebase(cs, load_bases(ctx.layout.session_dir(session.id)), session.workspace, upper)
+    cs = rebase(cs, ctx.layout.session_dir(session.id), session.workspace, upper)
     return resolved, cs, upper
+
+
+def _session_policy(workspace: Path) -> Any:
+    """The workspace's policy for listing its changes; None (no protected marks) if broken."""
+    try:
+        return _load(workspace, None, []).policy
+    except SandboxError:
+        return None
 
 
 def _session_hide(workspace: Path) -> tuple[str, ...]:
@@ -202,11 +211,13 @@ def _show(ctx: Ctx, args: argparse.Namespace) -> int:
     resolved, cs, _ = _pending(ctx, args.ref)
     runs = ctx.store.list_runs(limit=1000, session_id=resolved.session.id)
     events = list(ctx.audit.records(session=resolved.session.id))
-    return render.show(resolved, runs, cs, events, json_out=args.json)
+    policy = _session_policy(resolved.session.workspace)
+    return render.show(resolved, runs, cs, events, json_out=args.json, policy=policy)
 
 
 def _diff(ctx: Ctx, args: argparse.Namespace) -> int:
     from sandbox.fs import diffstat, render_patch
+    from sandbox.fs._patch import Conflicted
 
     resolved, cs, upper = _pending(ctx, args.ref)
     paths = list(args.paths) or None
@@ -215,12 +226,17 @@ def _diff(ctx: Ctx, args: argparse.Namespace) -> int:
         if missing:
             raise UsageError(f"no pending change at: {', '.join(missing)}")
     if args.json:
-        print(json.dumps(cs.to_json(), indent=2))
+        print(json.dumps(render.changes_json(cs, _session_policy(resolved.session.workspace)),
+                         indent=2))
     elif args.stat:
         print(diffstat(cs, paths=paths), end="")
     else:
-        patch = render_patch(cs, upper=upper, lower=resolved.session.workspace, paths=paths)
+        conflicted: list[Conflicted] = []
+        patch = render_patch(cs, upper=upper, lower=resolved.session.workspace, paths=paths,
+                             session_dir=ctx.layout.session_dir(resolved.session.id),
+                             conflicted=conflicted)
         render.write_patch(patch)
+        render.conflicted(conflicted)
     return 0
 
 

@@ -26,12 +26,25 @@ _KIND = {ChangeKind.ADDED: "A", ChangeKind.MODIFIED: "M", ChangeKind.DELETED: "D
          ChangeKind.MODE_CHANGED: "m", ChangeKind.TYPE_CHANGED: "T"}
 
 
-def change_table(cs: ChangeSet, limit: int = 200) -> str:
+def change_table(cs: ChangeSet, limit: int = 200, policy: Any = None) -> str:
+    """The changes, risky first (see `governance.by_risk`); past `limit`, counts per kind."""
+    from sandbox.governance import Concern, by_risk, concern, kind_counts
+
+    ordered = by_risk(cs, policy)
     lines = []
-    for c in cs.changes[:limit]:
+    for c in ordered[:limit]:
         marks = []
-        if c.forbidden:
-            marks.append("FORBIDDEN")
+        match concern(c, policy):
+            case Concern.FORBIDDEN:
+                marks.append("FORBIDDEN")
+            case Concern.PROTECTED:
+                marks.append("protected")
+            case Concern.CONFLICT:
+                marks.append(f"CONFLICT: {c.conflict}")
+            case Concern.DELETION | Concern.MODE | Concern.BINARY | Concern.EDIT:
+                pass
+        if c.kind is ChangeKind.MODE_CHANGED and c.old_mode is not None and c.new_mode:
+            marks.append(f"mode {c.old_mode & 0o7777:o} -> {c.new_mode & 0o7777:o}")
         if c.binary:
             marks.append("binary")
         if c.executable_added:
@@ -40,13 +53,22 @@ def change_table(cs: ChangeSet, limit: int = 200) -> str:
         kind = (c.new_type or c.old_type)
         t = f" [{kind.value}]" if kind is not None and kind.value != "file" else ""
         mark = f"  ({', '.join(marks)})" if marks else ""
-        lines.append(f"  {_KIND[c.kind]} {esc(c.path)}{t}{counts}{mark}\n")
-    if len(cs.changes) > limit:
-        lines.append(f"  ... and {len(cs.changes) - limit} more\n")
+        lines.append(f"  {_KIND[c.kind]} {esc(c.path)}{t}{counts}{esc(mark)}\n")
+    rest = ordered[limit:]
+    if rest:
+        lines.append(f"  ... and {len(rest):,} more: {kind_counts(rest)}\n")
     return "".join(lines)
 
 
-def run_summary(outcome: Any) -> None:
+def changes_json(cs: ChangeSet, policy: Any = None) -> dict[str, Any]:
+    """`ChangeSet.to_json`, the risky first (as every listing), each with its concern."""
+    from sandbox.governance import by_risk, concern
+
+    return cs.to_json() | {"changes": [c.to_json() | {"concern": concern(c, policy).value}
+                                       for c in by_risk(cs, policy)]}
+
+
+def run_summary(outcome: Any, policy: Any = None) -> None:
     """The closing summary of `sandbox run`, on stderr (stdout belongs to the command)."""
     from sandbox.governance import AskPerson, AutoCommit, Hold, NothingToDo
 
@@ -64,7 +86,7 @@ def run_summary(outcome: Any) -> None:
     if not cs:
         out.write("sandbox: no changes\n")
         return
-    out.write(f"sandbox: {len(cs.changes)} change(s):\n{change_table(cs, limit=30)}")
+    out.write(f"sandbox: {len(cs.changes)} change(s):\n{change_table(cs, 30, policy)}")
     decision = outcome.decision
     refused: Sequence[Any] = ()
     match decision:
@@ -133,7 +155,7 @@ def _llm_usage(events: Sequence[Any]) -> dict[str, Any]:
 
 
 def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any], *,
-         json_out: bool) -> int:
+         json_out: bool, policy: Any = None) -> int:
     session = resolved.session
     holds = [e for e in events if e.event == "decision"]
     egress = [e for e in events if e.event == "egress"]
@@ -141,7 +163,8 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
     if json_out:
         print(json.dumps({"session": session.id, "workspace": str(session.workspace),
                           "state": session.state.value, "level": session.level,
-                          "runs": [_run_json(r) for r in runs], "pending": cs.to_json(),
+                          "runs": [_run_json(r) for r in runs],
+                          "pending": changes_json(cs, policy),
                           "decisions": [dict(e.data) for e in holds],
                           "egress": [dict(e.data) | {"run": e.run} for e in egress],
                           "llm": llm}, indent=2))
@@ -180,7 +203,7 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
             print(f"  refused {esc(str(ref['path']))}: {esc(str(ref['reason']))}")
     if cs:
         print(f"pending changes ({len(cs.changes)}):")
-        print(change_table(cs), end="")
+        print(change_table(cs, policy=policy), end="")
     else:
         print("nothing pending")
     return 0
@@ -232,6 +255,29 @@ def committed(paths: Sequence[str], refused: Sequence[Any]) -> None:
         print(f"  {esc(p)}")
     for v in refused:
         print(f"refused {esc(v.path)}: {esc(v.reason)}")
+
+
+def conflicted(found: Sequence[Any]) -> None:
+    """Beside a patch (stderr: stdout stays what `git apply` takes): each path where the
+    workspace moved since the session saw it, and that move, so neither side hides the other."""
+    if not found:
+        return
+    sys.stdout.flush()
+    err = sys.stderr
+    err.write(f"sandbox: {len(found)} conflicting change(s): the patch shows what the session "
+              "changed; the workspace moved since it saw these:\n")
+    for c in found:
+        err.write(f"sandbox: conflict {esc(c.path)}: {esc(c.reason)}\n")
+        if not c.base_kept:
+            err.write("  (what the session saw is not kept, the patch is against the "
+                      "workspace as it is now)\n")
+        elif c.theirs:
+            err.write("  the workspace's change since the session saw it:\n")
+            from sandbox.review import terminal_patch
+
+            color = err.isatty() and os.environ.get("NO_COLOR") is None
+            err.write(terminal_patch(c.theirs, color=color).removesuffix("\n") + "\n")
+    err.flush()
 
 
 def conflicts(kept: Sequence[tuple[str, str]]) -> None:

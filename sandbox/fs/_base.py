@@ -24,7 +24,12 @@ from sandbox.fs._changeset import Change, ChangeKind, ChangeSet, FileType
 from sandbox.fs._safeio import DirFds, UnsafePathError, lstat_at, split
 
 BASE_FILE = "base.json"
+BLOBS = "base-blobs"  # content of small base files, by digest: shown against in diffs
 _PERM = 0o7777
+# Keeping what the session saw lets a diff show the session's own change after the workspace
+# moved; beyond these sizes only the digest is kept (the diff then says so).
+_BLOB_MAX = 1 << 20
+_BLOBS_PER_RUN = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -90,15 +95,54 @@ def record(session_dir: Path, cs: ChangeSet, workspace: Path, run_started_ns: in
     """Note the base of every change path (and the directories above it) not seen before."""
     bases = load(session_dir) or {}
     added = False
+    budget = _BLOBS_PER_RUN
     with DirFds(workspace) as dirs:
         for change in cs.changes:
             for path in (*_ancestors(change.path), change.path):
                 if path in bases:
                     continue
-                bases[path] = _observe(dirs, path, run_started_ns)
+                seen = bases[path] = _observe(dirs, path, run_started_ns)
                 added = True
+                if seen.kind is FileType.FILE and seen.size <= min(_BLOB_MAX, budget):
+                    budget -= seen.size
+                    _keep_blob(session_dir, dirs, path, seen)
     if added or not (session_dir / BASE_FILE).exists():
         save(session_dir, bases)
+
+
+def _keep_blob(session_dir: Path, dirs: DirFds, path: str, seen: Seen) -> None:
+    blob = session_dir / BLOBS / seen.digest
+    if blob.exists():
+        return
+    parent, name = split(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                     dir_fd=dirs.get(parent))
+    except (OSError, UnsafePathError):
+        return
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(_BLOB_MAX + 1)
+    if hashlib.sha256(data).hexdigest() != seen.digest:
+        return  # changed while we looked: better no copy than a wrong one
+    blob.parent.mkdir(mode=0o700, exist_ok=True)
+    tmp = blob.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, blob)
+
+
+def seen_content(session_dir: Path, seen: Seen) -> bytes | None:
+    """The bytes the session saw (a file's content, a symlink's target), if kept."""
+    match seen.kind:
+        case FileType.SYMLINK:
+            return os.fsencode(seen.digest)
+        case FileType.FILE:
+            try:
+                return (session_dir / BLOBS / seen.digest).read_bytes()
+            except OSError:
+                return None
+        case None | FileType.DIR | FileType.FIFO | FileType.SOCKET | FileType.CHARDEV | \
+                FileType.BLOCKDEV:
+            return None
 
 
 def reobserve(session_dir: Path, workspace: Path, paths: Iterable[str]) -> None:
@@ -108,7 +152,9 @@ def reobserve(session_dir: Path, workspace: Path, paths: Iterable[str]) -> None:
         return
     with DirFds(workspace) as dirs:
         for path in paths:
-            bases[path] = _observe(dirs, path, 0)
+            seen = bases[path] = _observe(dirs, path, 0)
+            if seen.kind is FileType.FILE and seen.size <= _BLOB_MAX:
+                _keep_blob(session_dir, dirs, path, seen)
     save(session_dir, bases)
 
 
@@ -213,11 +259,12 @@ def _differs(dirs: DirFds, path: str, seen: Seen) -> str | None:
     return f"was modified in the workspace at {_when(st.st_mtime_ns)}"
 
 
-def rebase(cs: ChangeSet, bases: Mapping[str, Seen] | None, workspace: Path,
-           upper: Path) -> ChangeSet:
+def rebase(cs: ChangeSet, session_dir: Path, workspace: Path, upper: Path) -> ChangeSet:
     """Each change as the session made it: marked `conflict` where the workspace moved since
-    the session saw it, and a mode change where the session changed only the mode (so a
-    commit applies a chmod and never writes back old content over a person's edit)."""
+    the session saw it (its line counts then those of the session's own edit, when what it
+    saw is kept), and a mode change where the session changed only the mode (so a commit
+    applies a chmod and never writes back old content over a person's edit)."""
+    bases = load(session_dir)
     if bases is None or not cs:
         return cs
     out: list[Change] = []
@@ -227,21 +274,40 @@ def rebase(cs: ChangeSet, bases: Mapping[str, Seen] | None, workspace: Path,
             if why is None:
                 out.append(change)
                 continue
-            out.append(_as_made(replace(change, conflict=why), bases.get(change.path), src))
+            out.append(_as_made(replace(change, conflict=why), bases.get(change.path), src,
+                                session_dir))
     return ChangeSet(tuple(out))
 
 
-def _as_made(change: Change, seen: Seen | None, src: DirFds) -> Change:
+def _as_made(change: Change, seen: Seen | None, src: DirFds, session_dir: Path) -> Change:
     if (seen is None or seen.kind is not FileType.FILE or change.new_type is not FileType.FILE
-            or change.new_mode is None or change.new_size != seen.size):
+            or change.new_mode is None):
         return change
     parent, name = split(change.path)
     try:
-        if _digest(src.get(parent), name, FileType.FILE) != seen.digest:
-            return change
+        if change.new_size != seen.size or _digest(src.get(parent), name,
+                                                   FileType.FILE) != seen.digest:
+            return _counted(change, seen_content(session_dir, seen), src)
     except (OSError, UnsafePathError):
         return change
     return replace(change, kind=ChangeKind.MODE_CHANGED, old_type=FileType.FILE,
                    old_mode=stat.S_IFREG | seen.mode, old_size=seen.size, binary=False,
                    executable_added=bool(change.new_mode & 0o111 & ~seen.mode),
                    added_lines=None, removed_lines=None)
+
+
+def _counted(change: Change, old: bytes | None, src: DirFds) -> Change:
+    """Line counts of the session's own edit (what it saw -> its version)."""
+    from sandbox.fs._textdiff import MAX_TEXT_DIFF, is_binary, line_counts
+
+    if old is None or (change.new_size or 0) > MAX_TEXT_DIFF:
+        return change
+    parent, name = split(change.path)
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                 dir_fd=src.get(parent))
+    with os.fdopen(fd, "rb") as f:
+        new = f.read()
+    if is_binary(old) or is_binary(new):
+        return change
+    added, removed = line_counts(old, new)
+    return replace(change, added_lines=added, removed_lines=removed)

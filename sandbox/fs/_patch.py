@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.fs import _base
+from sandbox.fs._base import Seen
 from sandbox.fs._changeset import Change, ChangeKind, ChangeSet, FileType
 from sandbox.fs._diff import read_bytes
 from sandbox.fs._textdiff import grouped, is_binary, lines_of, opcodes
@@ -152,11 +154,15 @@ def _read_side(root: Path, rel: str, ftype: FileType | None, mode: int | None) -
 
 
 def _render_change(change: Change, upper: Path, lower: Path) -> bytes:
-    path = os.fsencode(change.path)
     old = _read_side(lower, change.path, change.old_type, change.old_mode)
     if change.kind is ChangeKind.DELETED:
-        return _section(path, old, None) if old else b""
-    new = _read_side(upper, change.path, change.new_type, change.new_mode)
+        return _section(os.fsencode(change.path), old, None) if old else b""
+    return _pair(change.path, old, _read_side(upper, change.path, change.new_type,
+                                              change.new_mode))
+
+
+def _pair(rel: str, old: _Side | None, new: _Side | None) -> bytes:
+    path = os.fsencode(rel)
     if old is None and new is None:
         return b""
     if old is not None and new is not None and old.mode >> 12 != new.mode >> 12:
@@ -167,22 +173,58 @@ def _render_change(change: Change, upper: Path, lower: Path) -> bytes:
     return _section(path, old, new)
 
 
-def render_patch(cs: ChangeSet, *, upper: Path, lower: Path, paths: Sequence[str] | None = None) -> bytes:
-    """A patch turning `lower` (the workspace) into the run's view, for `git apply`.
+@dataclass(frozen=True)
+class Conflicted:
+    """A change where the workspace moved since the session saw it, shown from both sides."""
+
+    path: str
+    reason: str
+    theirs: bytes  # the workspace's change since the session saw the path (a patch section)
+    base_kept: bool  # False: what the session saw is not kept; `ours` is against the workspace
+
+
+def render_patch(cs: ChangeSet, *, upper: Path, lower: Path, paths: Sequence[str] | None = None,
+                 session_dir: Path | None = None,
+                 conflicted: list[Conflicted] | None = None) -> bytes:
+    """A patch of the session's changes, for `git apply` on the workspace it saw.
 
     A file deleted at one path and added with the same bytes at another is a rename, shown
-    as git shows one (`rename from`/`rename to`, similarity 100%)."""
+    as git shows one (`rename from`/`rename to`, similarity 100%). With the `session_dir`,
+    a change where the workspace moved since the session saw it is shown against what the
+    session saw (never presenting a person's edit as the session's); the workspace's own
+    change there is appended to `conflicted`, for the caller to show beside it."""
     chosen = cs.select(paths)
-    moves = renames(chosen, upper=upper, lower=lower)
+    bases = _base.load(session_dir) if session_dir is not None else None
+    moves = renames([c for c in chosen if not c.conflict], upper=upper, lower=lower)
     gone = set(moves.values())
     out = bytearray()
     for c in chosen:
         if c.path in gone:
             continue
+        seen = bases.get(c.path) if bases is not None and c.conflict else None
+        if seen is not None and session_dir is not None:
+            theirs_side = _read_side(lower, c.path, c.old_type, c.old_mode)
+            data = _base.seen_content(session_dir, seen)
+            kept = seen.kind in (None, FileType.DIR) or data is not None
+            base = _seen_side(seen, data) if kept else theirs_side
+            new = None if c.kind is ChangeKind.DELETED else _read_side(
+                upper, c.path, c.new_type, c.new_mode)
+            out += _pair(c.path, base, new)
+            if conflicted is not None:
+                conflicted.append(Conflicted(c.path, c.conflict or "", _pair(
+                    c.path, base, theirs_side) if kept else b"", kept))
+            continue
         src = moves.get(c.path)
         out += _render_change(c, upper, lower) if src is None else _rename_section(
             cs.by_path(src), c)
     return bytes(out)
+
+
+def _seen_side(seen: Seen, data: bytes | None) -> _Side | None:
+    if seen.kind is None or data is None:
+        return None
+    mode = seen.kind.git_mode(seen.mode)
+    return None if mode is None else _Side(mode, data)
 
 
 def renames(changes: Sequence[Change], *, upper: Path, lower: Path) -> dict[str, str]:

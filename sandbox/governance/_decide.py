@@ -71,6 +71,52 @@ def classify(change: Change, policy: Policy) -> Verdict:
     return Verdict(change.path, Risk.OK)
 
 
+class Concern(StrEnum):
+    """Why a change deserves a look, most serious first: listings put them in this order."""
+
+    FORBIDDEN = "forbidden"
+    PROTECTED = "protected"
+    CONFLICT = "conflict"
+    DELETION = "deletion"
+    MODE = "mode"  # mode, type, new executable, setid
+    BINARY = "binary"
+    EDIT = "edit"  # an ordinary edit or addition
+
+
+_CONCERN_RANK = {c: i for i, c in enumerate(Concern)}
+
+
+def concern(change: Change, policy: Policy | None) -> Concern:
+    if change.forbidden:
+        return Concern.FORBIDDEN
+    if policy is not None and match_path(change.path, policy.protected) is not None:
+        return Concern.PROTECTED
+    if change.conflict:
+        return Concern.CONFLICT
+    if change.kind is ChangeKind.DELETED:
+        return Concern.DELETION
+    if (change.kind in (ChangeKind.MODE_CHANGED, ChangeKind.TYPE_CHANGED)
+            or change.executable_added or change.setid):
+        return Concern.MODE
+    return Concern.BINARY if change.binary else Concern.EDIT
+
+
+def by_risk(cs: ChangeSet, policy: Policy | None) -> tuple[Change, ...]:
+    """The changes with the risky first (forbidden, protected, conflicting, deletions, mode
+    and executable changes, binaries), then ordinary edits; path order within each."""
+    return tuple(sorted(cs.changes, key=lambda c: _CONCERN_RANK[concern(c, policy)]))
+
+
+def kind_counts(changes: Sequence[Change]) -> str:
+    """"2,980 added, 1 modified": how many of each kind, most frequent first."""
+    tally: dict[ChangeKind, int] = {}
+    for c in changes:
+        tally[c.kind] = tally.get(c.kind, 0) + 1
+    words = {ChangeKind.MODE_CHANGED: "mode changed", ChangeKind.TYPE_CHANGED: "type changed"}
+    return ", ".join(f"{n:,} {words.get(k, k.value)}"
+                     for k, n in sorted(tally.items(), key=lambda kv: -kv[1]))
+
+
 def low_risk_failures(cs: ChangeSet, candidates: tuple[Change, ...], policy: Policy) -> list[str]:
     """Level-3 rules (`[review.auto]`): each failed rule in words; empty means low-risk."""
     rules = policy.review_auto

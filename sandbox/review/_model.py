@@ -43,6 +43,7 @@ class Choice(StrEnum):
 class Mark(StrEnum):
     FORBIDDEN = "FORBIDDEN"
     PROTECTED = "protected"
+    CONFLICT = "CONFLICT"  # the workspace moved since the session saw it: needs --force
     NEW_EXEC = "new-exec"
     BINARY = "binary"
     LARGE = "large"
@@ -77,6 +78,8 @@ def _marks(c: Change, verdict: Verdict) -> tuple[Mark, ...]:
             pass
         case _:
             assert_never(verdict.risk)
+    if c.conflict:
+        out.append(Mark.CONFLICT)
     if c.executable_added:
         out.append(Mark.NEW_EXEC)
     if c.binary:

@@ -106,3 +106,25 @@ def test_a_mode_only_change_commits_as_chmod(sbx: tuple[Cli, Path]) -> None:
     cli("approve", "m", "--force", check=True)
     assert (ws / "script.sh").read_text() == "echo edited by a person\n"
     assert (ws / "script.sh").stat().st_mode & 0o111
+
+
+def test_a_diff_shows_the_sessions_change_not_the_worlds(sbx: tuple[Cli, Path]) -> None:
+    cli, ws = sbx
+    (ws / "a.txt").write_text("x\n")
+    give(cli, ws / "a.txt")
+    for session, line in (("s1", "A"), ("s2", "B")):
+        cli("run", "-C", str(ws), "--session", session, "--", "sh", "-c",
+            f"echo {line} >> a.txt", check=True)
+    cli("approve", "s1", check=True)
+    r = cli("diff", "s2", check=True)
+    patch, err = r.stdout.decode(), r.stderr.decode()
+    assert "+B\n" in patch and "-A" not in patch and "+A" not in patch, patch
+    assert "conflict a.txt: was modified in the workspace" in err
+    assert "+A" in err  # the other side: the workspace's change since the session saw it
+    change = _pending(cli, "s2")["a.txt"]
+    assert change["conflict"] and (change["added_lines"], change["removed_lines"]) == (1, 0)
+    show = cli("show", "s2", check=True).stdout.decode()
+    assert "a.txt +1 -0  (CONFLICT: was modified in the workspace" in show
+    # the person's line survives an approve; with --force the session's version wins
+    assert cli("approve", "s2").returncode == 1
+    assert (ws / "a.txt").read_text() == "x\nA\n"
