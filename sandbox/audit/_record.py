@@ -54,6 +54,7 @@ class AuditEvent(StrEnum):
     SESSION_REJECTED = "session.rejected"
     LLM_CALL = "llm.call"
     LLM_BLOCKED = "llm.blocked"
+    TOOL_CALL = "tool.call"  # one MCP tool call of an agent (sandbox mcp / sandbox agent)
 
 
 class RecordFormatError(ValueError):

@@ -79,6 +79,7 @@ def _shows_actor(event: AuditEvent) -> bool:
             | AuditEvent.PROFILE_DENIED
             | AuditEvent.LLM_CALL
             | AuditEvent.LLM_BLOCKED
+            | AuditEvent.TOOL_CALL
         ):
             return False
         case _:

@@ -63,6 +63,10 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from sandbox.cli._image import run_image
 
         return run_image(args)
+    if cmd == "mcp":
+        from sandbox.cli._mcp import run_mcp
+
+        return run_mcp(args)
     with _context() as ctx:
         match cmd:
             case "run":

@@ -45,6 +45,7 @@ HELP = {
     "profile": "seccomp profiles: lint, show, compile, test, record",
     "image": "build and list sandbox images",
     "gateway": "LLM gateway: serve, virtual keys, usage",
+    "mcp": "MCP server (stdio) whose tools are runs and file operations of one session",
 }
 
 
@@ -84,6 +85,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _run_args(r: argparse.ArgumentParser) -> None:
+    _run_options(r)
+    r.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout "
+                   "(the command's output is captured into it)")
+    r.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
+
+
+def _mcp_args(m: argparse.ArgumentParser) -> None:
+    _run_options(m)
+
+
+def _run_options(r: argparse.ArgumentParser) -> None:
+    """The options of a run (workspace, session, policy, limits...): shared by run, mcp and
+    agent, whose tool calls are runs."""
     r.add_argument("-C", dest="workspace", default=".", metavar="DIR",
                    help="workspace directory (default: current directory)")
     r.add_argument("--level", type=int, choices=(1, 2, 3, 4), help=(
@@ -104,9 +118,6 @@ def _run_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 512m, 2g")
     r.add_argument("--cpus", type=float, metavar="N", help="CPU limit")
     r.add_argument("--pids-limit", type=int, metavar="N", help="max processes")
-    r.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout "
-                   "(the command's output is captured into it)")
-    r.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
 
 
 def _json_only(sp: argparse.ArgumentParser) -> None:
@@ -177,7 +188,7 @@ _BUILDERS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "ls": _json_only, "show": _show_args, "review": _review_args,
     "diff": _diff_args, "export": _export_args, "approve": _approve_args,
     "reject": _reject_args, "audit": _audit_args, "policy": _policy_args,
-    "doctor": _json_only,
+    "doctor": _json_only, "mcp": _mcp_args,
 }
 
 

@@ -157,6 +157,21 @@ def _llm(rec: AuditRecord, d: Mapping[str, object]) -> str:
             f"${cost if isinstance(cost, int | float) else 0:.4f}")
 
 
+def _tool_call(rec: AuditRecord, d: Mapping[str, object]) -> str:
+    """An agent's MCP tool call: tool, command or path, exit, changed paths."""
+    subject = d.get("subject")
+    what = f" {_s(subject)}" if subject is not None else ""
+    status = str(d.get("status", "?"))
+    tail = []
+    if "exit" in d:
+        tail.append(f"exit {_s(d.get('exit'))}")
+    if d.get("changed"):
+        tail.append(f"changed {_paths(d.get('changed'))}")
+    if status != "ok":
+        tail.append(esc(status) + (f": {_s(d.get('error'))}" if d.get("error") else ""))
+    return f"{_s(d.get('tool', '?'))}{what}" + (f" -> {'; '.join(tail)}" if tail else "")
+
+
 def _generic(rec: AuditRecord, d: Mapping[str, object]) -> str:
     return " ".join(f"{esc(k)}={esc(str(v))}" for k, v in d.items())
 
@@ -177,6 +192,8 @@ def _describer(event: AuditEvent) -> Callable[[AuditRecord, Mapping[str, object]
             return _egress
         case AuditEvent.LLM_CALL | AuditEvent.LLM_BLOCKED:
             return _llm
+        case AuditEvent.TOOL_CALL:
+            return _tool_call
         case AuditEvent.COMMIT_RECOVERED | AuditEvent.PROFILE_DENIED | (
                 AuditEvent.SESSION_REJECTED):
             return _generic
