@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -132,10 +133,20 @@ def test_initialize_handshake_of_2025_06_18(cli: Cli, workspace: Path) -> None:
                 "clientInfo": {"name": "codex-like", "version": "0"}}},
             {"jsonrpc": "2.0", "method": "notifications/initialized"},
             {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}]
-    proc = subprocess.run([str(SANDBOX_BIN), "mcp", "-C", str(workspace)],
-                          input="".join(json.dumps(m) + "\n" for m in msgs).encode(),
-                          capture_output=True, env=cli.env(), timeout=60, check=False)
-    replies = {r["id"]: r for r in map(json.loads, proc.stdout.decode().splitlines())}
+    proc = subprocess.Popen([str(SANDBOX_BIN), "mcp", "-C", str(workspace)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=cli.env())
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("".join(json.dumps(m) + "\n" for m in msgs).encode())
+    proc.stdin.flush()
+    replies: dict[int, dict[str, Any]] = {}
+    while 2 not in replies:  # EOF on stdin ends the server: close it only once answered
+        line = proc.stdout.readline()
+        assert line, "the server closed without answering"
+        reply = json.loads(line)
+        replies[reply["id"]] = reply
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
     assert replies[1]["result"]["protocolVersion"] == "2025-06-18"
     assert replies[1]["result"]["serverInfo"]["name"] == "sandbox"
     tools = {t["name"]: t for t in replies[2]["result"]["tools"]}
