@@ -214,6 +214,11 @@ class Runner:
                 if policy.egress_allow:
                     spec = self._with_egress(stack, spec, policy, run.id, session.id,
                                              egress_notes)
+                if policy.llm_enabled:
+                    from sandbox.gateway._attach import attach_llm
+
+                    spec = attach_llm(stack, spec, home=self.layout.root, policy=policy,
+                                      run_id=run.id, session_id=session.id)
                 result = self.backend.launch(spec)
         except SandboxError as exc:
             self.store.finish_run(run.id, status=RunStatus.FAILED, exit_code=exc.exit_code,

@@ -119,6 +119,8 @@ def _flags(args: argparse.Namespace) -> list[Layer]:
         add(flag, {"limits": {key: value}})
     if args.allow:
         add("--allow", {"egress": {"allow": list(args.allow)}})
+    if getattr(args, "llm", False):
+        add("--llm", {"llm": {"enabled": True}})
     return out
 
 

@@ -88,6 +88,8 @@ def _run_args(r: argparse.ArgumentParser) -> None:
     _run_options(r)
     r.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout "
                    "(the command's output is captured into it)")
+    r.add_argument("--llm", action="store_true", help="model access through the LLM gateway: "
+                   "the run gets a virtual key (ANTHROPIC_*/OPENAI_* set inside), never a real one")
     r.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
 
 

@@ -14,15 +14,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import stat
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 from sandbox.backends._base import BindMount
 from sandbox.egress._events import EgressEvent, Verdict
+from sandbox.egress._handoff import Handoff, shim_wrapper
 from sandbox.egress._proxy import AskHook, EgressProxy, ProxyConfig
 from sandbox.egress._resolve import Resolver, default_resolver, host_addresses
 from sandbox.egress._rules import EgressPolicy, IPAddress
@@ -32,23 +31,6 @@ INSIDE_DIR = "/run/sandbox-egress"
 RUNTIME_BASE = Path("/run/sandbox-egress")  # host side, root only (see _egress_dir)
 DEFAULT_PORT = 3128
 DEFAULT_PYTHON = "/usr/bin/python3"
-_SHIM = Path(__file__).with_name("_shim.py")
-_ATTACH_TIMEOUT = 10.0
-
-
-def _bind_unix(path: Path) -> socket.socket:
-    """Bind a unix socket at `path`, even past the 108-byte sun_path limit: long paths go
-    through the /proc/self/fd/N alias of their directory."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    if len(os.fsencode(path)) < 100:
-        sock.bind(str(path))
-        return sock
-    dir_fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        sock.bind(f"/proc/self/fd/{dir_fd}/{path.name}")
-    finally:
-        os.close(dir_fd)
-    return sock
 
 
 def _egress_dir(run_dir: Path, run_id: str) -> Path:
@@ -79,24 +61,6 @@ def _egress_dir(run_dir: Path, run_id: str) -> Path:
     return path
 
 
-def _valid_listener(fd: int) -> socket.socket | None:
-    """Adopt fd only if it is a listening TCP socket (defence in depth: the shim is ours)."""
-    try:
-        sock = socket.socket(fileno=fd)
-    except OSError:
-        os.close(fd)
-        return None
-    ok = (
-        sock.family in (socket.AF_INET, socket.AF_INET6)
-        and sock.type == socket.SOCK_STREAM
-        and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
-    )
-    if not ok:
-        sock.close()
-        return None
-    return sock
-
-
 class EgressHandle:
     """The running egress plumbing of one run. Use as a context manager, or call stop()."""
 
@@ -121,22 +85,9 @@ class EgressHandle:
                 f"cannot create the egress dir for run {run_id}: {exc}",
                 hint="check free space and permissions of the state directory",
             ) from exc
-        self._sock_path = self.dir / "proxy.sock"
-        try:
-            shutil.copyfile(_SHIM, self.dir / "shim.py")
-            (self.dir / "shim.py").chmod(0o644)
-            self._control = _bind_unix(self._sock_path)
-            self._sock_path.chmod(0o666)
-            self._control.listen(1)
-        except OSError as exc:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            raise EnforcementError(
-                f"cannot set up the egress proxy in {self.dir}: {exc}",
-                hint="check free space and permissions of the state directory",
-            ) from exc
-        self._attached = threading.Event()
         self._stopped = False
         self._proxy = EgressProxy(ProxyConfig(run_id, policy, resolver, addresses, ask), on_event=on_event)
+        self._handoff = Handoff(self.dir, "proxy.sock", self._proxy.serve, what="egress proxy")
         url = f"http://127.0.0.1:{port}"
         self.proxy_url = url
         self.env: dict[str, str] = {
@@ -146,57 +97,15 @@ class EgressHandle:
             "no_proxy": "",
         }
         self.mounts: tuple[BindMount, ...] = (BindMount(self.dir, INSIDE_DIR, rw=False),)
-        self.wrapper: tuple[str, ...] = (
-            python,
-            "-I",
-            "-S",
-            f"{INSIDE_DIR}/shim.py",
-            "--socket",
-            f"{INSIDE_DIR}/proxy.sock",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--",
-        )
-        self._thread = threading.Thread(target=self._attach, name="sandbox-egress-ctl", daemon=True)
-        self._thread.start()
-
-    def _attach(self) -> None:
-        """Accept the one hand-off from the shim, then close the control channel."""
-        try:
-            conn, _ = self._control.accept()
-        except OSError:
-            return  # stop() before the sandbox started
-        listener: socket.socket | None = None
-        with conn:
-            try:
-                conn.settimeout(_ATTACH_TIMEOUT)
-                _msg, fds, _flags, _addr = socket.recv_fds(conn, 1, 4)
-                listener = _valid_listener(fds[0]) if len(fds) == 1 else None
-                for extra in fds[1:] if listener else fds:
-                    os.close(extra)
-                if listener is not None:
-                    self._proxy.serve(listener)
-                    self._attached.set()
-                conn.sendall(b"K" if listener is not None else b"E")
-            except OSError:
-                pass
-            finally:
-                self._close_control()
-
-    def _close_control(self) -> None:
-        with contextlib.suppress(OSError):
-            self._control.shutdown(socket.SHUT_RDWR)
-        self._control.close()
-        with contextlib.suppress(FileNotFoundError):
-            self._sock_path.unlink()
+        self.wrapper: tuple[str, ...] = shim_wrapper(python, INSIDE_DIR, "proxy.sock", port)
 
     def wait_attached(self, timeout: float | None = None) -> bool:
         """True once the sandbox's listening socket is being served."""
-        return self._attached.wait(timeout)
+        return self._handoff.attached.wait(timeout)
 
     @property
     def attached(self) -> bool:
-        return self._attached.is_set()
+        return self._handoff.attached.is_set()
 
     def events(self) -> tuple[EgressEvent, ...]:
         return self._proxy.events()
@@ -216,9 +125,7 @@ class EgressHandle:
         if self._stopped:
             return
         self._stopped = True
-        with contextlib.suppress(OSError):
-            self._control.shutdown(socket.SHUT_RDWR)  # wakes a pending accept()
-        self._thread.join(_ATTACH_TIMEOUT)
+        self._handoff.stop()
         self._proxy.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 

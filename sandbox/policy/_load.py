@@ -150,6 +150,29 @@ def _profile(prev: str, new: str) -> str:
     return new
 
 
+def _usd(value: object) -> float:
+    """2, 2.5, "2usd", "$2", "2 USD"."""
+    text = str(value).strip().lower().removeprefix("$").removesuffix("usd").strip()
+    if isinstance(value, bool) or not text:
+        raise ValueError("expected an amount in USD, like 2, 2.5 or \"2usd\"")
+    try:
+        amount = float(text)
+    except ValueError:
+        raise ValueError("expected an amount in USD, like 2, 2.5 or \"2usd\"") from None
+    if not amount >= 0 or amount == float("inf"):
+        raise ValueError("expected an amount in USD >= 0")
+    return amount
+
+
+def _narrow(prev: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
+    """A later model list may only narrow: each of its globs within one of the earlier ones."""
+    import fnmatch
+
+    if prev and not all(any(fnmatch.fnmatchcase(n, p) for p in prev) for n in new):
+        raise _Loosen
+    return new
+
+
 def _free(prev: Any, new: Any) -> Any:
     return new
 
@@ -191,6 +214,10 @@ FIELDS: tuple[_Field, ...] = (
     _Field("egress", "ceiling", "egress_ceiling", _str_list, _free, org_only=True),
     _Field("egress", "allow_addresses", "egress_allow_addresses", _str_list, _union),
     _Field("env", "pass", "env_pass", _env_names, _union),
+    _Field("llm", "enabled", "llm_enabled", _bool, _tighten_bool),
+    _Field("llm", "gateway", "llm_gateway", _str, _free, org_pins=True),
+    _Field("llm", "budget", "llm_budget_usd", _usd, _tighten_min),
+    _Field("llm", "models", "llm_models", _str_list, _narrow),
 )
 _BY_KEY = {(f.table, f.key): f for f in FIELDS}
 _TABLES = {f.table for f in FIELDS if f.table} | {"review"}

@@ -86,6 +86,11 @@ class Policy:
     # allowing the IP literal itself.
     egress_allow_addresses: tuple[str, ...] = ()
     env_pass: tuple[str, ...] = DEFAULT_ENV_PASS
+    # [llm]: model access through the LLM gateway (`run --llm`); the run gets a virtual key.
+    llm_enabled: bool = False
+    llm_gateway: str | None = None  # None: $SANDBOX_GATEWAY_URL, else a gateway in-process
+    llm_budget_usd: float | None = None  # per session
+    llm_models: tuple[str, ...] = ()  # globs; empty: whatever the gateway routes
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -133,3 +133,23 @@ def test_run_path_does_not_import_the_gateway() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_llm_policy_layers_only_tighten() -> None:
+    from sandbox.errors import CeilingError, PolicyError
+    from sandbox.policy import Layer, merge
+
+    org = Layer("org", "/etc/sandbox/policy.toml",
+                {"llm": {"budget": "5usd", "models": ["claude-*"], "gateway": "http://gw:8787"}})
+    ok = merge([org, Layer("flags", "--policy", {"llm": {"budget": 2, "models": ["claude-sonnet-*"]}}),
+                Layer("flags", "--llm", {"llm": {"enabled": True}})]).policy
+    assert (ok.llm_enabled, ok.llm_budget_usd, ok.llm_models, ok.llm_gateway) == (
+        True, 2.0, ("claude-sonnet-*",), "http://gw:8787")
+    for loosen in ({"budget": "$10"}, {"models": ["gpt-*"]}, {"gateway": "http://elsewhere"}):
+        with pytest.raises(CeilingError):
+            merge([org, Layer("flags", "--policy", {"llm": loosen})])
+    off = Layer("org", "/etc/sandbox/policy.toml", {"llm": {"enabled": False}})
+    with pytest.raises(CeilingError, match=r"llm\.enabled"):
+        merge([off, Layer("flags", "--llm", {"llm": {"enabled": True}})])
+    with pytest.raises(PolicyError, match="amount in USD"):
+        merge([Layer("flags", "--policy", {"llm": {"budget": "lots"}})])
