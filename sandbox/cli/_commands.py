@@ -47,6 +47,8 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from sandbox.cli._doctor import doctor
 
         return doctor(json_out=args.json)
+    if cmd == "trust":
+        return _trust(args)
     if cmd == "policy":
         if args.policy_cmd != "show":
             raise UsageError("usage: sandbox policy show [-C DIR] [--policy FILE] [--json]")
@@ -131,12 +133,15 @@ def _checked(parse: Any, value: str, flag: str) -> Any:
         raise UsageError(f"{flag} {value!r}: {exc}") from exc
 
 
-def _load(workspace: Path, policy_file: str | None, flags: list[Layer]) -> Any:
-    from sandbox.policy import merge, standard_layers
+def _load(workspace: Path, policy_file: str | None, flags: list[Layer], *,
+          for_run: bool = False) -> Any:
+    """The effective policy. A run stops (exit 2) when an untrusted repository policy file
+    would loosen it; review, approve and diff apply only what such a file tightens."""
+    from sandbox.policy import Untrusted, merge, standard_layers
 
     layers = standard_layers(workspace, os.environ,
                              Path(policy_file) if policy_file else None) + flags
-    return merge(layers)
+    return merge(layers, untrusted=Untrusted.REFUSE if for_run else Untrusted.IGNORE)
 
 
 def _run(ctx: Ctx, args: argparse.Namespace) -> int:
@@ -149,7 +154,8 @@ def _run(ctx: Ctx, args: argparse.Namespace) -> int:
     if not command:
         raise UsageError("no command given", hint="sandbox run [OPTIONS] -- COMMAND [ARG...]")
     workspace = check_workspace(Path(args.workspace))
-    effective = _load(workspace, args.policy, _flags(args))
+    effective = _load(workspace, args.policy, _flags(args), for_run=True)
+    render.repository_policy_note(effective)
     env: dict[str, str | None] = {}
     for item in args.env:
         key, sep, value = item.partition("=")
@@ -351,7 +357,19 @@ def _audit(ctx: Ctx, args: argparse.Namespace) -> int:
 
 def _policy_show(args: argparse.Namespace) -> int:
     from sandbox._runner import check_workspace
+    from sandbox.policy import Untrusted
 
     ws = check_workspace(Path(args.workspace))
-    eff = load_policy(ws, policy_file=Path(args.policy) if args.policy else None)
+    eff = load_policy(ws, policy_file=Path(args.policy) if args.policy else None,
+                      untrusted=Untrusted.IGNORE)
     return render.policy(eff, json_out=args.json)
+
+
+def _trust(args: argparse.Namespace) -> int:
+    from sandbox._runner import check_workspace
+    from sandbox.policy import trust_command
+
+    path = Path(args.path) if args.path else None
+    workspace = check_workspace(Path(".")) if path is None else Path(".")
+    result = trust_command(path, workspace, os.environ, revoke_it=args.revoke)
+    return render.trusted(result)

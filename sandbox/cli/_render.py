@@ -338,6 +338,7 @@ def policy_lines(eff: EffectivePolicy, *, short: bool = False) -> list[str]:
         ("limits.write", p.limits.write_bytes, "limits.write_bytes"),
         ("limits.output", p.limits.output_bytes, "limits.output_bytes"),
         ("egress.allow", list(p.egress_allow), "egress_allow"),
+        ("egress.allow_addresses", list(p.egress_allow_addresses), "egress_allow_addresses"),
     ]
     if not short:
         rows += [
@@ -357,14 +358,50 @@ def policy_lines(eff: EffectivePolicy, *, short: bool = False) -> list[str]:
             ("review.auto.binaries", p.review_auto.binaries, "review_auto.binaries"),
             ("review.auto.deletions", p.review_auto.deletions, "review_auto.deletions"),
             ("env.pass", list(p.env_pass), "env_pass"),
+            ("trust.workspaces", p.trust_workspaces, "trust_workspaces"),
         ]
-    return [f"{name} = {json.dumps(value)}    # {eff.source_of(attr)}"
+    return [f"{name} = {json.dumps(value)}    # {eff.source_of(attr)}{_trust_tag(eff, attr)}"
             for name, value, attr in rows]
 
 
+def _trust_tag(eff: EffectivePolicy, attr: str) -> str:
+    match eff.trust_of(attr):
+        case "trusted":
+            return " (repository file, trusted)"
+        case "untrusted":
+            return " (repository file, untrusted: tightens only)"
+        case _:
+            return ""
+
+
+def repository_policy_note(eff: EffectivePolicy) -> None:
+    """A run's first line says when its level or egress came from the repository's policy."""
+    fields = {"level": "level", "egress_allow": "egress.allow",
+              "egress_allow_addresses": "egress.allow_addresses"}
+    got = eff.from_repository(*fields)
+    if not got:
+        return
+    parts = [f"{fields[a]} from {eff.source_of(a)} ({eff.trust_of(a)})" for a in got]
+    print(esc(f"sandbox: policy from the repository: {'; '.join(parts)}"), file=sys.stderr)
+
+
+def trusted(result: Any) -> int:
+    if result.digest is None:
+        print(esc(f"{'revoked trust in' if result.was_trusted else 'was not trusted:'} "
+                  f"{result.path}"))
+        return 0
+    print(esc(f"trusted {result.path} ({result.digest[:19]}...); if it changes, "
+              "it needs `sandbox trust` again"))
+    for lo in result.loosens:
+        print(esc(f"  it loosens: {lo.where}: {lo.field} {lo.change}"))
+    return 0
+
+
 def policy(eff: EffectivePolicy, *, json_out: bool) -> int:
+    not_applied = [asdict(lo) for lo in eff.not_applied]
     if json_out:
         print(json.dumps({"policy": eff.policy.to_json(), "sources": dict(eff.sources),
+                          "trust": dict(eff.trust), "not_applied": not_applied,
                           "layers": list(eff.layers), "digest": eff.policy.digest()},
                          indent=2))
         return 0
@@ -372,4 +409,10 @@ def policy(eff: EffectivePolicy, *, json_out: bool) -> int:
     print(f"# layers: built-in{''.join(' > ' + esc(x) for x in eff.layers)}")
     for line in policy_lines(eff):
         print(esc(line))
+    if eff.not_applied:
+        files = sorted({lo.where.rsplit(":", 1)[0] for lo in eff.not_applied})
+        print(esc(f"# NOT APPLIED: an untrusted repository file would loosen these; "
+                  f"`sandbox run` stops until you `sandbox trust {' '.join(files)}`"))
+        for lo in eff.not_applied:
+            print(esc(f"#   {lo.field} {lo.change}    # {lo.where} (untrusted)"))
     return 0

@@ -41,6 +41,7 @@ HELP = {
     "reject": "discard pending changes (all, or the PATHs given)",
     "audit": "show or verify the hash-chained audit log",
     "policy": "effective policy and where each field comes from",
+    "trust": "let a workspace's sandbox.toml loosen your policy (pinned to its content)",
     "doctor": "check host prerequisites, each with its fix",
     "profile": "seccomp profiles: lint, show, compile, test, record",
     "image": "build and list sandbox images",
@@ -186,10 +187,17 @@ def _policy_args(pol: argparse.ArgumentParser) -> None:
     ps.add_argument("--json", action="store_true")
 
 
+def _trust_args(t: argparse.ArgumentParser) -> None:
+    t.add_argument("path", nargs="?", metavar="PATH",
+                   help="a policy file, or a workspace directory (its sandbox.toml); "
+                        "default: the current workspace's sandbox.toml")
+    t.add_argument("--revoke", action="store_true", help="forget the trust in PATH")
+
+
 _BUILDERS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "ls": _json_only, "show": _show_args, "review": _review_args,
     "diff": _diff_args, "export": _export_args, "approve": _approve_args,
-    "reject": _reject_args, "audit": _audit_args, "policy": _policy_args,
+    "reject": _reject_args, "audit": _audit_args, "policy": _policy_args, "trust": _trust_args,
     "doctor": _json_only, "mcp": _mcp_args,
 }
 

@@ -2,6 +2,7 @@
 
 from sandbox.policy._load import (
     Layer,
+    Untrusted,
     load_policy,
     merge,
     parse_duration,
@@ -17,9 +18,12 @@ from sandbox.policy._model import (
     EffectivePolicy,
     Level,
     Limits,
+    Loosening,
     Policy,
     ReviewAuto,
 )
+from sandbox.policy._trust import Trust, content_digest, revoke, trust
+from sandbox.policy._trustcmd import TrustResult, trust_command
 
 __all__ = [
     "DEFAULT_ENV_PASS",
@@ -29,13 +33,21 @@ __all__ = [
     "Layer",
     "Level",
     "Limits",
+    "Loosening",
     "Policy",
     "ReviewAuto",
+    "Trust",
+    "TrustResult",
+    "Untrusted",
+    "content_digest",
     "load_policy",
     "merge",
     "parse_duration",
     "parse_size",
     "read_layer",
+    "revoke",
     "secret_env_name",
     "standard_layers",
+    "trust",
+    "trust_command",
 ]

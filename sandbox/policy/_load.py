@@ -8,10 +8,13 @@ a field chooses freely; every later layer may only tighten it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -22,9 +25,11 @@ from sandbox.policy._model import (
     EffectivePolicy,
     Level,
     Limits,
+    Loosening,
     Policy,
     ReviewAuto,
 )
+from sandbox.policy._trust import Trust, layer_trust
 
 ORG_LAYER = "org"
 
@@ -38,6 +43,7 @@ class Layer:
     label: str
     data: Mapping[str, Any]
     text: str = ""
+    trust: Trust = Trust.PERSON  # a repository's file may only tighten unless trusted
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
@@ -186,6 +192,8 @@ class _Field:
     combine: Combine
     org_only: bool = False
     org_pins: bool = False  # an org value is binding; other layers choose freely
+    grants: bool = False  # a list whose items allow something: adding one loosens
+    person_only: bool = False  # any value from an untrusted repository file loosens
 
 
 FIELDS: tuple[_Field, ...] = (
@@ -210,23 +218,28 @@ FIELDS: tuple[_Field, ...] = (
     _Field("review.auto", "new_executables", "review_auto.new_executables", _bool, _tighten_bool),
     _Field("review.auto", "binaries", "review_auto.binaries", _bool, _tighten_bool),
     _Field("review.auto", "deletions", "review_auto.deletions", _bool, _tighten_bool),
-    _Field("egress", "allow", "egress_allow", _str_list, _union),
+    _Field("egress", "allow", "egress_allow", _str_list, _union, grants=True),
     _Field("egress", "ceiling", "egress_ceiling", _str_list, _free, org_only=True),
-    _Field("egress", "allow_addresses", "egress_allow_addresses", _str_list, _union),
-    _Field("env", "pass", "env_pass", _env_names, _union),
+    _Field("egress", "allow_addresses", "egress_allow_addresses", _str_list, _union,
+           grants=True),
+    _Field("env", "pass", "env_pass", _env_names, _union, grants=True),
     _Field("llm", "enabled", "llm_enabled", _bool, _tighten_bool),
-    _Field("llm", "gateway", "llm_gateway", _str, _free, org_pins=True),
+    # where prompts (the workspace's code) go: a repository may not choose it untrusted
+    _Field("llm", "gateway", "llm_gateway", _str, _free, org_pins=True, person_only=True),
     _Field("llm", "budget", "llm_budget_usd", _usd, _tighten_min),
     _Field("llm", "models", "llm_models", _str_list, _narrow),
+    _Field("trust", "workspaces", "trust_workspaces", _bool, _free, org_only=True),
 )
 _BY_KEY = {(f.table, f.key): f for f in FIELDS}
 _TABLES = {f.table for f in FIELDS if f.table} | {"review"}
 
 
-def read_layer(kind: str, path: Path) -> Layer:
-    """Read one TOML file. Malformed TOML exits 2 naming the file and line."""
+def read_layer(kind: str, path: Path, *, trust_home: Path | None = None) -> Layer:
+    """Read one TOML file. Malformed TOML exits 2 naming the file and line. With
+    `trust_home`, the file is a repository's: trusted only if its exact bytes were trusted."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
     except FileNotFoundError as exc:
         raise PolicyError(f"{path}: policy file not found") from exc
     except (OSError, UnicodeDecodeError) as exc:
@@ -237,7 +250,8 @@ def read_layer(kind: str, path: Path) -> Layer:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: malformed TOML: {exc}") from exc
-    return Layer(kind=kind, label=str(path), data=data, text=text)
+    trust = Trust.PERSON if trust_home is None else layer_trust(trust_home, path, raw)
+    return Layer(kind=kind, label=str(path), data=data, text=text, trust=trust)
 
 
 def _locate(layer: Layer, table: str, key: str) -> str:
@@ -273,11 +287,22 @@ def _flatten(layer: Layer) -> list[tuple[str, str, object]]:
     return out
 
 
-def merge(layers: list[Layer]) -> EffectivePolicy:
+class Untrusted(StrEnum):
+    """What merge does with an untrusted repository file that would loosen the policy."""
+
+    REFUSE = "refuse"  # a run: stop with exit 2, listing every such field (PolicyError)
+    IGNORE = "ignore"  # review, approve, policy show: apply only what tightens
+
+
+def merge(layers: list[Layer], *, untrusted: Untrusted = Untrusted.REFUSE) -> EffectivePolicy:
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     kinds: dict[str, str] = {}
+    trusts: dict[str, Trust] = {}
+    refused: list[Loosening] = []
+    forbid = org_forbids_trust(layers) is not None
     for layer in layers:
+        trust = Trust.UNTRUSTED if forbid and layer.trust is Trust.TRUSTED else layer.trust
         for table, key, raw in _flatten(layer):
             f = _BY_KEY[(table, key)]
             shown = f"{table}.{key}" if table else key
@@ -288,6 +313,13 @@ def merge(layers: list[Layer]) -> EffectivePolicy:
                 raise PolicyError(f"{where}: field {shown!r}: {exc} (got {raw!r})") from exc
             if f.org_only and layer.kind != ORG_LAYER:
                 raise PolicyError(f"{where}: field {shown!r} may only be set by the org policy")
+            if trust is Trust.UNTRUSTED and (f.grants or f.attr not in values):
+                # The built-in defaults are this file's ceiling, as every earlier layer is.
+                prev = values.get(f.attr, _default(f.attr))
+                if _loosens(f, prev, value):
+                    refused.append(Loosening(shown, _show_new(f, prev, value), where,
+                                             sources.get(f.attr, "built-in")))
+                    continue
             if f.attr in values:
                 if f.org_pins and kinds[f.attr] == ORG_LAYER and value != values[f.attr]:
                     raise CeilingError(
@@ -305,10 +337,60 @@ def merge(layers: list[Layer]) -> EffectivePolicy:
             values[f.attr] = value
             sources[f.attr] = where
             kinds[f.attr] = layer.kind
+            trusts[f.attr] = trust
+    if refused and untrusted is Untrusted.REFUSE:
+        raise untrusted_error(refused, forbid)
     policy = _build(values)
     _check_egress_ceiling(policy, sources)
     return EffectivePolicy(policy=policy, sources=sources,
-                           layers=tuple(layer.label for layer in layers))
+                           layers=tuple(layer.label for layer in layers),
+                           kinds=kinds, trust={k: v.value for k, v in trusts.items()},
+                           not_applied=tuple(refused))
+
+
+def org_forbids_trust(layers: list[Layer]) -> str | None:
+    """file:line of an org `trust.workspaces = false`, which makes every repository file
+    untrusted whatever `sandbox trust` recorded; None when trusting is allowed."""
+    for layer in layers:
+        table = layer.data.get("trust") if layer.kind == ORG_LAYER else None
+        if isinstance(table, dict) and table.get("workspaces") is False:
+            return _locate(layer, "trust", "workspaces")
+    return None
+
+
+def _loosens(f: _Field, prev: Any, new: Any) -> bool:
+    """Would `new` from a repository file loosen `prev` (an earlier layer's or the default)?"""
+    if f.grants:
+        return any(x not in prev for x in new)
+    if f.person_only:
+        return bool(new != prev)
+    if prev is None or f.combine not in (_tighten_min, _tighten_bool, _profile):
+        return False  # no limit to loosen (None), or a field that is not a restriction
+    try:
+        f.combine(prev, new)
+    except _Loosen:
+        return True
+    return False
+
+
+def _show_new(f: _Field, prev: Any, new: Any) -> str:
+    if f.grants:
+        return "adds " + ", ".join(json.dumps(x) for x in new if x not in prev)
+    return f"= {_show(new)} (yours: {_show(prev)})"
+
+
+def untrusted_error(refused: list[Loosening], org_forbids: bool) -> PolicyError:
+    files = sorted({r.where.rsplit(":", 1)[0] for r in refused})
+    lines = [f"  {r.where}: {r.field} {r.change}" for r in refused]
+    if org_forbids:
+        hint = ("the org policy forbids trusting workspace policy (trust.workspaces = false): "
+                "remove those fields, or ask for them in the org policy")
+    else:
+        hint = ("review the file, then trust it: " + "; ".join(
+            f"sandbox trust {shlex.quote(f)}" for f in files) + " (or remove those fields)")
+    return PolicyError(
+        f"{', '.join(files)}: a repository's policy may only tighten yours unless you trust "
+        f"it; not trusted, it would loosen:\n" + "\n".join(lines), hint=hint)
 
 
 def _show(value: Any) -> str:
@@ -343,9 +425,16 @@ def _check_egress_ceiling(policy: Policy, sources: Mapping[str, str]) -> None:
 
 
 def standard_layers(workspace: Path | None, env: Mapping[str, str] | None = None,
-                    policy_file: Path | None = None) -> list[Layer]:
-    """The file layers that exist, in order (flags are appended by the caller)."""
+                    policy_file: Path | None = None,
+                    trust_home: Path | None = None) -> list[Layer]:
+    """The file layers that exist, in order (flags are appended by the caller). The workspace's
+    sandbox.toml and a --policy file inside the workspace are the repository's: their trust is
+    looked up in `trust_home` (default: the state dir, $SANDBOX_HOME)."""
     env = os.environ if env is None else env
+    if trust_home is None:
+        from sandbox._home import sandbox_home
+
+        trust_home = sandbox_home(env)
     layers: list[Layer] = []
     org = env.get("SANDBOX_ORG_POLICY") or "/etc/sandbox/policy.toml"
     if Path(org).is_file() or env.get("SANDBOX_ORG_POLICY"):
@@ -355,16 +444,20 @@ def standard_layers(workspace: Path | None, env: Mapping[str, str] | None = None
     if user.is_file():
         layers.append(read_layer("user", user))
     if workspace is not None and (workspace / "sandbox.toml").is_file():
-        layers.append(read_layer("workspace", workspace / "sandbox.toml"))
+        layers.append(read_layer("workspace", workspace / "sandbox.toml", trust_home=trust_home))
     if policy_file is not None:
-        layers.append(read_layer("--policy", policy_file))
+        inside = workspace is not None and policy_file.resolve().is_relative_to(workspace.resolve())
+        layers.append(read_layer("--policy", policy_file,
+                                 trust_home=trust_home if inside else None))
     return layers
 
 
 def load_policy(workspace: Path | None, *, flags: Layer | None = None,
                 policy_file: Path | None = None,
-                env: Mapping[str, str] | None = None) -> EffectivePolicy:
-    layers = standard_layers(workspace, env, policy_file)
+                env: Mapping[str, str] | None = None,
+                untrusted: Untrusted = Untrusted.REFUSE,
+                trust_home: Path | None = None) -> EffectivePolicy:
+    layers = standard_layers(workspace, env, policy_file, trust_home)
     if flags is not None and flags.data:
         layers.append(flags)
-    return merge(layers)
+    return merge(layers, untrusted=untrusted)

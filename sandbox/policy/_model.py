@@ -91,6 +91,8 @@ class Policy:
     llm_gateway: str | None = None  # None: $SANDBOX_GATEWAY_URL, else a gateway in-process
     llm_budget_usd: float | None = None  # per session
     llm_models: tuple[str, ...] = ()  # globs; empty: whatever the gateway routes
+    # org only: false forbids trusting workspace policy files (`sandbox trust`)
+    trust_workspaces: bool = True
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -103,12 +105,33 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Loosening:
+    """A field an untrusted repository policy file would loosen (not applied)."""
+
+    field: str  # dotted TOML name, e.g. "egress.allow"
+    change: str  # e.g. "= 4 (yours: 2)" or 'adds "localhost:8765"'
+    where: str  # file:line
+    ceiling: str  # the layer whose value it would loosen ("built-in" for the defaults)
+
+
+@dataclass(frozen=True)
 class EffectivePolicy:
     """The merged policy plus, for each field, the layer that set it ("built-in" if none)."""
 
     policy: Policy
     sources: Mapping[str, str]
     layers: tuple[str, ...]
+    kinds: Mapping[str, str] = field(default_factory=dict)  # attr -> layer kind
+    trust: Mapping[str, str] = field(default_factory=dict)  # attr -> Trust value
+    not_applied: tuple[Loosening, ...] = ()  # untrusted loosening (Untrusted.IGNORE)
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "built-in")
+
+    def trust_of(self, name: str) -> str:
+        """"yours" (built-in, org, user, flags), "trusted" or "untrusted" (a repository's)."""
+        return self.trust.get(name, "yours")
+
+    def from_repository(self, *names: str) -> list[str]:
+        """Those of `names` that a repository's policy file set (trusted, or tightening)."""
+        return [n for n in names if self.trust_of(n) != "yours"]
