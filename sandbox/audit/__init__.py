@@ -14,11 +14,12 @@ from sandbox.audit._record import GENESIS, AuditEvent, AuditRecord, canonical_by
 
 if TYPE_CHECKING:
     from sandbox.audit._render import render_text, safe_text
+    from sandbox.audit._sigverify import verify_log
     from sandbox.audit._verify import Problem, ProblemKind, VerifyReport
 
 _LAZY = {"render_text": "sandbox.audit._render", "safe_text": "sandbox.audit._render",
          "Problem": "sandbox.audit._verify", "ProblemKind": "sandbox.audit._verify",
-         "VerifyReport": "sandbox.audit._verify"}
+         "VerifyReport": "sandbox.audit._verify", "verify_log": "sandbox.audit._sigverify"}
 
 
 def __getattr__(name: str) -> Any:
@@ -43,4 +44,5 @@ __all__ = [
     "compute_hash",
     "render_text",
     "safe_text",
+    "verify_log",
 ]

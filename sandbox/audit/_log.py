@@ -15,7 +15,7 @@ import contextlib
 import fcntl
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -300,12 +300,13 @@ class AuditLog:
             if (run is None or rec.run == run) and (session is None or rec.session == session):
                 yield rec
 
-    def verify(self) -> VerifyReport:
-        """Check every record, the chain and the head.
+    def verify(self, keep: Collection[int] = ()) -> VerifyReport:
+        """Check every record, the chain and the head (`keep`: see verify_lines).
 
         A broken log is reported, not raised; AuditError only when the file cannot be read.
         """
         from sandbox.audit._verify import verify_lines  # the walk is only for `audit --verify`
 
         size, (head, garbled) = self._snapshot()
-        return verify_lines(self.path, self._lines(size), head, head_garbled=garbled)
+        return verify_lines(self.path, self._lines(size), head, head_garbled=garbled,
+                            keep=keep)

@@ -6,8 +6,8 @@ tricks and the log module only has to feed it lines.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import assert_never
@@ -35,6 +35,7 @@ class ProblemKind(StrEnum):
     SEQ = "seq"  # numbering gap or step back: removed, inserted or reordered
     CHAIN = "chain"  # prev does not match the previous record's hash: replaced or inserted
     HEAD = "head"  # the sidecar disagrees with the end of the log: truncated or rolled back
+    SIGNATURE = "signature"  # a signed checkpoint is forged, or the log no longer matches it
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class VerifyReport:
     head: Head | None
     problems: tuple[Problem, ...]
     notes: tuple[str, ...] = ()
+    # The hash of each record whose seq was asked for (`keep`): what signed checkpoints name.
+    hashes: Mapping[int, str] = field(default_factory=dict, compare=False, repr=False)
+    signed_seq: int | None = None  # the last seq a valid signed checkpoint vouches for
+    key: str | None = None  # the id of the key the signatures were checked against
 
     @property
     def ok(self) -> bool:
@@ -74,6 +79,8 @@ class VerifyReport:
             text = (
                 f"{self.path}: OK, {self.records} records, chain intact up to seq {self.last_seq}"
             )
+            if self.signed_seq is not None:
+                text += f", signed up to seq {self.signed_seq} (key {self.key})"
             return "\n".join([text, *(f"  note: {n}" for n in self.notes)])
         lines = [f"{self.path}: BROKEN, {len(self.problems)} problem(s) in {self.records} records"]
         lines += [f"  {p}" for p in self.problems]
@@ -100,6 +107,8 @@ class VerifyReport:
                 for p in self.problems
             ],
             "notes": list(self.notes),
+            "signed_seq": self.signed_seq,
+            "key": self.key,
         }
 
 
@@ -164,9 +173,12 @@ def verify_lines(
     head: Head | None,
     *,
     head_garbled: bool = False,
+    keep: Collection[int] = (),
 ) -> VerifyReport:
-    """Verify numbered lines (each with its newline, except a torn last one) against `head`."""
+    """Verify numbered lines (each with its newline, except a torn last one) against `head`;
+    the hashes of the records numbered in `keep` are returned in the report's `hashes`."""
     problems: list[Problem] = []
+    hashes: dict[int, str] = {}
     notes: list[str] = []
     count = 0
     exp_seq, exp_prev = 1, GENESIS
@@ -196,6 +208,8 @@ def verify_lines(
             problem = None
         if problem is not None:
             problems.append(problem)
+        if rec.seq in keep:
+            hashes[rec.seq] = rec.hash
         exp_seq, exp_prev, anchored, last = rec.seq + 1, rec.hash, True, rec
 
     head_problem, note = _head_problem(head, last, head_garbled=head_garbled)
@@ -211,4 +225,5 @@ def verify_lines(
         head=head,
         problems=tuple(problems),
         notes=tuple(notes),
+        hashes=hashes,
     )

@@ -61,6 +61,10 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from sandbox.cli._gateway import run_gateway
 
         return run_gateway(args)
+    if cmd == "serve":
+        from sandbox.cli._serve import run_serve
+
+        return run_serve(args)
     if cmd == "image":
         from sandbox.cli._image import run_image
 
@@ -345,8 +349,12 @@ def _after_decision(ctx: Ctx, session_id: str, upper: Path, *, rejected: bool = 
 
 
 def _audit(ctx: Ctx, args: argparse.Namespace) -> int:
+    if args.pubkey and not args.verify:
+        raise UsageError("--pubkey goes with --verify")
     if args.verify:
-        report = ctx.audit.verify()
+        from sandbox.audit import verify_log
+
+        report = verify_log(ctx.audit, Path(args.pubkey) if args.pubkey else None)
         return render.audit_verify(report, json_out=args.json)
     session = None
     if args.ref:

@@ -316,13 +316,20 @@ def audit_verify(report: Any, *, json_out: bool) -> int:
     ok = bool(report.ok)
     if json_out:
         print(json.dumps({"ok": ok, "records": report.records,
-                          "problems": [str(p) for p in report.problems]}, indent=2))
-    elif ok:
-        print(f"audit log OK: {report.records} records, chain intact")
+                          "problems": [str(p) for p in report.problems],
+                          "signed_seq": report.signed_seq, "key": report.key,
+                          "notes": list(report.notes)}, indent=2))
+        return 0 if ok else 1
+    if ok:
+        signed = (f", signed up to seq {report.signed_seq} (key {report.key})"
+                  if report.signed_seq is not None else "")
+        print(f"audit log OK: {report.records} records, chain intact{signed}")
     else:
         print("audit log BROKEN:")
         for p in report.problems:
             print(f"  {esc(str(p))}")
+    for note in report.notes:
+        print(f"  note: {esc(note)}")
     return 0 if ok else 1
 
 

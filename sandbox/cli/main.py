@@ -47,6 +47,7 @@ HELP = {
     "image": "build and list sandbox images",
     "gateway": "LLM gateway: serve, virtual keys, usage",
     "mcp": "MCP server (stdio) whose tools are runs and file operations of one session",
+    "serve": "control plane: sign the audit log, API, console",
 }
 
 
@@ -75,6 +76,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             from sandbox.cli._gateway import add_gateway_parser
 
             add_gateway_parser(sub)
+        elif name == "serve":
+            from sandbox.cli._serve import add_serve_parser
+
+            add_serve_parser(sub)
         elif name == "run":
             _run_args(sub.add_parser(
                 name, help=helptext, epilog=RUN_EPILOG,
@@ -175,7 +180,10 @@ def _reject_args(j: argparse.ArgumentParser) -> None:
 
 def _audit_args(au: argparse.ArgumentParser) -> None:
     au.add_argument("ref", nargs="?", metavar="RUN", help="only this run's or session's records")
-    au.add_argument("--verify", action="store_true", help="check the chain; non-zero if broken")
+    au.add_argument("--verify", action="store_true",
+                    help="check the chain and the signed checkpoints; non-zero if broken")
+    au.add_argument("--pubkey", metavar="FILE", help="with --verify: the ed25519 public key "
+                    "`sandbox serve` signs with (PEM or OpenSSH); the log must be signed by it")
     au.add_argument("--json", action="store_true")
 
 

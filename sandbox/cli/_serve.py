@@ -1,0 +1,54 @@
+"""`sandbox serve` and `sandbox serve token ...`: argument parsing and rendering only."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+SERVE_EPILOG = """\
+examples:
+  sandbox serve                                  unix socket $SANDBOX_HOME/serve/serve.sock (owner only)
+  sandbox serve --listen 127.0.0.1:8790          loopback TCP: every request needs a token
+  sandbox serve --forward syslog: --forward otlp+http://collector:4318
+  sandbox audit --verify --pubkey audit-key.pub  check the log against the key serve signs with
+the audit signing key: --audit-key, default $SANDBOX_HOME/serve/audit-key (0600; see README)
+"""
+
+
+def add_serve_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "serve", help="control plane: sign the audit log, API, console",
+        epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="One long-running process that holds the audit signing key: it checks and "
+        "signs the head of the audit log as records arrive and forwards them off the host.")
+    p.add_argument("--listen", metavar="unix:PATH|HOST:PORT",
+                   help="default unix:$SANDBOX_HOME/serve/serve.sock")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback --listen (needs --tls-cert and --tls-key)")
+    p.add_argument("--tls-cert", metavar="FILE")
+    p.add_argument("--tls-key", metavar="FILE")
+    p.add_argument("--audit-key", metavar="FILE", help="ed25519 signing key (PEM), created 0600 "
+                   "if missing; default $SANDBOX_HOME/serve/audit-key")
+    p.add_argument("--forward", action="append", default=[], metavar="TARGET",
+                   help="copy each record as it is checked to syslog:[PATH], "
+                   "syslog+udp://HOST:PORT, syslog+tcp://HOST:PORT or otlp+http://HOST:PORT "
+                   "(repeatable)")
+    p.add_argument("--checkpoint-interval", type=float, default=1.0, metavar="S",
+                   help="how often new records are checked and signed (default 1s)")
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from sandbox._home import HomeLayout
+    from sandbox.errors import UsageError
+    from sandbox.server._serve import ServeOptions, serve
+
+    if not 0.05 <= args.checkpoint_interval <= 3600:
+        raise UsageError("--checkpoint-interval must be between 0.05 and 3600 seconds")
+    opts = ServeOptions(
+        listen=args.listen, allow_remote=args.allow_remote,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        audit_key=Path(args.audit_key) if args.audit_key else None,
+        forward=tuple(args.forward), interval=args.checkpoint_interval)
+    return serve(opts, HomeLayout.from_env().ensure())

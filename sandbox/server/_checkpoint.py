@@ -1,0 +1,130 @@
+"""The key holder's side of the signed audit trail: tail the log, check, forward, sign.
+
+`sandbox serve` runs one Checkpointer. Each poll reads the records appended since the last one
+(by any process: runs, the gateway, the CLI), checks that each extends the chain it has already
+checked (its hash recomputes, its seq is the next, its prev is the last hash), hands them to the
+forwarders (syslog, OTLP) and signs the new head. It never signs a head that does not extend
+the one it signed before: a log rewritten under it stops the signing and is reported, so the
+key cannot be used to bless a rewritten history.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sandbox.audit._head import EMPTY_HEAD, Head
+from sandbox.audit._record import AuditRecord, RecordFormatError, compute_hash, decode_line
+from sandbox.audit._sign import Checkpoint, SigningKey, checkpoints_path, write_checkpoint
+from sandbox.audit._sigverify import published_key_path, verify_signed
+from sandbox.errors import AuditError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sandbox.audit._log import AuditLog
+    from sandbox.server._forward import Forwarder
+
+__all__ = ["Checkpointer"]
+
+
+@dataclass
+class Checkpointer:
+    log: AuditLog
+    key: SigningKey
+    forwarders: Sequence[Forwarder] = ()
+    head: Head = EMPTY_HEAD  # the last record checked (and signed once poll() returns)
+    offset: int = 0  # bytes of the log checked so far
+    broken: str | None = None  # why signing stopped, once the log stops extending the chain
+    checkpoints: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> Checkpoint | None:
+        """Refuse a log that already fails verification (signing it would launder it), publish
+        the public key beside the log, then check and sign everything written so far."""
+        report = verify_signed(self.log, {self.key.id: self.key.public},
+                               key_source=str(self.key.public_path), required=False)
+        if not report.ok:
+            raise AuditError(
+                f"the audit log {self.log.path} fails verification, so it will not be signed: "
+                f"{report.first_problem}", hint="run `sandbox audit --verify`")
+        pub = published_key_path(self.log)
+        pem = self.key.public_path.read_bytes()
+        if not pub.exists() or pub.read_bytes() != pem:
+            tmp = pub.with_suffix(".pub.tmp")
+            tmp.write_bytes(pem)
+            tmp.chmod(0o644)
+            tmp.replace(pub)
+        return self.poll(forward=False)  # forwarding starts with what is new from now on
+
+    def _size(self) -> int:
+        try:
+            fd = os.open(self.log.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return 0
+        try:
+            # Writers hold LOCK_EX across write+fsync: under LOCK_SH every byte below the size
+            # belongs to a complete record.
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+
+    def _read_new(self, size: int) -> list[AuditRecord]:
+        with open(self.log.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(size - self.offset)
+        records: list[AuditRecord] = []
+        prev = self.head
+        for line in data.splitlines(keepends=True):
+            try:
+                rec = decode_line(line)
+            except RecordFormatError as exc:
+                raise AuditError(f"record after seq {prev.seq} is malformed: {exc}") from exc
+            if compute_hash(rec.body()) != rec.hash:
+                raise AuditError(f"record seq {rec.seq} does not match its hash (edited)")
+            if rec.seq != prev.seq + 1 or rec.prev != prev.hash:
+                raise AuditError(f"record seq {rec.seq} does not extend the checked chain "
+                                 f"(expected seq {prev.seq + 1} after {prev.hash[:12]})")
+            records.append(rec)
+            prev = Head(rec.seq, rec.hash)
+        return records
+
+    def poll(self, *, forward: bool = True) -> Checkpoint | None:
+        """Check, forward and sign what was appended since the last poll; None if nothing was.
+
+        Thread-safe (the API's decisions and the periodic task both call it). Once the log
+        stops extending the chain, nothing more is signed and `broken` says why.
+        """
+        with self._lock:
+            if self.broken is not None:
+                return None
+            size = self._size()
+            if size < self.offset:
+                self.broken = (f"the audit log shrank from {self.offset} to {size} bytes "
+                               "(truncated or replaced)")
+            elif size == self.offset and self.checkpoints:
+                return None
+            try:
+                records = [] if self.broken or size == self.offset else self._read_new(size)
+            except (AuditError, OSError) as exc:
+                self.broken = str(exc)
+            if self.broken is not None:
+                print(f"sandbox serve: audit signing stopped: {self.broken}", file=sys.stderr)
+                return None
+            if records:
+                self.head = Head(records[-1].seq, records[-1].hash)
+            self.offset = size
+            if self.head.seq == 0:
+                return None  # an empty log: nothing to vouch for yet
+            cp = self.key.sign(self.head.seq, self.head.hash)
+            write_checkpoint(checkpoints_path(self.log), cp)
+            self.checkpoints += 1
+            if forward:
+                for fw in self.forwarders:
+                    fw.forward(records, cp)
+            return cp

@@ -1,0 +1,154 @@
+"""Copies of the audit trail outside this host, sent as records are checked: syslog (journald
+reads /dev/log) and an OpenTelemetry collector (OTLP/HTTP, JSON encoding, logs signal).
+
+A forwarder that cannot deliver says so on stderr and the signing goes on: the local log and
+its checkpoints stay the record; the copy is what a host compromise cannot take back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import socket
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from sandbox.audit._record import AuditEvent, AuditRecord
+from sandbox.audit._sign import Checkpoint
+from sandbox.errors import UsageError
+
+__all__ = ["Forwarder", "OtlpForwarder", "SyslogForwarder", "otlp_log_record", "parse_forward"]
+
+
+class Forwarder(Protocol):
+    def forward(self, records: Sequence[AuditRecord], checkpoint: Checkpoint) -> None: ...
+
+
+def _warn(what: str, exc: Exception) -> None:
+    print(f"sandbox serve: cannot forward audit records to {what}: {exc}", file=sys.stderr)
+
+
+@dataclass
+class SyslogForwarder:
+    """One syslog message per record (its JSON line, as written) and per checkpoint."""
+
+    handler: logging.handlers.SysLogHandler
+    where: str
+
+    @classmethod
+    def open(cls, target: str) -> SyslogForwarder:
+        u = urlsplit(target)
+        address: str | tuple[str, int]
+        kind = socket.SOCK_DGRAM
+        match u.scheme:
+            case "syslog":  # syslog:/dev/log (the default: journald's syslog socket)
+                address = u.path or "/dev/log"
+            case "syslog+udp" | "syslog+tcp":
+                if u.hostname is None:
+                    raise UsageError(f"--forward {target}: expected {u.scheme}://HOST:PORT")
+                address = (u.hostname, u.port or 514)
+                kind = socket.SOCK_STREAM if u.scheme == "syslog+tcp" else socket.SOCK_DGRAM
+            case _:
+                raise UsageError(f"--forward {target}: not a syslog address")
+        try:
+            handler = logging.handlers.SysLogHandler(
+                address=address, facility=logging.handlers.SysLogHandler.LOG_AUTHPRIV,
+                socktype=kind)
+        except OSError as exc:
+            raise UsageError(f"--forward {target}: {exc}") from exc
+        handler.ident = "sandbox-audit: "
+        return cls(handler, target)
+
+    def _emit(self, line: bytes) -> None:
+        rec = logging.LogRecord("sandbox.audit", logging.INFO, __file__, 0,
+                                line.decode("ascii").rstrip("\n"), None, None)
+        self.handler.emit(rec)
+
+    def forward(self, records: Sequence[AuditRecord], checkpoint: Checkpoint) -> None:
+        try:
+            for r in records:
+                self._emit(r.encode_line())
+            self._emit(b"checkpoint " + checkpoint.encode_line())
+        except OSError as exc:
+            _warn(self.where, exc)
+
+
+def _attr(key: str, value: object) -> dict[str, object]:
+    match value:
+        case bool():
+            return {"key": key, "value": {"boolValue": value}}
+        case int():
+            return {"key": key, "value": {"intValue": str(value)}}  # int64 as a string in JSON
+        case float():
+            return {"key": key, "value": {"doubleValue": value}}
+        case _:
+            return {"key": key, "value": {"stringValue": str(value)}}
+
+
+# OpenTelemetry GenAI semantic conventions for the gateway's model calls.
+_GENAI = {"model": "gen_ai.request.model", "input_tokens": "gen_ai.usage.input_tokens",
+          "output_tokens": "gen_ai.usage.output_tokens", "provider": "gen_ai.system"}
+
+
+def otlp_log_record(rec: AuditRecord) -> dict[str, object]:
+    attrs = [_attr("event.name", f"sandbox.audit.{rec.event}"), _attr("sandbox.audit.seq", rec.seq),
+             _attr("sandbox.audit.hash", rec.hash), _attr("sandbox.actor", rec.actor)]
+    if rec.session:
+        attrs.append(_attr("sandbox.session.id", rec.session))
+    if rec.run:
+        attrs.append(_attr("sandbox.run.id", rec.run))
+    if rec.event in (AuditEvent.LLM_CALL, AuditEvent.LLM_BLOCKED):
+        attrs.append(_attr("gen_ai.operation.name", "chat"))
+        for name, conv in _GENAI.items():
+            if isinstance(rec.data.get(name), (str, int, float)):
+                attrs.append(_attr(conv, rec.data[name]))
+    nanos = int(rec.time.timestamp()) * 1_000_000_000 + rec.time.microsecond * 1000
+    return {"timeUnixNano": str(nanos), "severityNumber": 9, "severityText": "INFO",
+            "body": {"stringValue": rec.encode_line().decode("ascii").rstrip("\n")},
+            "attributes": attrs}
+
+
+@dataclass(frozen=True)
+class OtlpForwarder:
+    """POSTs each batch as one OTLP/HTTP JSON logs export (e.g. http://collector:4318/v1/logs)."""
+
+    url: str
+    timeout: float = 5.0
+
+    def forward(self, records: Sequence[AuditRecord], checkpoint: Checkpoint) -> None:
+        logs = [otlp_log_record(r) for r in records]
+        logs.append({"severityNumber": 9, "severityText": "INFO",
+                     "body": {"stringValue": checkpoint.encode_line().decode("ascii").strip()},
+                     "attributes": [_attr("event.name", "sandbox.audit.checkpoint"),
+                                    _attr("sandbox.audit.seq", checkpoint.seq)]})
+        body = {"resourceLogs": [{
+            "resource": {"attributes": [_attr("service.name", "sandbox")]},
+            "scopeLogs": [{"scope": {"name": "sandbox.audit"}, "logRecords": logs}],
+        }]}
+        req = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                resp.read()
+        except (OSError, urllib.error.URLError) as exc:
+            _warn(self.url, exc)
+
+
+def parse_forward(target: str) -> Forwarder:
+    """syslog:[PATH] | syslog+udp://HOST:PORT | syslog+tcp://HOST:PORT | otlp+http(s)://HOST:PORT/PATH"""
+    scheme = urlsplit(target).scheme
+    if scheme.startswith("syslog"):
+        return SyslogForwarder.open(target)
+    if scheme in ("otlp+http", "otlp+https"):
+        url = target.removeprefix("otlp+")
+        if not urlsplit(url).path.strip("/"):
+            url = url.rstrip("/") + "/v1/logs"
+        return OtlpForwarder(url)
+    raise UsageError(f"--forward {target!r}: expected syslog:[PATH], syslog+udp://HOST:PORT, "
+                     "syslog+tcp://HOST:PORT or otlp+http://HOST:PORT[/v1/logs]")
