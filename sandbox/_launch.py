@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sandbox.backends import LaunchSpec, Limits, Network, Seccomp, Snapshot
 from sandbox.backends._mountns import MAPPED_ROOT_ID
 from sandbox.errors import UsageError
-from sandbox.fs import build_mask
+from sandbox.fs import build_mask, present_to_git
 from sandbox.policy import secret_env_name
 
 if TYPE_CHECKING:
@@ -45,6 +45,9 @@ def prepare_snapshot(layout: HomeLayout, dirs: SessionDirs, workspace: Path,
     key = hashlib.sha256(os.fsencode(workspace)).hexdigest()[:16]
     hidden = build_mask(workspace, dirs.mask, policy.hide, owner,
                         cache_file=layout.cache_dir / f"mask-{key}.json")
+    # Hidden files git tracks look untouched to git inside (`withdraw_from_git` after the run).
+    present_to_git(workspace, dirs.mask, dirs.upper, hidden, owner,
+                   cache=layout.cache_dir / f"gitindex-{key}")
     snap = Snapshot(lower=workspace, upper=dirs.upper, work=dirs.work, mask=dirs.mask)
     return snap, tuple(policy.hide) + tuple(hidden)
 

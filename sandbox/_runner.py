@@ -24,6 +24,7 @@ from sandbox.fs import (
     rebase,
     record_bases,
     run_start_ns,
+    withdraw_from_git,
 )
 from sandbox.governance import (
     AskPerson,
@@ -246,6 +247,7 @@ class Runner:
                                backend_log=_backend_log(spec.scratch))
             if note:
                 notes.append(note)
+        withdraw_from_git(workspace, snapshot.upper, hidden)
         cs = compute_changeset(snapshot.upper, workspace, hidden=hidden)
         # What the session saw at each newly changed path; then each change as it made it.
         session_dir = self.layout.session_dir(session.id)

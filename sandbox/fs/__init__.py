@@ -14,6 +14,8 @@ from sandbox.fs._base import load as load_bases
 from sandbox.fs._base import record as record_bases
 from sandbox.fs._changeset import Change, ChangeKind, ChangeSet, FileType
 from sandbox.fs._diff import compute_changeset
+from sandbox.fs._gitview import present as present_to_git
+from sandbox.fs._gitview import withdraw as withdraw_from_git
 from sandbox.fs._globs import PathMatcher, match_path
 from sandbox.fs._mask import build_mask, find_hidden
 from sandbox.fs._rules import RULE_IDS, symlink_escapes
@@ -93,6 +95,7 @@ __all__ = [
     "load_bases",
     "match_path",
     "opcodes",
+    "present_to_git",
     "rebase",
     "record_bases",
     "recover_interrupted",
@@ -100,4 +103,5 @@ __all__ = [
     "reobserve",
     "run_start_ns",
     "symlink_escapes",
+    "withdraw_from_git",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import assert_never
 
@@ -49,6 +49,14 @@ def compute_changeset(upper: Path, lower: Path, *, hidden: Sequence[str] = ()) -
     opaque = _overlay.opaque_xattr(ctx.upper, names) is not None
     out: list[Change] = []
     _walk(ctx, "", lower_is_dir=True, opaque=opaque, out=out)
+    if hidden and any(c.path.startswith(".git/") for c in out):
+        # git work inside: commits or an index that would delete, replace or add a hidden
+        # file are forbidden like a direct write to it (git runs only in this case).
+        from sandbox.fs import _gitview
+
+        bad = _gitview.violations(upper, lower, out, ctx.hidden)
+        out = [replace(c, forbidden=(*c.forbidden, bad[c.path])) if c.path in bad else c
+               for c in out]
     return ChangeSet(tuple(out))
 
 

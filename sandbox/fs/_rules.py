@@ -22,8 +22,10 @@ SETID = "setid"
 DOTDOT = "dotdot-path"
 CONTROL_CHAR = "control-char"
 HIDDEN = "hidden-path"
+HIDDEN_TRACKED = "hidden-tracked"  # git work inside that would delete/replace/add a hidden file
 
-RULE_IDS = (SYMLINK_ESCAPE, DEVICE_NODE, FIFO, SOCKET, SETID, DOTDOT, CONTROL_CHAR, HIDDEN)
+RULE_IDS = (SYMLINK_ESCAPE, DEVICE_NODE, FIFO, SOCKET, SETID, DOTDOT, CONTROL_CHAR, HIDDEN,
+            HIDDEN_TRACKED)
 
 
 def symlink_escapes(path: str, target: str) -> bool:
