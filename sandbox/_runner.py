@@ -9,14 +9,14 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, assert_never
 
 from sandbox._home import HomeLayout
 from sandbox._launch import attach_egress, image, launch_spec, prepare_snapshot, sandbox_env
 from sandbox.audit import AuditEvent, AuditLog, Entry
-from sandbox.backends import Backend, LaunchResult, LaunchSpec
+from sandbox.backends import Backend, BindMount, LaunchResult, LaunchSpec
 from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError, WorkspaceError
 from sandbox.fs import (
     ChangeSet,
@@ -82,6 +82,9 @@ class RunRequest:
     session: str | None = None
     env: Mapping[str, str | None] = field(default_factory=dict)  # -e KEY[=VAL]; None: inherit
     capture: bool = False
+    # Host paths shown inside besides the workspace (read-only unless said): the MCP relay of
+    # `sandbox agent`, the agent's own binary.
+    mounts: tuple[BindMount, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,8 @@ class Runner:
         spec = launch_spec(req.argv, snapshot, env, seccomp,
                            self.layout.session_dir(session.id) / "runs" / run.id, policy,
                            image_root)
+        if req.mounts:
+            spec = replace(spec, extra_mounts=(*spec.extra_mounts, *req.mounts))
         started = time.monotonic()
         egress_notes: list[str] = []
         try:

@@ -73,6 +73,10 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from sandbox.cli._mcp import run_mcp
 
         return run_mcp(args)
+    if cmd == "agent":
+        from sandbox.cli._mcp import run_agent
+
+        return run_agent(args)
     with _context() as ctx:
         match cmd:
             case "run":
@@ -227,6 +231,11 @@ def _show(ctx: Ctx, args: argparse.Namespace) -> int:
     resolved, cs, _ = _pending(ctx, args.ref)
     runs = ctx.store.list_runs(limit=1000, session_id=resolved.session.id)
     events = list(ctx.audit.records(session=resolved.session.id))
+    # `sandbox agent`: the agent process is a run of its own session; its LLM calls belong on
+    # the same timeline as the tool calls they caused.
+    agent = f"{resolved.session.id}-agent"
+    if any(e.event == "tool.call" for e in events) and len(agent) <= 64:
+        events = sorted(events + list(ctx.audit.records(session=agent)), key=lambda e: e.seq)
     policy = _session_policy(resolved.session.workspace)
     return render.show(resolved, runs, cs, events, json_out=args.json, policy=policy)
 

@@ -72,6 +72,29 @@ def run_mcp(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_agent(args: argparse.Namespace) -> int:
+    from sandbox.mcp._agent import AgentKind, AgentRequest
+    from sandbox.mcp._agent import run_agent as run
+
+    # No scrub here: this process is the control plane; the in-process gateway reads the
+    # provider keys from it. No sandbox inherits it (only named variables pass).
+    cfg = mcp_config(args)
+    confirm = TerminalConfirm.open() if int(cfg.policy.policy.level) == 1 else None
+    req = AgentRequest(kind=AgentKind(args.agent), binary=Path(args.bin) if args.bin else None,
+                       args=tuple(args.agent_args), mcp=cfg)
+    out = run(req, confirm=confirm)
+    err = sys.stderr
+    with contextlib.suppress(OSError):
+        err.write(f"\nsandbox: agent {args.agent} exited {out.agent_run.exit_code if out.agent_run else '-'}"
+                  f"; session {out.finished.session.id}: {out.tool_calls} tool call(s), "
+                  f"{out.llm['calls']} LLM call(s), {out.llm['input_tokens']} tokens in / "
+                  f"{out.llm['output_tokens']} out, ${out.llm['cost_usd']:.4f}\n")
+        if out.failure:
+            err.write(f"sandbox: error: {esc(out.failure)}\n")
+    summary(out.finished)
+    return out.exit_code
+
+
 def summary(done: Finished) -> None:
     """The session's closing lines, as `sandbox run` ends (stderr)."""
     from sandbox.governance import AskPerson, AutoCommit, Hold, NothingToDo

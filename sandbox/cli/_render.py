@@ -160,6 +160,7 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
     holds = [e for e in events if e.event == "decision"]
     egress = [e for e in events if e.event == "egress"]
     llm = _llm_usage(events)
+    steps = [e for e in events if e.event in ("tool.call", "llm.call", "llm.blocked")]
     if json_out:
         print(json.dumps({"session": session.id, "workspace": str(session.workspace),
                           "state": session.state.value, "level": session.level,
@@ -167,7 +168,10 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
                           "pending": changes_json(cs, policy),
                           "decisions": [dict(e.data) for e in holds],
                           "egress": [dict(e.data) | {"run": e.run} for e in egress],
-                          "llm": llm}, indent=2))
+                          "llm": llm,
+                          "timeline": [{"seq": e.seq, "ts": e.ts, "event": str(e.event),
+                                        "run": e.run, "session": e.session,
+                                        "data": dict(e.data)} for e in steps]}, indent=2))
         return 0
     print(f"session {session.id}  state {session.state.value}  level {session.level}")
     print(f"workspace {esc(str(session.workspace))}")
@@ -193,6 +197,12 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
         print(f"llm: {llm['calls']} call(s), {llm['input_tokens']} in / {llm['output_tokens']} out "
               f"tokens (cache {llm['cache_read_tokens']} read, {llm['cache_write_tokens']} write), "
               f"${llm['cost_usd']:.4f}")
+    if steps:  # an agent's session: which prompt produced which change, in order
+        from sandbox.review import timeline
+
+        print(f"timeline ({len(steps)} step(s)):")
+        for line in timeline(steps).splitlines():
+            print(f"  {line}")
     for e in holds:
         data = e.data
         for reason in data.get("reasons", []):

@@ -48,6 +48,7 @@ HELP = {
     "gateway": "LLM gateway: serve, virtual keys, usage",
     "mcp": "MCP server (stdio) whose tools are runs and file operations of one session",
     "serve": "control plane: sign the audit log, API, console",
+    "agent": "run Claude Code or Codex with its loop outside: our MCP tools are its only tools",
 }
 
 
@@ -101,6 +102,15 @@ def _run_args(r: argparse.ArgumentParser) -> None:
 
 def _mcp_args(m: argparse.ArgumentParser) -> None:
     _run_options(m)
+
+
+def _agent_args(a: argparse.ArgumentParser) -> None:
+    a.add_argument("agent", choices=("claude", "codex"), help="which agent to run")
+    _run_options(a)
+    a.add_argument("--bin", metavar="PATH", help="the agent's executable (default: on PATH)")
+    a.epilog = ("Arguments after `--` go to the agent, e.g. sandbox agent claude -- -p "
+                "'fix the failing test'. Exit status: the agent's; 125 when the sandbox failed "
+                "or the agent could not be limited to our tools; 127 agent not found.")
 
 
 def _run_options(r: argparse.ArgumentParser) -> None:
@@ -206,14 +216,19 @@ _BUILDERS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "ls": _json_only, "show": _show_args, "review": _review_args,
     "diff": _diff_args, "export": _export_args, "approve": _approve_args,
     "reject": _reject_args, "audit": _audit_args, "policy": _policy_args, "trust": _trust_args,
-    "doctor": _json_only, "mcp": _mcp_args,
+    "doctor": _json_only, "mcp": _mcp_args, "agent": _agent_args,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(only=words[0] if words and words[0] in HELP else None)
+    tail: list[str] = []
+    if words[:1] == ["agent"] and "--" in words:  # what follows `--` is the agent's own
+        cut = words.index("--")
+        words, tail = words[:cut], words[cut + 1:]
     args = parser.parse_args(words)
+    args.agent_args = tail
     if args.cmd is None:
         parser.print_help()
         return EXIT_USAGE

@@ -15,7 +15,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -78,13 +78,19 @@ def _tool_error(exc: SandboxError) -> ToolError:
     return ToolError(f"sandbox error: {exc}")
 
 
-def stop_running_sandboxes() -> int:
+def nsjail_children() -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.Process().children() if _is_nsjail(p)}
+
+
+def stop_running_sandboxes(keep: Collection[int] = ()) -> int:
     """Stop the sandbox of the run going on in this process: its nsjail (which takes the jail
-    with it), or its container. Returns how many were stopped."""
+    with it), or its container; never those in `keep` (the agent's own). Returns how many."""
     import psutil
 
     stopped = 0
-    procs = [p for p in psutil.Process().children() if _is_nsjail(p)]
+    procs = [p for p in psutil.Process().children() if _is_nsjail(p) and p.pid not in keep]
     for p in procs:
         with contextlib.suppress(psutil.Error):
             p.send_signal(signal.SIGTERM)
@@ -139,7 +145,10 @@ def _stop_containers() -> int:
     return n
 
 
-def build_server(worker: Worker, session: McpSession) -> MCPServer[Any]:
+def build_server(worker: Worker, session: McpSession,
+                 keep: Collection[int] = ()) -> MCPServer[Any]:
+    """The `sandbox` server over `session`; a cancelled `bash` stops its sandbox, never the
+    processes in `keep` (the agent's own sandbox, when the agent runs in this process)."""
     server: MCPServer[Any] = MCPServer("sandbox", instructions=INSTRUCTIONS,
                                        version="1", log_level="WARNING")
 
@@ -168,7 +177,7 @@ def build_server(worker: Worker, session: McpSession) -> MCPServer[Any]:
             raise _tool_error(exc) from exc
         except anyio.get_cancelled_exc_class():
             session.cancelled = True
-            stop_running_sandboxes()
+            stop_running_sandboxes(keep)
             with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
                 await fut  # its audit record says cancelled; its changes so far stay pending
             raise

@@ -64,6 +64,10 @@ class Received:
     def is_main_loop(self) -> bool:
         return bool(self.body.get("tools"))
 
+    def offered_tools(self) -> list[str]:
+        """Names of the tools the agent offered the model in this request."""
+        return [str(t.get("name")) for t in self.body.get("tools") or [] if isinstance(t, dict)]
+
     def tool_results(self) -> list[str]:
         """Text of every tool_result block in the conversation."""
         out: list[str] = []

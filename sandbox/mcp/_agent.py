@@ -1,0 +1,299 @@
+"""`sandbox agent claude|codex`: the agent's loop outside the workspace, its tools ours.
+
+The agent process runs sandboxed like any run, but over an empty scratch directory (no
+workspace is mounted), with its built-in shell and file tools switched off and this session's
+MCP server as its only tools (reached through a relay on a bind-mounted unix socket, see
+`_socket.py`). Its only network is the LLM gateway, with a virtual key of the session
+(`[llm]`, the gateway's run attachment). Every tool call is a run or a file operation of the
+session, audited; when the agent exits, the level decides, as after `sandbox run`.
+
+Fail closed: if the agent has not connected to the MCP server within CONNECT_TIMEOUT_S of its
+start, it is stopped and the run ends with 125.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from sandbox.backends import BindMount
+from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError
+from sandbox.mcp import _socket
+from sandbox.mcp._server import Worker, build_server, nsjail_children, stop_running_sandboxes
+from sandbox.mcp._session import Confirm, Finished, McpConfig, McpSession
+from sandbox.policy import Level
+
+if TYPE_CHECKING:
+    from sandbox._runner import RunOutcome
+    from sandbox.policy import EffectivePolicy
+
+CONNECT_TIMEOUT_S = 60.0
+OUR_PREFIX = "mcp__sandbox__"  # how both agents name the tools of our server "sandbox"
+INSIDE_AGENT_DIR = "/run/agent"
+_PYTHON = "/usr/bin/python3"  # the relay runs on the system python of the host view
+# Claude Code: no update checks or telemetry (they would be refused and only add noise).
+_CLAUDE_ENV = {
+    "DISABLE_AUTOUPDATER": "1",
+    "DISABLE_TELEMETRY": "1",
+    "DISABLE_ERROR_REPORTING": "1",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "ENABLE_TOOL_SEARCH": "false",  # else a DeferredToolPlaceholder tool is offered too
+}
+
+
+class AgentKind(StrEnum):
+    CLAUDE = "claude"
+    CODEX = "codex"
+
+
+class AgentNotFound(UsageError):
+    exit_code = 127
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    kind: AgentKind
+    binary: Path | None  # --bin; None: found on PATH
+    args: tuple[str, ...]  # after `--`
+    mcp: McpConfig
+
+
+@dataclass(frozen=True)
+class AgentOutcome:
+    exit_code: int
+    agent_run: RunOutcome | None
+    finished: Finished
+    tool_calls: int
+    failure: str | None  # why it failed closed (exit 125)
+    llm: dict[str, Any]  # calls, tokens, cost of the session's LLM traffic
+
+
+def find_binary(kind: AgentKind, explicit: Path | None) -> Path:
+    if explicit is not None:
+        path = explicit
+    else:
+        found = shutil.which(kind.value)
+        if found is None:
+            raise AgentNotFound(f"{kind.value} is not on PATH",
+                                hint="install it, or give its path with --bin")
+        path = Path(found)
+    try:
+        real = path.resolve(strict=True)
+    except OSError as exc:
+        raise AgentNotFound(f"agent binary {path} does not exist") from exc
+    if not real.is_file() or not os.access(real, os.X_OK):
+        raise AgentNotFound(f"agent binary {real} is not an executable file")
+    return real
+
+
+def agent_argv(kind: AgentKind, binary: Path, config_inside: str,
+               args: Sequence[str]) -> tuple[str, ...]:
+    """The agent's command line: built-in tools off, our MCP server its only tools."""
+    exe = f"{INSIDE_AGENT_DIR}/{binary.name}"
+    match kind:
+        case AgentKind.CLAUDE:
+            # --tools "" is an allowlist of built-ins naming none (a denylist goes stale as
+            # versions add tools); --strict-mcp-config ignores any other MCP configuration.
+            return (exe, "--mcp-config", config_inside, "--strict-mcp-config", "--tools", "",
+                    "--allowedTools", "mcp__sandbox", *args)
+        case AgentKind.CODEX:
+            server = "mcp_servers.sandbox"
+            return (exe, "-c", "features.shell_tool=false", "-c", "features.unified_exec=false",
+                    "-c", "features.shell_snapshot=false",
+                    "-c", f'{server}.command="{_PYTHON}"',
+                    "-c", f'{server}.args=["-I", "{_socket.INSIDE_DIR}/{_socket.RELAY_NAME}"]',
+                    "-c", f"{server}.required=true",
+                    "-c", 'default_tools_approval_mode="approve"', *args)
+
+
+def _agent_policy(effective: EffectivePolicy) -> EffectivePolicy:
+    """The agent process's own policy: the session's limits and profile, no network but the
+    LLM gateway, its scratch changes held (they are thrown away)."""
+    pol = effective.policy
+    return replace(effective, policy=replace(pol, level=Level.HUMAN_ON_THE_LOOP, egress_allow=(),
+                                             llm_enabled=True))
+
+
+class _Watch:
+    """What the event loop learns about the agent's MCP connection."""
+
+    def __init__(self) -> None:
+        self.connected = threading.Event()
+        self.methods: list[str] = []
+        self.agent_pids: set[int] = set()  # never stopped by a tool call's cancellation
+
+    def seen(self, method: str) -> None:
+        self.methods.append(method)
+        if method in _socket.CONNECT_METHODS and not self.connected.is_set():
+            # Only the agent's sandbox exists before its first tool call: remember it.
+            self.agent_pids |= nsjail_children()
+            self.connected.set()
+
+
+def run_agent(req: AgentRequest, *, confirm: Confirm | None = None,
+              connect_timeout_s: float = CONNECT_TIMEOUT_S) -> AgentOutcome:
+    binary = find_binary(req.kind, req.binary)
+    worker = Worker()
+    try:
+        session = worker.sync(lambda: McpSession(req.mcp, confirm=confirm))
+        try:
+            return _run(req, binary, worker, session, connect_timeout_s)
+        finally:
+            worker.sync(session.close)
+    finally:
+        worker.close()
+
+
+def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
+         connect_timeout_s: float) -> AgentOutcome:
+    from sandbox.egress._plumbing import _egress_dir
+
+    agent_dir = session.layout.session_dir(session.id) / "agent"
+    cwd = agent_dir / "cwd"  # the agent's empty working directory (its "workspace")
+    cwd.mkdir(mode=0o755, parents=True, exist_ok=True)
+    shutil.rmtree(agent_dir / "egress", ignore_errors=True)
+    # nsjail bind-mounts from inside the sandbox's user namespace: the relay's directory must
+    # be reachable by the sandbox's uid (as root, not under the 0700 state dir).
+    relay_dir = _egress_dir(agent_dir, f"{session.id}-mcp")
+    _socket.write_relay(relay_dir, _PYTHON)
+    sock = _socket.listen(relay_dir)
+    watch = _Watch()
+    server = build_server(worker, session, keep=watch.agent_pids)
+    argv = agent_argv(req.kind, binary, f"{_socket.INSIDE_DIR}/{_socket.CONFIG_NAME}", req.args)
+    env: dict[str, str | None] = dict(_CLAUDE_ENV) if req.kind is AgentKind.CLAUDE else {}
+    mounts = (BindMount(relay_dir, _socket.INSIDE_DIR), BindMount(binary.parent,
+                                                                 INSIDE_AGENT_DIR))
+    result: dict[str, Any] = {}
+    failure: list[str] = []
+    foreign = _OfferedTools(session, f"{session.id}-agent")
+
+    def launch() -> None:
+        from sandbox._runner import NoPerson, Runner, RunRequest
+        from sandbox.backends import get_backend
+        from sandbox.store import Store
+
+        effective = _agent_policy(req.mcp.policy)
+        with Store(session.layout) as store:
+            runner = Runner(session.layout, store, session.audit,
+                            get_backend(effective.policy.backend), NoPerson())
+            try:
+                result["outcome"] = runner.run(RunRequest(
+                    argv=argv, workspace=cwd, policy=effective, session=f"{session.id}-agent",
+                    env=env, mounts=mounts))
+            except SandboxError as exc:
+                result["error"] = exc
+
+    async def main() -> None:
+        thread = threading.Thread(target=launch, name="sandbox-agent", daemon=True)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_socket.serve_socket, server, sock, watch.seen)
+            thread.start()
+            with anyio.move_on_after(connect_timeout_s):
+                while not watch.connected.is_set() and thread.is_alive():
+                    await anyio.sleep(0.05)
+            if not watch.connected.is_set() and thread.is_alive():
+                failure.append(f"the agent did not connect to the sandbox MCP server within "
+                               f"{connect_timeout_s:g}s; stopped it")
+                await anyio.to_thread.run_sync(stop_running_sandboxes)
+            checked = 0
+            while thread.is_alive():
+                await anyio.sleep(0.05)
+                checked += 1
+                if checked % 10 == 0 and not failure:  # twice a second: what was offered
+                    bad = await anyio.to_thread.run_sync(foreign.check)
+                    if bad:
+                        failure.append(bad)
+                        await anyio.to_thread.run_sync(stop_running_sandboxes)
+            tg.cancel_scope.cancel()
+
+    try:
+        anyio.run(main)
+    finally:
+        sock.close()
+        shutil.rmtree(relay_dir, ignore_errors=True)
+    finished = worker.sync(session.finish)
+    outcome: RunOutcome | None = result.get("outcome")
+    error: SandboxError | None = result.get("error")
+    if error is not None:
+        failure.append(f"the agent could not run: {error}")
+    elif outcome is not None and outcome.launch is not None and outcome.launch.backend_error:
+        failure.append(f"the agent's sandbox failed: {outcome.launch.backend_error}")
+    elif not failure and (bad := foreign.check()):
+        failure.append(bad)
+    elif not failure and not watch.connected.is_set():
+        failure.append("the agent never connected to the sandbox MCP server (its tools were "
+                       "not offered to the model)")
+    code = EXIT_SANDBOX_FAILED if failure else (outcome.exit_code if outcome else
+                                                EXIT_SANDBOX_FAILED)
+    return AgentOutcome(exit_code=code, agent_run=outcome, finished=finished,
+                        tool_calls=session.tool_calls, failure="; ".join(failure) or None,
+                        llm=_llm_usage(session, f"{session.id}-agent"))
+
+
+class _OfferedTools:
+    """Which tools the agent offered its model, read from the gateway's record of each LLM
+    request: any tool that is not one of ours means the agent was not limited to them."""
+
+    def __init__(self, session: McpSession, agent_session: str) -> None:
+        from sandbox.gateway._recorder import BodyStore
+
+        self.session, self.agent_session = session, agent_session
+        self.bodies = BodyStore(session.layout.root / "gateway" / "bodies")
+        self.seen: set[int] = set()
+
+    def check(self) -> str | None:
+        for rec in self.session.audit.records(session=self.agent_session):
+            if rec.event.value != "llm.call" or rec.seq in self.seen:
+                continue
+            self.seen.add(rec.seq)
+            names = self._names(rec.data.get("request"))
+            if names is None:
+                continue
+            foreign = sorted(n for n in names if not n.startswith(OUR_PREFIX))
+            if foreign:
+                return (f"the agent offered its model tools that are not ours: "
+                        f"{', '.join(foreign[:10])}; stopped it")
+        return None
+
+    def _names(self, digest: object) -> list[str] | None:
+        import json
+
+        if not isinstance(digest, str):
+            return None
+        try:
+            manifest = json.loads(self.bodies.get(digest))
+            ref = manifest.get("tools")
+            tools = json.loads(self.bodies.get(ref["$blob"])) if isinstance(ref, dict) else []
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        names = []
+        for t in tools if isinstance(tools, list) else []:
+            fn = t.get("function") if isinstance(t, dict) else None
+            name = (fn or t).get("name") if isinstance(fn or t, dict) else None
+            names.append(str(name))
+        return names
+
+
+def _llm_usage(session: McpSession, agent_session: str) -> dict[str, Any]:
+    """Calls, tokens and cost of the agent's LLM traffic (the gateway's audit records)."""
+    calls = tokens_in = tokens_out = 0
+    cost = 0.0
+    for rec in session.audit.records(session=agent_session):
+        if rec.event.value != "llm.call":
+            continue
+        calls += 1
+        d = rec.data
+        tokens_in += int(str(d.get("input_tokens", 0) or 0))
+        tokens_out += int(str(d.get("output_tokens", 0) or 0))
+        c = d.get("cost_usd")
+        cost += float(c) if isinstance(c, int | float) else 0.0
+    return {"calls": calls, "input_tokens": tokens_in, "output_tokens": tokens_out,
+            "cost_usd": round(cost, 6)}

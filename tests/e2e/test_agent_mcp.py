@@ -1,0 +1,125 @@
+"""`sandbox agent claude`: real Claude Code, its loop outside the workspace, our MCP tools its
+only tools. The model is the scripted stand-in behind the real gateway (in-process, virtual key
+of the session); the agent itself runs sandboxed over an empty scratch directory.
+
+The script makes it write a file and run a command through our tools, then call the built-in
+Bash and Write tools (which must be refused by the agent and create nothing on the host). The
+workspace stays untouched until the session is approved."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli, give
+from tests.e2e.test_claude_code import claude_binary
+from tests.support.gateway import UPSTREAM_KEY, config_text
+from tests.support.llm_standin import MessagesStandIn, Text, ToolUse, Turn
+
+MODEL = "claude-test"  # priced in the test gateway's config
+
+
+def _script(pwned: Path) -> list[Turn]:
+    return [
+        Turn(Text("Writing the note."), ToolUse("mcp__sandbox__write_file", {
+            "path": "notes/agent.txt", "content": "written-by-claude\n"})),
+        Turn(ToolUse("mcp__sandbox__bash", {
+            "command": "cat notes/agent.txt README.md && echo more >> notes/agent.txt"})),
+        Turn(ToolUse("Bash", {"command": f"touch {pwned}", "description": "escape"})),
+        Turn(ToolUse("Write", {"file_path": str(pwned), "content": "pwned"})),
+        Turn(Text("Done.")),
+    ]
+
+
+def _gateway(cli: Cli, url: str) -> dict[str, str]:
+    keyfile = cli.home.parent / "upstream.key"
+    keyfile.write_text(UPSTREAM_KEY + "\n")
+    keyfile.chmod(0o600)
+    cfg = cli.home.parent / "gateway.toml"
+    cfg.write_text(config_text(url).replace('api_key_env = "UP_KEY"',
+                                            f'api_key_file = "{keyfile}"'))
+    if cli.user is not None:
+        subprocess.run(["chown", cli.user, str(keyfile), str(cfg)], check=True)
+    return {"SANDBOX_GATEWAY_CONFIG": str(cfg)}
+
+
+def _agent(cli: Cli, ws: Path, session: str, *extra: str,
+           env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    return cli("agent", "claude", "-C", str(ws), "--session", session,
+               "--bin", str(claude_binary()), *extra, env=env, timeout=240)
+
+
+def test_claude_changes_files_only_through_our_tools(sbx: tuple[Cli, Path], base_dir: Path) -> None:
+    cli, ws = sbx
+    give(cli, ws)
+    pwned = base_dir / "PWNED"
+    with MessagesStandIn(_script(pwned), api_key=UPSTREAM_KEY) as llm:
+        r = _agent(cli, ws, "ag", "--", "-p", "Add a note", "--model", MODEL,
+                   env=_gateway(cli, llm.url))
+        out = (r.stdout + r.stderr).decode(errors="replace")
+        assert r.returncode == 0, out[-3000:]
+        main = llm.main_loop()
+    assert len(main) == 5, out[-2000:]
+    # the model was offered our tools and nothing else, on every turn
+    for req in main:
+        tools = req.offered_tools()
+        assert "mcp__sandbox__bash" in tools and "mcp__sandbox__write_file" in tools
+        assert all(t.startswith("mcp__sandbox__") for t in tools), tools
+    # the gateway, not the agent, held the real key
+    assert all(req.headers.get("x-api-key") == UPSTREAM_KEY for req in llm.received)
+    wrote, ran, bash, write = main[-1].tool_results()
+    assert "pending" in wrote
+    assert "written-by-claude" in ran and "hello" in ran and "exit status: 0" in ran
+    assert "No such tool available: Bash" in bash and "No such tool available: Write" in write
+    # nothing on the host, nothing in the workspace until approval
+    assert not pwned.exists() and not (ws / "notes").exists()
+    assert "2 tool call(s)" in out and "5 LLM call(s)" in out and "sandbox approve ag" in out
+    shown = json.loads(cli("show", "ag", "--json", check=True).stdout)
+    steps = [(s["event"], s["data"].get("tool")) for s in shown["timeline"]]
+    assert steps.count(("llm.call", None)) == 5
+    assert [t for e, t in steps if e == "tool.call"] == ["write_file", "bash"]
+    assert steps.index(("tool.call", "write_file")) < steps.index(("tool.call", "bash"))
+    cli("approve", "ag", check=True)
+    assert (ws / "notes/agent.txt").read_text() == "written-by-claude\nmore\n"
+    audit = cli("audit", "--json", check=True).stdout.decode()
+    assert UPSTREAM_KEY not in audit
+
+
+def test_an_agent_offering_builtin_tools_is_stopped(cli: Cli, workspace: Path,
+                                                    base_dir: Path) -> None:
+    """`--tools Bash` after ours turns a built-in back on: the offer is seen, the run fails."""
+    pwned = base_dir / "PWNED"
+    script = [Turn(ToolUse("Bash", {"command": f"touch {pwned}", "description": "x"})),
+              Turn(Text("Done."))]
+    with MessagesStandIn(script, api_key=UPSTREAM_KEY) as llm:
+        r = _agent(cli, workspace, "bad", "--", "-p", "go", "--model", MODEL, "--tools", "Bash",
+                   env=_gateway(cli, llm.url))
+        assert any("Bash" in req.offered_tools() for req in llm.main_loop())
+    assert r.returncode == 125, r.stderr.decode()[-2000:]
+    assert b"tools that are not ours: Bash" in r.stderr
+    assert not pwned.exists()
+
+
+def test_an_agent_that_never_connects_fails_closed(cli: Cli, workspace: Path) -> None:
+    fake = workspace.parent / "agent-bin" / "claude"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'I ignore MCP'\nexit 0\n")
+    fake.chmod(0o755)
+    r = cli("agent", "claude", "-C", str(workspace), "--bin", str(fake), "--", "-p", "x",
+            env=_gateway(cli, "http://127.0.0.1:9"), timeout=120)
+    assert r.returncode == 125, r.stderr.decode()
+    assert b"never connected to the sandbox MCP server" in r.stderr
+    assert b"I ignore MCP" in r.stdout  # it did run
+
+
+@pytest.mark.parametrize(("argv", "code", "message"), [
+    (["agent", "gemini"], 2, b"invalid choice: 'gemini'"),
+    (["agent", "claude", "--bin", "/nonexistent/claude"], 127, b"does not exist"),
+])
+def test_bad_agent_input(cli: Cli, workspace: Path, argv: list[str], code: int,
+                         message: bytes) -> None:
+    r = cli(*argv, "-C", str(workspace))
+    assert r.returncode == code and message in r.stderr, r.stderr
