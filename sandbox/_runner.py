@@ -265,7 +265,10 @@ class Runner:
                 "duration_ms": result.duration_ms, "peak_memory_kb": result.peak_memory_kb,
                 "cpu_ms": result.cpu_ms, "timed_out": result.timed_out, "notes": notes}),
             Entry(AuditEvent.CHANGESET, run=run.id, session=session.id,
-                  data=cs.summary() | {"paths": [c.path for c in cs.changes][:200]}),
+                  data=cs.summary() | {"paths": [c.path for c in cs.changes][:200],
+                                       # per path, for the report's accepted/rejected lines
+                                       "lines": [(c.added_lines or 0) + (c.removed_lines or 0)
+                                                 for c in cs.changes][:200]}),
         ]
         decision = _decide(cs, policy, self.person.interactive())
         committed: tuple[str, ...] = ()

@@ -61,6 +61,10 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from sandbox.cli._gateway import run_gateway
 
         return run_gateway(args)
+    if cmd == "report":
+        from sandbox.cli._report import run_report
+
+        return run_report(args)
     if cmd == "serve":
         from sandbox.cli._serve import run_serve
 

@@ -49,6 +49,7 @@ HELP = {
     "mcp": "MCP server (stdio) whose tools are runs and file operations of one session",
     "serve": "control plane: sign the audit log, API, console",
     "agent": "run Claude Code or Codex with its loop outside: our MCP tools are its only tools",
+    "report": "what the agents did and what it cost, from the audit log",
 }
 
 
@@ -81,6 +82,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             from sandbox.cli._serve import add_serve_parser
 
             add_serve_parser(sub)
+        elif name == "report":
+            from sandbox.cli._report import add_report_parser
+
+            add_report_parser(sub)
         elif name == "run":
             _run_args(sub.add_parser(
                 name, help=helptext, epilog=RUN_EPILOG,

@@ -37,3 +37,15 @@ def checkpoint_seqs(home: Path) -> list[int]:
     if not path.exists():
         return []
     return [json.loads(line)["seq"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_log(log: AuditLog, entries: list[tuple[str, str, str | None, str, dict[str, object]]]) -> None:
+    """A chained log with the given timestamps: (ts, event, session, actor, data) each."""
+    out, prev = [], GENESIS
+    for seq, (ts, event, session, actor, data) in enumerate(entries, 1):
+        rec = make_record(seq=seq, prev=prev, event=AuditEvent(event), run=None, session=session,
+                          actor=actor, data=data, ts=ts)
+        out.append(rec)
+        prev = rec.hash
+    log.path.write_bytes(b"".join(r.encode_line() for r in out))
+    log._write_head(Head(out[-1].seq, out[-1].hash))
