@@ -21,6 +21,7 @@ from sandbox.backends import LaunchSpec, Limits, Network, Seccomp, Snapshot
 from sandbox.backends._mountns import MAPPED_ROOT_ID
 from sandbox.errors import UsageError
 from sandbox.fs import build_mask, present_to_git
+from sandbox.fs._gitcreds import GIT_CONFIG, present_scrubbed
 from sandbox.policy import secret_env_name
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ def prepare_snapshot(layout: HomeLayout, dirs: SessionDirs, workspace: Path,
     # Hidden files git tracks look untouched to git inside (`withdraw_from_git` after the run).
     present_to_git(workspace, dirs.mask, dirs.upper, hidden, owner,
                    cache=layout.cache_dir / f"gitindex-{key}")
+    # git credentials: the sandbox sees .git/config without them (never committed back)
+    if present_scrubbed(workspace, dirs.mask, owner):
+        hidden = (*hidden, GIT_CONFIG)
     snap = Snapshot(lower=workspace, upper=dirs.upper, work=dirs.work, mask=dirs.mask)
     return snap, tuple(policy.hide) + tuple(hidden)
 
@@ -74,6 +78,29 @@ def sandbox_env(policy: Policy, extra: Mapping[str, str | None],
             env[key] = value
     env.update({"HOME": "/root", "USER": "root", "SANDBOX": "1", "PWD": "/workspace"})
     return env
+
+
+def git_history_note(layout: HomeLayout, workspace: Path, policy: Policy) -> str | None:
+    """Once per workspace: a warning when the repository's history holds a hidden path (the
+    sandbox can read it through git), naming the switch that hides .git whole."""
+    if policy.hide_git:
+        return None
+    key = hashlib.sha256(os.fsencode(workspace)).hexdigest()[:16]
+    marker = layout.cache_dir / f"git-history-{key}"
+    if marker.exists():
+        return None
+    from sandbox.fs._gitcreds import hidden_in_history
+
+    found = hidden_in_history(workspace, tuple(policy.hide))
+    with contextlib.suppress(OSError):
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("\n".join(found))
+    if not found:
+        return None
+    shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    return (f"warning: the repository's history holds hidden path(s) ({shown}): the sandbox "
+            f"can read them through git (git show REV:PATH). Set `[hide] git = true` in your "
+            f"policy to hide .git entirely (shown once per workspace)")
 
 
 def launch_spec(argv: tuple[str, ...], snapshot: Snapshot, env: dict[str, str],

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Protocol, assert_never
 
 from sandbox._home import HomeLayout
-from sandbox._launch import attach_egress, image, launch_spec, prepare_snapshot, sandbox_env
+from sandbox._launch import (
+    attach_egress,
+    git_history_note,
+    image,
+    launch_spec,
+    prepare_snapshot,
+    sandbox_env,
+)
 from sandbox.audit import AuditEvent, AuditLog, Entry
 from sandbox.backends import Backend, BindMount, LaunchResult, LaunchSpec
 from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError, WorkspaceError
@@ -215,6 +222,9 @@ class Runner:
             spec = replace(spec, extra_mounts=(*spec.extra_mounts, *req.mounts))
         started = time.monotonic()
         egress_notes: list[str] = []
+        history = git_history_note(self.layout, workspace, policy)
+        if history:
+            egress_notes.append(history)
         try:
             with contextlib.ExitStack() as stack:
                 if policy.egress_allow:

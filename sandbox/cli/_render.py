@@ -361,8 +361,8 @@ def policy_lines(eff: EffectivePolicy, *, short: bool = False) -> list[str]:
         rows += [
             ("egress.ceiling", None if p.egress_ceiling is None else list(p.egress_ceiling),
              "egress_ceiling"),
-            ("hide.paths", list(p.hide), "hide"), ("protect.paths", list(p.protected),
-                                                   "protected"),
+            ("hide.paths", list(p.hide), "hide"), ("hide.git", p.hide_git, "hide_git"),
+            ("protect.paths", list(p.protected), "protected"),
             ("protect.allow_at_level4", list(p.allow_at_level4), "allow_at_level4"),
             ("review.auto.max_files", p.review_auto.max_files, "review_auto.max_files"),
             ("review.auto.max_lines", p.review_auto.max_lines, "review_auto.max_lines"),

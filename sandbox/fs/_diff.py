@@ -35,8 +35,12 @@ def compute_changeset(upper: Path, lower: Path, *, hidden: Sequence[str] = ()) -
     """Everything the run changed: `upper` is the overlay upper dir, `lower` the workspace.
 
     `hidden` are workspace-relative paths the mask hid from the run (what `build_mask`
-    returned); any change at or below one is marked forbidden.
+    returned); any change at or below one is marked forbidden. So is a change to a file the
+    sandbox saw scrubbed (a .git/config without its credentials): committing it would drop them.
     """
+    from sandbox.fs._gitcreds import scrubbed_paths
+
+    hidden = (*hidden, *scrubbed_paths(lower))
     ctx = _Ctx(os.fspath(upper), os.fspath(lower), _rules.HiddenIndex.of(hidden))
     try:
         lower_st = os.stat(ctx.lower)  # the workspace root itself may be reached via a symlink

@@ -142,6 +142,13 @@ def _tighten_bool(prev: bool, new: bool) -> bool:
     return new
 
 
+def _tighten_true(prev: bool, new: bool) -> bool:
+    """For switches where true is the stricter setting ([hide] git)."""
+    if prev and not new:
+        raise _Loosen
+    return new
+
+
 def _union(prev: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
     return prev + tuple(x for x in new if x not in prev)
 
@@ -208,6 +215,8 @@ FIELDS: tuple[_Field, ...] = (
     _Field("limits", "write", "limits.write_bytes", parse_size, _tighten_min),
     _Field("limits", "output", "limits.output_bytes", parse_size, _tighten_min),
     _Field("hide", "paths", "hide", _str_list, _union),
+    # hide .git whole: the sandbox then cannot read the history (secrets committed once)
+    _Field("hide", "git", "hide_git", _bool, _tighten_true),
     _Field("protect", "paths", "protected", _str_list, _union),
     _Field("protect", "allow_at_level4", "allow_at_level4", _str_list, _free, org_only=True),
     _Field("review.auto", "max_files", "review_auto.max_files", _positive_int, _tighten_min),
@@ -364,7 +373,7 @@ def _loosens(f: _Field, prev: Any, new: Any) -> bool:
         return any(x not in prev for x in new)
     if f.person_only:
         return bool(new != prev)
-    if prev is None or f.combine not in (_tighten_min, _tighten_bool, _profile):
+    if prev is None or f.combine not in (_tighten_min, _tighten_bool, _tighten_true, _profile):
         return False  # no limit to loosen (None), or a field that is not a restriction
     try:
         f.combine(prev, new)
@@ -406,6 +415,8 @@ def _default(attr: str) -> Any:
 
 def _build(values: Mapping[str, Any]) -> Policy:
     top = {k: v for k, v in values.items() if "." not in k}
+    if top.get("hide_git"):
+        top["hide"] = _union(top.get("hide", _default("hide")), (".git/",))
     limits = {k.split(".")[1]: v for k, v in values.items() if k.startswith("limits.")}
     review = {k.split(".")[1]: v for k, v in values.items() if k.startswith("review_auto.")}
     return replace(Policy(), **top, limits=replace(Limits(), **limits),

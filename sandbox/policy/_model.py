@@ -22,7 +22,8 @@ class Level(IntEnum):
 # What the sandbox never sees, whatever the policy says: these are added to every hide list.
 DEFAULT_HIDE = (
     ".env*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*", ".netrc", ".npmrc",
-    ".pypirc", ".aws/", ".ssh/", ".gnupg/", ".docker/config.json",
+    ".pypirc", ".aws/", ".ssh/", ".gnupg/", ".docker/config.json", ".git-credentials",
+    ".git/credentials",
 )
 
 # Changes here always need a person below level 4 and are refused at level 4 unless the
@@ -77,6 +78,7 @@ class Policy:
     image: str = "host"
     limits: Limits = field(default_factory=Limits)
     hide: tuple[str, ...] = DEFAULT_HIDE
+    hide_git: bool = False  # [hide] git = true: .git hidden whole (adds ".git/" to `hide`)
     protected: tuple[str, ...] = DEFAULT_PROTECTED
     allow_at_level4: tuple[str, ...] = ()
     review_auto: ReviewAuto = field(default_factory=ReviewAuto)

@@ -1,0 +1,81 @@
+"""The .git/config rewrite the sandbox sees: credentials gone however git spells them, the
+rest intact; the hide-list pathspecs used to look for hidden paths in the history."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sandbox.fs._gitcreds import _pathspec, scrubbed_git_config, scrubbed_paths
+from sandbox.policy import merge, read_layer
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    if shutil.which("git") is None:
+        pytest.skip("git")
+    (tmp_path / ".git").mkdir()
+    return tmp_path
+
+
+def _parsed(content: bytes, tmp_path: Path) -> str:
+    f = tmp_path / "out.cfg"
+    f.write_bytes(content)
+    return subprocess.run(["git", "config", "--file", str(f), "--list"], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def test_every_spelling_of_a_credential_is_removed(ws: Path, tmp_path: Path) -> None:
+    (ws / ".git" / "config").write_text(
+        '[core]\n\tbare = false\n\tquotepath\n'
+        '[HTTP "https://example.com/"]\n\tExtraHeader = "AUTH: \\\n  basic SECRET1"\n'
+        '[http]\n\textraheader = SECRET2\n\tsslVerify = true\n'
+        '[Credential "https://example.com"]\n\thelper = store --file /x/SECRET3\n'
+        '[remote "origin"]\n\turl = ssh://git:SECRET4@example.com/r.git\n'
+        '\tpushurl = https://SECRET5@example.com/r.git\n'
+        '[url "https://SECRET6@example.com/"]\n\tinsteadOf = ex:\n'
+        '[include]\n\tpath = ~/SECRET7.inc\n\tpath = ../../SECRET8.inc\n\tpath = local.inc\n'
+        '[includeIf "gitdir:/x/"]\n\tpath = /etc/SECRET9\n'
+        '[branch "main"]\n\tremote = origin\n\tmerge = refs/heads/main\n')
+    out = scrubbed_git_config(ws)
+    assert out is not None
+    listed = _parsed(out, tmp_path)
+    assert "SECRET" not in listed, listed
+    for kept in ("core.bare=false", "core.quotepath", "http.sslverify=true",
+                 "remote.origin.url=ssh://example.com/r.git",
+                 "remote.origin.pushurl=https://example.com/r.git",
+                 "url.https://example.com/.insteadof=ex:", "include.path=local.inc",
+                 "branch.main.merge=refs/heads/main"):
+        assert kept in listed, (kept, listed)
+    assert scrubbed_paths(ws) == (".git/config",)
+
+
+def test_a_config_without_credentials_is_left_alone(ws: Path) -> None:
+    (ws / ".git" / "config").write_text(
+        '[core]\n\tbare = false\n[remote "origin"]\n\turl = git@github.com:o/r.git\n')
+    assert scrubbed_git_config(ws) is None and scrubbed_paths(ws) == ()
+
+
+def test_an_unparsable_config_gets_a_minimal_one(ws: Path) -> None:
+    (ws / ".git" / "config").write_text('[http\n\textraheader = SECRET\n')
+    out = scrubbed_git_config(ws)
+    assert out is not None and b"SECRET" not in out and b"repositoryformatversion" in out
+
+
+@pytest.mark.parametrize(("pattern", "spec"), [
+    (".env*", ":(glob)**/.env*"), ("secrets/", ":(glob)**/secrets/**"),
+    (".git/credentials", ":(glob).git/credentials"), ("a/b/", ":(glob)a/b/**"),
+])
+def test_hide_patterns_as_pathspecs(pattern: str, spec: str) -> None:
+    assert _pathspec(pattern) == spec
+
+
+def test_hide_git_adds_git_to_the_hide_list(tmp_path: Path) -> None:
+    f = tmp_path / "p.toml"
+    f.write_text("[hide]\ngit = true\n")
+    eff = merge([read_layer("user", f)])
+    assert eff.policy.hide_git and ".git/" in eff.policy.hide
+    assert ".git-credentials" in merge([]).policy.hide  # on the default list
