@@ -270,9 +270,8 @@ class Gateway:
         call = Call(key, api, model, stream, body, price, res, started, self._settle)
         assert self.http is not None
         try:
-            sent = await dispatch(
-                self.http, providers, Endpoint.of(api), model, forward_headers(request.headers), payload
-            )
+            sent = await dispatch(self.http, providers, Endpoint.of(api), model,
+                                  forward_headers(request.headers), payload, request.url.query)
         except Unreachable as exc:
             call.settle(Outcome(502, None, False, b""))
             return _error(family, Kind.UPSTREAM, str(exc))
@@ -364,6 +363,7 @@ class Gateway:
                 str(body["model"]),
                 forward_headers(request.headers),
                 json.dumps(body).encode(),
+                request.url.query,
             )
         except Unreachable as exc:
             return _error(family, Kind.UPSTREAM, str(exc))

@@ -106,7 +106,10 @@ async def dispatch(
     model: str,
     headers: Mapping[str, str],
     body: bytes,
+    query: str = "",
 ) -> Attempted:
+    """POST `body` to the first provider that answers (see the module doc); `query` is the
+    client's query string, kept for Anthropic (Claude Code sends ?beta=true)."""
     failures: list[str] = []
     last = len(providers)
     retrying = AsyncRetrying(
@@ -121,6 +124,8 @@ async def dispatch(
                 n = attempt.retry_state.attempt_number
                 provider = providers[n - 1]
                 url, creds = target(provider, endpoint, model)
+                if query and provider.type is ProviderType.ANTHROPIC:
+                    url = f"{url}?{query}"
                 try:
                     resp = await session.post(url, data=body, headers={**headers, **creds})
                 except (TimeoutError, aiohttp.ClientConnectionError) as exc:

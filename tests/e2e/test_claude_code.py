@@ -43,16 +43,16 @@ def claude_binary() -> Path:
     raise AssertionError("unreachable")
 
 
-def place_agent(workspace: Path, binary: Path) -> str:
+def place_agent(workspace: Path, binary: Path, name: str = "claude") -> str:
     """Put the agent in the workspace's lower layer (the sandbox sees the host's /usr, not
     this repo): a hard link when possible, so 380 MB are not copied per test."""
-    dest = workspace / ".agent" / "claude"
-    dest.parent.mkdir()
+    dest = workspace / ".agent" / name
+    dest.parent.mkdir(exist_ok=True)
     try:
         os.link(binary, dest)
     except OSError:
         shutil.copy2(binary, dest)
-    return "/workspace/.agent/claude"
+    return f"/workspace/.agent/{name}"
 
 
 SCRIPT = [

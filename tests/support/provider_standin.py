@@ -280,53 +280,59 @@ class ProviderStandIn:
         if refused:
             return refused
         b = self._bill(request.path, body, ("max_output_tokens",))
+        item: dict[str, Any] = {
+            "type": "message",
+            "id": "msg_1",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": self.text, "annotations": []}],
+        }
         response = {
             "id": "resp_standin",
             "object": "response",
             "created_at": 0,
             "model": b.model,
             "status": "completed",
-            "output": [
-                {
-                    "type": "message",
-                    "id": "msg_1",
-                    "status": "completed",
-                    "role": "assistant",
-                    "content": [{"type": "output_text", "text": self.text, "annotations": []}],
-                }
-            ],
+            "output": [item],
             "usage": self._openai_usage(b, False),
         }
         if not body.get("stream"):
             return web.json_response(response)
+        pending = {**item, "status": "in_progress", "content": []}
+        part = {"type": "output_text", "text": "", "annotations": []}
+        seq = iter(range(1000))
+
+        def ev(kind: str, **data: Any) -> tuple[str, dict[str, Any]]:
+            return kind, {"type": kind, "sequence_number": next(seq), **data}
+
         events: list[tuple[str | None, Any]] = [
-            (
+            ev(
                 "response.created",
-                {
-                    "type": "response.created",
-                    "sequence_number": 0,
-                    "response": {**response, "status": "in_progress", "output": [], "usage": None},
-                },
-            )
+                response={**response, "status": "in_progress", "output": [], "usage": None},
+            ),
+            ev("response.output_item.added", output_index=0, item=pending),
+            ev("response.content_part.added", item_id="msg_1", output_index=0, content_index=0, part=part),
         ]
-        for i, word in enumerate(self.text.split(" ")):
+        for word in self.text.split(" "):
             events.append(
-                (
+                ev(
                     "response.output_text.delta",
-                    {
-                        "type": "response.output_text.delta",
-                        "sequence_number": i + 1,
-                        "item_id": "msg_1",
-                        "output_index": 0,
-                        "content_index": 0,
-                        "delta": word + " ",
-                    },
+                    item_id="msg_1",
+                    output_index=0,
+                    content_index=0,
+                    delta=word + " ",
                 )
             )
-        events.append(
-            (
-                "response.completed",
-                {"type": "response.completed", "sequence_number": 99, "response": response},
-            )
-        )
+        events += [
+            ev("response.output_text.done", item_id="msg_1", output_index=0, content_index=0, text=self.text),
+            ev(
+                "response.content_part.done",
+                item_id="msg_1",
+                output_index=0,
+                content_index=0,
+                part={**part, "text": self.text},
+            ),
+            ev("response.output_item.done", output_index=0, item=item),
+            ev("response.completed", response=response),
+        ]
         return await self._sse(request, events)
