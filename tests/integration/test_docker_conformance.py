@@ -69,6 +69,24 @@ _adopt(_cli_suite)
 _adopt(_misc_suite)
 
 
+@pytest.fixture(params=["run"])
+def entry(request: pytest.FixtureRequest) -> str:
+    """The escape suite's entries, `run` only: `profile test` and `profile record` trace the
+    command with ptrace in front of nsjail, so under a docker-backend policy they refuse with
+    125 and a hint (test_profile_tools_refuse_the_docker_backend below)."""
+    value: str = request.param
+    return value
+
+
+def test_profile_tools_refuse_the_docker_backend(cli: Cli, workspace: Path) -> None:
+    for argv in (["profile", "test", "-C", str(workspace), "default"],
+                 ["profile", "record", "-C", str(workspace)]):
+        r = cli(*argv, "--", "sh", "-c", "echo RAN")
+        assert r.returncode == 125, (argv, r.returncode, r.stderr)
+        assert b"RAN" not in r.stdout
+        assert b"nsjail backend" in r.stderr, r.stderr
+
+
 def _daemon_honours_default_errno() -> bool:
     from sandbox.backends._docker_client import connect, daemon_info
 
