@@ -36,6 +36,48 @@ def add_serve_parser(subparsers: Any) -> None:
                    "(repeatable)")
     p.add_argument("--checkpoint-interval", type=float, default=1.0, metavar="S",
                    help="how often new records are checked and signed (default 1s)")
+    sub = p.add_subparsers(dest="serve_cmd", metavar="SUBCOMMAND", parser_class=type(p))
+    t = sub.add_parser("token", help="people's tokens: create, ls, revoke")
+    tsub = t.add_subparsers(dest="token_cmd", metavar="SUBCOMMAND", parser_class=type(p))
+    c = tsub.add_parser("create", help="mint a token; printed once on stdout, stored hashed")
+    c.add_argument("--name", required=True, help="the person's name, recorded with decisions")
+    c.add_argument("--role", required=True, choices=("viewer", "reviewer", "admin"),
+                   help="viewer reads; reviewer also decides; admin also manages")
+    ls = tsub.add_parser("ls", help="list tokens (ids, names, roles; never the tokens)")
+    ls.add_argument("--json", action="store_true")
+    r = tsub.add_parser("revoke", help="revoke a token by id")
+    r.add_argument("id", metavar="ID")
+
+
+def _token(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from sandbox._home import HomeLayout
+    from sandbox.errors import UsageError
+    from sandbox.server._serve import token_store
+    from sandbox.server._tokens import Role
+
+    store = token_store(HomeLayout.from_env().ensure())
+    match args.token_cmd:
+        case "create":
+            token, secret = store.create(args.name, Role(args.role))
+            print(secret)
+            print(f"sandbox serve: token {token.id} for {token.name} ({token.role}); it is "
+                  "shown only now", file=sys.stderr)
+        case "ls":
+            rows = store.list()
+            if args.json:
+                print(json.dumps([{"id": t.id, "name": t.name, "role": str(t.role),
+                                   "created": t.created} for t in rows], indent=2))
+            for t in [] if args.json else rows:
+                print(f"{t.id}  {t.role:<8}  {t.created[:19]}  {t.name}")
+        case "revoke":
+            gone = store.revoke(args.id)
+            print(f"revoked {gone.id} ({gone.name})")
+        case _:
+            raise UsageError("usage: sandbox serve token create|ls|revoke ...")
+    return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -43,6 +85,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from sandbox.errors import UsageError
     from sandbox.server._serve import ServeOptions, serve
 
+    if args.serve_cmd == "token":
+        return _token(args)
     if not 0.05 <= args.checkpoint_interval <= 3600:
         raise UsageError("--checkpoint-interval must be between 0.05 and 3600 seconds")
     opts = ServeOptions(

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+
+from sandbox.audit import AuditLog
+from sandbox.server._events import EventHub
+from sandbox.server._tokens import TokenStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -31,16 +33,27 @@ class _Metrics:
         self.signed_seq = Gauge("sandbox_audit_signed_seq", "Last audit seq signed", registry=r)
         self.broken = Gauge("sandbox_audit_signing_stopped",
                             "1 once the log stopped extending the signed chain", registry=r)
+        self.decisions = Counter("sandbox_serve_decisions", "Decisions taken through serve",
+                                 ["decision"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
 
 
 @dataclass
 class Server:
     layout: HomeLayout
     checkpointer: Checkpointer
+    tokens: TokenStore
+    socket_owner: bool  # listening on the owner-only unix socket: no token means the owner
     interval: float = 1.0
+    csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
     def __post_init__(self) -> None:
         self.metrics = _Metrics()
+        self.audit = AuditLog(self.layout.audit)
+        self.events = EventHub()
+        self.checkpointer.listeners.append(self.events.publish)
 
     def sign_now(self) -> None:
         """Check, forward and sign what is new (blocking: call it off the event loop)."""
@@ -57,6 +70,7 @@ class Server:
 
     @asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        self.events.loop = asyncio.get_running_loop()
         task = asyncio.create_task(self._signer())
         try:
             yield
@@ -66,20 +80,7 @@ class Server:
                 await task
             await asyncio.to_thread(self.sign_now)  # sign what arrived since the last poll
 
-    async def _metrics(self, _request: Request) -> Response:
-        return Response(generate_latest(self.metrics.registry),
-                        media_type="text/plain; version=0.0.4")
-
-    async def _signing(self, _request: Request) -> Response:
-        cp = self.checkpointer
-        return JSONResponse({"key": cp.key.id, "signed_seq": cp.head.seq,
-                             "signed_hash": cp.head.hash, "stopped": cp.broken})
-
     def app(self) -> Starlette:
-        return Starlette(
-            routes=[
-                Route("/metrics", self._metrics),
-                Route("/api/v1/audit/signing", self._signing),
-            ],
-            lifespan=self._lifespan,
-        )
+        from sandbox.server._api import api_routes
+
+        return Starlette(routes=api_routes(self), lifespan=self._lifespan)

@@ -24,7 +24,7 @@ from sandbox.audit._sigverify import published_key_path, verify_signed
 from sandbox.errors import AuditError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from sandbox.audit._log import AuditLog
     from sandbox.server._forward import Forwarder
@@ -41,6 +41,8 @@ class Checkpointer:
     offset: int = 0  # bytes of the log checked so far
     broken: str | None = None  # why signing stopped, once the log stops extending the chain
     checkpoints: int = 0
+    # Called (from the polling thread) with each batch of new, checked records: live events.
+    listeners: list[Callable[[Sequence[AuditRecord]], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> Checkpoint | None:
@@ -127,4 +129,6 @@ class Checkpointer:
             if forward:
                 for fw in self.forwarders:
                     fw.forward(records, cp)
+                for listener in self.listeners:
+                    listener(records)
             return cp

@@ -21,12 +21,17 @@ from sandbox.server._app import Server
 from sandbox.server._checkpoint import Checkpointer
 from sandbox.server._forward import parse_forward
 from sandbox.server._listen import Listen, parse_listen
+from sandbox.server._tokens import TokenStore
 
-__all__ = ["ServeOptions", "default_key_path", "serve"]
+__all__ = ["ServeOptions", "default_key_path", "serve", "token_store"]
 
 
 def serve_dir(layout: HomeLayout) -> Path:
     return layout.root / "serve"
+
+
+def token_store(layout: HomeLayout) -> TokenStore:
+    return TokenStore(serve_dir(layout) / "tokens.json")
 
 
 def default_key_path(layout: HomeLayout) -> Path:
@@ -83,7 +88,8 @@ def serve(opts: ServeOptions, layout: HomeLayout) -> int:
     key = SigningKey.load_or_create(opts.audit_key or default_key_path(layout))
     checkpointer = Checkpointer(AuditLog(layout.audit), key, forwarders)
     checkpointer.start()
-    server = Server(layout, checkpointer, interval=opts.interval)
+    server = Server(layout, checkpointer, token_store(layout), socket_owner=where.unix is not None,
+                    interval=opts.interval)
     tls = opts.tls_cert is not None and opts.tls_key is not None
     config = uvicorn.Config(
         server.app(), host=where.host or "127.0.0.1", port=where.port, log_level="warning",
