@@ -57,6 +57,7 @@ class Worker:
 
     def __init__(self) -> None:
         self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sandbox-mcp")
+        self.flush: Callable[[], None] | None = None
 
     def sync(self, fn: Callable[..., T], *args: Any) -> T:
         return self.pool.submit(fn, *args).result()
@@ -67,6 +68,13 @@ class Worker:
             return await asyncio.shield(fut)
         except SandboxError as exc:
             raise _tool_error(exc) from exc
+        finally:
+            self.after_call()
+
+    def after_call(self) -> None:
+        """Queue the audit flush behind the call: it runs before the next call is handled."""
+        if self.flush is not None:
+            self.pool.submit(self.flush)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -149,6 +157,7 @@ def build_server(worker: Worker, session: McpSession,
                  keep: Collection[int] = ()) -> MCPServer[Any]:
     """The `sandbox` server over `session`; a cancelled `bash` stops its sandbox, never the
     processes in `keep` (the agent's own sandbox, when the agent runs in this process)."""
+    worker.flush = session.flush_audit
     server: MCPServer[Any] = MCPServer("sandbox", instructions=INSTRUCTIONS,
                                        version="1", log_level="WARNING")
 
@@ -167,6 +176,7 @@ def build_server(worker: Worker, session: McpSession,
     ) -> str:
         start = time.monotonic()
         fut = asyncio.wrap_future(worker.pool.submit(session.bash, command, timeout))
+        fut.add_done_callback(lambda _: worker.after_call())
         try:
             while True:
                 with anyio.move_on_after(PROGRESS_EVERY_S):

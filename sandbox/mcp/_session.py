@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sandbox._home import HomeLayout, check_id
-from sandbox.audit import AuditEvent, AuditLog
+from sandbox.audit import AuditEvent, AuditLog, Entry
 from sandbox.errors import SandboxError, UsageError
 from sandbox.mcp import _files
 from sandbox.mcp._errors import ToolRefused
@@ -119,9 +119,13 @@ class McpSession:
         self.tool_calls = 0
         # Set from the event loop when the client cancels the `bash` going on.
         self.cancelled = False
+        self._unflushed: list[Entry] = []
 
     def close(self) -> None:
-        self.store.close()
+        try:
+            self.flush_audit()
+        finally:
+            self.store.close()
 
     # -- the audit wrapper ----------------------------------------------------------------
 
@@ -156,8 +160,20 @@ class McpSession:
             data.update({k: v for k, v in facts.items() if k != "cancelled"})
             if detail:
                 data["error"] = detail[:500]
-            self.audit.append(AuditEvent.TOOL_CALL, run=facts.get("run"), session=self.id,
-                              actor="agent", data=data)
+            self._unflushed.append(Entry(AuditEvent.TOOL_CALL, run=facts.get("run"),
+                                         session=self.id, actor="agent", data=data))
+
+    def flush_audit(self) -> None:
+        """Make the tool-call records durable: one write and flush for all of them. The server
+        calls it on the worker right after each answer (so the answer does not wait for the
+        disk, and the next call is handled only after it); `finish` and `close` call it too."""
+        if self._unflushed:
+            batch, self._unflushed = self._unflushed, []
+            try:
+                self.audit.append_many(batch)
+            except BaseException:
+                self._unflushed[:0] = batch  # kept for the next flush
+                raise
 
     def _confirm(self, what: str) -> None:
         if self.policy.level is not Level.HUMAN_IN_THE_LOOP:
@@ -312,6 +328,7 @@ class McpSession:
         it pending for `sandbox approve`/`review`), under the session lock."""
         from sandbox.governance import AutoCommit, Hold, NothingToDo, commit_paths, decide
 
+        self.flush_audit()
         with self.store.session_lock(self.id):
             cs = self.changeset()
             decision = decide(cs, self.policy, interactive=False)
