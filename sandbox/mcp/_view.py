@@ -20,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from sandbox.fs import _overlay
+from sandbox.fs._gitcreds import GIT_CONFIG, scrubbed_git_config
 from sandbox.fs._rules import HiddenIndex, symlink_escapes
 from sandbox.fs._safeio import O_DIR, lstat_at
 from sandbox.mcp._errors import ToolRefused
@@ -249,7 +250,22 @@ class View:
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise ToolRefused(f"{rel}: changed while reading; try again")
+        if node.layer is Layer.LOWER and node.rel == GIT_CONFIG:
+            fd = self._scrubbed(fd)  # as a run sees it: without the credentials
+            st = os.fstat(fd)
         return Node(node.rel, node.layer, st), fd
+
+    def _scrubbed(self, fd: int) -> int:
+        """A run sees .git/config without credential-bearing values (the hide mask holds
+        that rewrite); the view shows the same bytes, from memory."""
+        clean = scrubbed_git_config(self.workspace)
+        if clean is None:
+            return fd
+        os.close(fd)
+        mem = os.memfd_create("git-config", os.MFD_CLOEXEC)
+        os.write(mem, clean)
+        os.lseek(mem, 0, os.SEEK_SET)
+        return mem
 
     def entries(self, d: _Dir, rel: str) -> list[tuple[str, Node]]:
         """The merged, visible entries of an opened directory, sorted by name."""

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from sandbox.backends._mountns import MAPPED_ROOT_ID
 from sandbox.fs import FileType
-from sandbox.fs._rules import violations
+from sandbox.fs._gitcreds import GIT_CONFIG, scrubbed_paths
+from sandbox.fs._rules import HiddenIndex, violations
 from sandbox.fs._safeio import O_DIR, fsync_fd, lstat_at
 from sandbox.mcp._errors import ToolRefused
 from sandbox.mcp._view import View
@@ -35,8 +36,12 @@ def check_writable(view: View, rel: str) -> None:
     """Refuse what no level may commit (hidden, control characters, ...), before writing."""
     if not rel:
         raise ToolRefused("cannot write the workspace root itself")
+    hidden = view.hidden
+    if rel == GIT_CONFIG:  # seen scrubbed: writing it back would drop the credentials
+        hidden = HiddenIndex.of((*view.hidden.exact, *scrubbed_paths(view.workspace)))
+        hidden = HiddenIndex(hidden.exact, view.hidden.matcher)
     bad = violations(rel, new_type=FileType.FILE, new_mode=_NEW_FILE_MODE, link_target=None,
-                     hidden=view.hidden)
+                     hidden=hidden)
     if bad:
         raise ToolRefused(f"{rel}: refused ({'; '.join(bad)})")
 

@@ -6,6 +6,7 @@ nothing running. Each attack is checked to have reached the server (a readable r
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -128,3 +129,27 @@ def _sleepers(marker: str) -> list[int]:
         if cmd[:1] == ["sleep"] and marker in cmd:
             found.append(p.pid)
     return found
+
+
+def test_git_credentials_stay_out_of_the_file_tools(cli: Cli, workspace: Path) -> None:
+    """A run sees .git/config without credentials; so does read_file/grep (the same bytes)."""
+    token = "ghp_mcpTOKEN9f8e7d6c5b4a"
+    subprocess.run(["git", "init", "-q", str(workspace)], check=True)
+    subprocess.run(["git", "-C", str(workspace), "config", "remote.origin.url",
+                    f"https://bot:{token}@git.example.com/org/repo.git"], check=True)
+
+    async def go() -> None:
+        async with connect(cli, workspace) as t:
+            shown = await t.ok("read_file", {"path": ".git/config"})
+            assert "[remote \"origin\"]" in shown and "git.example.com" in shown
+            assert token not in shown
+            _err, found = await t.call("grep", {"pattern": "mcpTOKEN", "path": ".git"})
+            assert token not in found and "no matches" in found
+            inside = await t.ok("bash", {"command": "cat .git/config"})
+            assert token not in inside and "git.example.com" in inside
+            await t.refused("write_file", {"path": ".git/config", "content": "[core]\n"})
+            await t.refused("edit_file", {"path": ".git/config", "old_string": "origin",
+                                          "new_string": "evil"})
+
+    anyio.run(go)
+    assert token in (workspace / ".git/config").read_text()
