@@ -245,7 +245,7 @@ def _show(ctx: Ctx, args: argparse.Namespace) -> int:
 
 
 def _diff(ctx: Ctx, args: argparse.Namespace) -> int:
-    from sandbox.fs import diffstat, render_patch
+    from sandbox.fs import ChangeSet, diffstat, render_patch
     from sandbox.fs._patch import Conflicted
 
     resolved, cs, upper = _pending(ctx, args.ref)
@@ -261,10 +261,21 @@ def _diff(ctx: Ctx, args: argparse.Namespace) -> int:
         print(diffstat(cs, paths=paths), end="")
     else:
         conflicted: list[Conflicted] = []
-        patch = render_patch(cs, upper=upper, lower=resolved.session.workspace, paths=paths,
-                             session_dir=ctx.layout.session_dir(resolved.session.id),
-                             conflicted=conflicted)
+
+        def patch_of(changes: ChangeSet) -> bytes:
+            return render_patch(changes, upper=upper, lower=resolved.session.workspace,
+                                paths=paths, session_dir=ctx.layout.session_dir(resolved.session.id),
+                                conflicted=conflicted)
+
+        # Forbidden changes stay out of the patch (`diff | git apply` must never write what
+        # approve refuses); --include-forbidden adds each after a marker, for forensics.
+        patch = patch_of(cs.permitted())
+        forbidden = [c for c in cs.select(paths) if c.forbidden]
+        for c in forbidden:
+            if args.include_forbidden:
+                patch += render.forbidden_marker(c) + patch_of(ChangeSet((c,)))
         render.write_patch(patch)
+        render.forbidden_left_out(forbidden, included=args.include_forbidden)
         render.conflicted(conflicted)
     return 0
 

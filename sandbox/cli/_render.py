@@ -391,6 +391,21 @@ def _trust_tag(eff: EffectivePolicy, attr: str) -> str:
             return ""
 
 
+def forbidden_marker(change: Any) -> bytes:
+    """A comment line before a forbidden change in `diff --include-forbidden` (git apply
+    ignores text between patches, as in a mail)."""
+    return (esc(f"# FORBIDDEN: {change.path}: {'; '.join(change.forbidden)}") + "\n").encode()
+
+
+def forbidden_left_out(changes: Sequence[Any], *, included: bool) -> None:
+    for c in changes:
+        what = "included, marked # FORBIDDEN" if included else "left out of the patch"
+        print(esc(f"sandbox: diff: {c.path}: forbidden, {what} ({'; '.join(c.forbidden)})"),
+              file=sys.stderr)
+    if changes and not included:
+        print("sandbox: diff: --include-forbidden shows them (never apply them)", file=sys.stderr)
+
+
 def repository_policy_note(eff: EffectivePolicy) -> None:
     """A run's first line says when its level or egress came from the repository's policy."""
     fields = {"level": "level", "egress_allow": "egress.allow",

@@ -164,6 +164,9 @@ def _diff_args(d: argparse.ArgumentParser) -> None:
     d.add_argument("paths", nargs="*", metavar="PATH")
     d.add_argument("--json", action="store_true", help="structured changeset")
     d.add_argument("--stat", action="store_true", help="diffstat only")
+    d.add_argument("--include-forbidden", action="store_true",
+                   help="also show forbidden changes (each after a `# FORBIDDEN` line); "
+                        "without it they are left out and named on stderr")
 
 
 def _export_args(x: argparse.ArgumentParser) -> None:

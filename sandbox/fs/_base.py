@@ -298,7 +298,7 @@ def _as_made(change: Change, seen: Seen | None, src: DirFds, session_dir: Path) 
 
 def _counted(change: Change, old: bytes | None, src: DirFds) -> Change:
     """Line counts of the session's own edit (what it saw -> its version)."""
-    from sandbox.fs._textdiff import MAX_TEXT_DIFF, is_binary, line_counts
+    from sandbox.fs._textdiff import MAX_TEXT_DIFF, line_counts, looks_binary
 
     if old is None or (change.new_size or 0) > MAX_TEXT_DIFF:
         return change
@@ -307,7 +307,7 @@ def _counted(change: Change, old: bytes | None, src: DirFds) -> Change:
                  dir_fd=src.get(parent))
     with os.fdopen(fd, "rb") as f:
         new = f.read()
-    if is_binary(old) or is_binary(new):
+    if looks_binary(old) or looks_binary(new):
         return change
     added, removed = line_counts(old, new)
     return replace(change, added_lines=added, removed_lines=removed)

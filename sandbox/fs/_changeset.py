@@ -173,6 +173,11 @@ class ChangeSet:
     def forbidden(self) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.forbidden)
 
+    def permitted(self) -> ChangeSet:
+        """Without the forbidden changes: what `approve` could ever commit (so a patch of it,
+        applied with `git apply`, never writes what approve refuses)."""
+        return ChangeSet(tuple(c for c in self.changes if not c.forbidden))
+
     @property
     def conflicts(self) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.conflict)

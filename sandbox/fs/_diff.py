@@ -18,7 +18,7 @@ from typing import assert_never
 from sandbox.errors import WorkspaceError
 from sandbox.fs import _overlay, _rules
 from sandbox.fs._changeset import Change, ChangeKind, ChangeSet, FileType
-from sandbox.fs._textdiff import MAX_TEXT_DIFF, is_binary, line_counts
+from sandbox.fs._textdiff import MAX_TEXT_DIFF, line_counts, looks_binary
 
 _CHUNK = 1024 * 1024
 _PERM = 0o7777
@@ -317,9 +317,9 @@ def read_bytes(path: str, limit: int | None = None) -> bytes:
 def _count_one(path: str, size: int) -> tuple[bool, int | None]:
     """(binary, line count) of one side of an added/deleted file."""
     if size > MAX_TEXT_DIFF:
-        return is_binary(read_bytes(path, 8000)), None
+        return looks_binary(read_bytes(path, 8000), complete=False), None
     data = read_bytes(path)
-    if is_binary(data):
+    if looks_binary(data):
         return True, None
     added, _ = line_counts(b"", data)
     return False, added
@@ -330,17 +330,18 @@ def _compare_files(
 ) -> tuple[bool, bool, int | None, int | None]:
     """(same content, binary, added lines, removed lines)."""
     if usize > MAX_TEXT_DIFF or lsize > MAX_TEXT_DIFF:
-        binary = is_binary(read_bytes(upath, 8000)) or is_binary(read_bytes(lpath, 8000))
+        binary = (looks_binary(read_bytes(upath, 8000), complete=False)
+                  or looks_binary(read_bytes(lpath, 8000), complete=False))
         same = usize == lsize and _same_stream(upath, lpath)
         return same, binary, None, None
     new = read_bytes(upath)
     if usize == lsize:
         old = read_bytes(lpath)
         if old == new:
-            return True, is_binary(new), None, None
+            return True, looks_binary(new), None, None
     else:
         old = read_bytes(lpath)
-    if is_binary(old) or is_binary(new):
+    if looks_binary(old) or looks_binary(new):
         return False, True, None, None
     added, removed = line_counts(old, new)
     return False, False, added, removed

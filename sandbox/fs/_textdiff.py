@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import difflib
+import re
 from collections.abc import Iterator, Sequence
 
 # git looks at the first 8000 bytes for a NUL to call a file binary; do the same so our
@@ -15,7 +17,28 @@ Opcode = tuple[str, int, int, int, int]
 
 
 def is_binary(data: bytes) -> bool:
+    """git's heuristic (a NUL in the first 8000 bytes): decides the patch format only."""
     return b"\0" in data[:BINARY_PROBE]
+
+
+# C0 controls but tab, LF, FF, CR; and DEL. C1 controls are checked on the decoded text.
+_C0 = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_C1 = re.compile("[\x80-\x9f]")
+
+
+def looks_binary(data: bytes, *, complete: bool = True) -> bool:
+    """What a reviewer would call binary (the changeset's `binary`: the `[review.auto]
+    binaries` rule and the review marks): not valid UTF-8, or holding control characters other
+    than tab, newline, carriage return and form feed. A NUL test alone lets 4,000 random
+    non-zero bytes pass as a text change. `complete=False`: `data` is a file's head, which may
+    end inside a character."""
+    if _C0.search(data):
+        return True
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(data, final=complete)
+    except UnicodeDecodeError:
+        return True
+    return _C1.search(text) is not None
 
 
 def lines_of(data: bytes) -> list[bytes]:
