@@ -20,6 +20,7 @@ import math
 import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 
 __all__ = ["Report", "Session", "compute", "quantiles"]
 
@@ -81,10 +82,8 @@ def quantiles(values: list[float]) -> dict[str, float | int | None]:
 
 
 def _seconds(start: str, end: str) -> float:
-    from datetime import datetime
-
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
-    return (datetime.strptime(end, fmt) - datetime.strptime(start, fmt)).total_seconds()
+    # fromisoformat is C code and reads the log's "...Z" stamps (strptime is 10x slower).
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
 def _num(value: object) -> float:
