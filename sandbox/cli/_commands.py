@@ -245,7 +245,7 @@ def _show(ctx: Ctx, args: argparse.Namespace) -> int:
 
 
 def _diff(ctx: Ctx, args: argparse.Namespace) -> int:
-    from sandbox.fs import ChangeSet, diffstat, render_patch
+    from sandbox.fs import ChangeSet, diffstat, iter_patch
     from sandbox.fs._patch import Conflicted
 
     resolved, cs, upper = _pending(ctx, args.ref)
@@ -262,19 +262,23 @@ def _diff(ctx: Ctx, args: argparse.Namespace) -> int:
     else:
         conflicted: list[Conflicted] = []
 
-        def patch_of(changes: ChangeSet) -> bytes:
-            return render_patch(changes, upper=upper, lower=resolved.session.workspace,
-                                paths=paths, session_dir=ctx.layout.session_dir(resolved.session.id),
-                                conflicted=conflicted)
+        def patch_of(changes: ChangeSet) -> Iterator[bytes]:
+            return iter_patch(changes, upper=upper, lower=resolved.session.workspace,
+                              paths=paths, session_dir=ctx.layout.session_dir(resolved.session.id),
+                              conflicted=conflicted)
 
-        # Forbidden changes stay out of the patch (`diff | git apply` must never write what
-        # approve refuses); --include-forbidden adds each after a marker, for forensics.
-        patch = patch_of(cs.permitted())
+        def pieces() -> Iterator[bytes]:
+            # Forbidden changes stay out of the patch (`diff | git apply` must never write
+            # what approve refuses); --include-forbidden adds each after a marker, for
+            # forensics. Streamed: a million-line change starts printing at once.
+            yield from patch_of(cs.permitted())
+            for c in forbidden:
+                if args.include_forbidden:
+                    yield render.forbidden_marker(c)
+                    yield from patch_of(ChangeSet((c,)))
+
         forbidden = [c for c in cs.select(paths) if c.forbidden]
-        for c in forbidden:
-            if args.include_forbidden:
-                patch += render.forbidden_marker(c) + patch_of(ChangeSet((c,)))
-        render.write_patch(patch)
+        render.write_patch(pieces())
         render.forbidden_left_out(forbidden, included=args.include_forbidden)
         render.conflicted(conflicted)
     return 0

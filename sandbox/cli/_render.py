@@ -3,6 +3,7 @@ it reaches a terminal: control characters, escape sequences and bidi controls ne
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -219,37 +220,67 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
     return 0
 
 
-def write_patch(patch: bytes) -> None:
+def write_patch(patch: bytes | Iterable[bytes]) -> None:
     """Byte-exact to a file or pipe (for `git apply`); escaped on a terminal, binary content
-    summarised, and paged when longer than the screen."""
-    if sys.stdout.isatty():
-        text = safe_patch_for_terminal(patch)
-        if not _page(text):
-            sys.stdout.write(text)
-            sys.stdout.flush()
-    else:
+    summarised, and paged when longer than the screen. Pieces are written as they come, so a
+    huge patch starts showing at once."""
+    chunks = [patch] if isinstance(patch, bytes) else patch
+    if not sys.stdout.isatty():
         sys.stdout.flush()
-        os.write(sys.stdout.fileno(), patch) if patch else None
+        for chunk in chunks:
+            _write_all(sys.stdout.fileno(), chunk)
+        return
+    import shutil
+
+    from sandbox.review import patch_lines, terminal_lines
+
+    lines = terminal_lines(patch_lines(chunks), color=os.environ.get("NO_COLOR") is None)
+    rows = shutil.get_terminal_size().lines
+    head: list[str] = []
+    for line in lines:  # a screenful first: if that is all there is, no pager
+        head.append(line)
+        if len(head) >= rows - 1:
+            break
+    else:
+        sys.stdout.write("".join(f"{ln}\n" for ln in head))
+        sys.stdout.flush()
+        return
+    if not _page(itertools.chain(head, lines)):
+        sys.stdout.write("".join(f"{ln}\n" for ln in head))
+        for line in lines:
+            sys.stdout.write(f"{line}\n")
+        sys.stdout.flush()
 
 
-def _page(text: str) -> bool:
-    """Show `text` through $PAGER (or `less -FRX`) if it does not fit the terminal; False if
-    it was not paged. The text is already escaped: the pager only passes our own colours."""
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _page(lines: Iterable[str]) -> bool:
+    """Stream escaped lines through $PAGER (or `less -FRX`); False if there is no pager. The
+    text is already escaped: the pager only passes our own colours."""
     import shlex
     import shutil
     import subprocess
 
-    rows = shutil.get_terminal_size().lines
-    if text.count("\n") < rows - 1:
-        return False
     pager = os.environ.get("PAGER")
     argv = shlex.split(pager) if pager else ["less", "-FRX"]
     if not argv or shutil.which(argv[0]) is None:
         return False
     try:
-        subprocess.run(argv, input=text.encode("utf-8", "surrogateescape"), check=False)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE)
     except OSError:
         return False
+    assert proc.stdin is not None
+    try:
+        for line in lines:
+            proc.stdin.write(f"{line}\n".encode("utf-8", "surrogateescape"))
+        proc.stdin.close()
+    except BrokenPipeError:  # the person quit the pager before the end: fine
+        pass
+    proc.wait()
     return True
 
 

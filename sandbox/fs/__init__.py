@@ -19,13 +19,13 @@ from sandbox.fs._gitview import withdraw as withdraw_from_git
 from sandbox.fs._globs import PathMatcher, match_path
 from sandbox.fs._mask import build_mask, find_hidden
 from sandbox.fs._rules import RULE_IDS, symlink_escapes
-from sandbox.fs._textdiff import grouped, lines_of, opcodes
+from sandbox.fs._textdiff import LineDiff, grouped, line_diff, lines_of, opcodes
 
 if TYPE_CHECKING:
     from sandbox.fs._commit import CommitResult, commit_changeset
     from sandbox.fs._discard import discard_paths
     from sandbox.fs._journal import recover_interrupted
-    from sandbox.fs._patch import diffstat, render_patch
+    from sandbox.fs._patch import diffstat, iter_patch, render_patch
 
 # Commit, journal, discard and patch rendering are not needed by most invocations: they are
 # imported on first use so `sandbox run` stays fast (the run path is on every tool call).
@@ -36,6 +36,7 @@ _LAZY = {
     "recover_interrupted": "sandbox.fs._journal",
     "diffstat": "sandbox.fs._patch",
     "render_patch": "sandbox.fs._patch",
+    "iter_patch": "sandbox.fs._patch",
 }
 
 
@@ -82,6 +83,7 @@ __all__ = [
     "ChangeSet",
     "CommitResult",
     "FileType",
+    "LineDiff",
     "PathMatcher",
     "Seen",
     "build_mask",
@@ -91,6 +93,8 @@ __all__ = [
     "discard_paths",
     "find_hidden",
     "grouped",
+    "iter_patch",
+    "line_diff",
     "lines_of",
     "load_bases",
     "match_path",

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from sandbox.fs import _base
 from sandbox.fs._base import Seen
 from sandbox.fs._changeset import Change, ChangeKind, ChangeSet, FileType
 from sandbox.fs._diff import read_bytes
-from sandbox.fs._textdiff import grouped, is_binary, lines_of, opcodes
+from sandbox.fs._textdiff import grouped, is_binary, line_diff
 
 _NULL_SHA = b"0" * 40
 _ESCAPES = {7: b"\\a", 8: b"\\b", 9: b"\\t", 10: b"\\n", 11: b"\\v", 12: b"\\f", 13: b"\\r"}
@@ -86,26 +86,32 @@ def _emit_line(prefix: bytes, line: bytes) -> bytes:
     return prefix + line + b"\n" + _NO_NEWLINE
 
 
-def _text_hunks(old: bytes, new: bytes) -> bytes:
-    a, b = lines_of(old), lines_of(new)
+_CHUNK = 1 << 16  # a streamed patch is written in pieces of about this size
+
+
+def _text_hunks(old: bytes, new: bytes) -> Iterator[bytes]:
+    """The `@@` hunks, in pieces: a million-line hunk streams instead of being built whole."""
+    d = line_diff(old, new)
+    a, b = d.a, d.b
     out = bytearray()
-    for group in grouped(opcodes(a, b), 3):
+    for group in grouped(d.ops, 3):
         i1, i2 = group[0][1], group[-1][2]
         j1, j2 = group[0][3], group[-1][4]
         out += b"@@ -" + _hunk_range(i1, i2 - i1) + b" +" + _hunk_range(j1, j2 - j1) + b" @@\n"
         for tag, ai1, ai2, bj1, bj2 in group:
-            if tag == "equal":
-                for line in a[ai1:ai2]:
-                    out += _emit_line(b" ", line)
-                continue
-            for line in a[ai1:ai2]:
-                out += _emit_line(b"-", line)
-            for line in b[bj1:bj2]:
-                out += _emit_line(b"+", line)
-    return bytes(out)
+            runs = [(b" ", a[ai1:ai2])] if tag == "equal" else [(b"-", a[ai1:ai2]),
+                                                                 (b"+", b[bj1:bj2])]
+            for sign, lines in runs:
+                for line in lines:
+                    out += _emit_line(sign, line)
+                    if len(out) >= _CHUNK:
+                        yield bytes(out)
+                        out.clear()
+    if out:
+        yield bytes(out)
 
 
-def _section(path: bytes, old: _Side | None, new: _Side | None) -> bytes:
+def _section(path: bytes, old: _Side | None, new: _Side | None) -> Iterator[bytes]:
     """One `diff --git` section; old/new None mean the file is created/deleted."""
     a_name, b_name = git_quote(b"a/" + path), git_quote(b"b/" + path)
     tab = b"\t" if b" " in path else b""
@@ -119,7 +125,8 @@ def _section(path: bytes, old: _Side | None, new: _Side | None) -> bytes:
     elif old is not None and new is not None and old.mode != new.mode:
         out += b"old mode %o\nnew mode %o\n" % (old.mode, new.mode)
     if old is not None and new is not None and old_data == new_data:
-        return bytes(out)  # mode-only change: no index line, no hunk
+        yield bytes(out)  # mode-only change: no index line, no hunk
+        return
     old_sha = blob_sha(old_data) if old else _NULL_SHA
     new_sha = blob_sha(new_data) if new else _NULL_SHA
     out += b"index " + old_sha + b".." + new_sha
@@ -128,13 +135,15 @@ def _section(path: bytes, old: _Side | None, new: _Side | None) -> bytes:
     out += b"\n"
     if is_binary(old_data) or is_binary(new_data):
         out += b"GIT binary patch\n" + _binary_literal(new_data) + _binary_literal(old_data)
-        return bytes(out)
+        yield bytes(out)
+        return
     if not old_data and not new_data:
-        return bytes(out)
+        yield bytes(out)
+        return
     out += b"--- " + (a_name + tab if old else b"/dev/null") + b"\n"
     out += b"+++ " + (b_name + tab if new else b"/dev/null") + b"\n"
-    out += _text_hunks(old_data, new_data)
-    return bytes(out)
+    yield bytes(out)
+    yield from _text_hunks(old_data, new_data)
 
 
 def _read_side(root: Path, rel: str, ftype: FileType | None, mode: int | None) -> _Side | None:
@@ -153,24 +162,28 @@ def _read_side(root: Path, rel: str, ftype: FileType | None, mode: int | None) -
             return None
 
 
-def _render_change(change: Change, upper: Path, lower: Path) -> bytes:
+def _render_change(change: Change, upper: Path, lower: Path) -> Iterator[bytes]:
     old = _read_side(lower, change.path, change.old_type, change.old_mode)
     if change.kind is ChangeKind.DELETED:
-        return _section(os.fsencode(change.path), old, None) if old else b""
-    return _pair(change.path, old, _read_side(upper, change.path, change.new_type,
-                                              change.new_mode))
+        if old:
+            yield from _section(os.fsencode(change.path), old, None)
+        return
+    yield from _pair(change.path, old, _read_side(upper, change.path, change.new_type,
+                                                  change.new_mode))
 
 
-def _pair(rel: str, old: _Side | None, new: _Side | None) -> bytes:
+def _pair(rel: str, old: _Side | None, new: _Side | None) -> Iterator[bytes]:
     path = os.fsencode(rel)
     if old is None and new is None:
-        return b""
+        return
     if old is not None and new is not None and old.mode >> 12 != new.mode >> 12:
         # file <-> symlink: git shows a deletion then a creation of the same path
-        return _section(path, old, None) + _section(path, None, new)
+        yield from _section(path, old, None)
+        yield from _section(path, None, new)
+        return
     if old is not None and new is not None and old == new:
-        return b""  # e.g. 0644 -> 0600: invisible to git
-    return _section(path, old, new)
+        return  # e.g. 0644 -> 0600: invisible to git
+    yield from _section(path, old, new)
 
 
 @dataclass(frozen=True)
@@ -193,11 +206,19 @@ def render_patch(cs: ChangeSet, *, upper: Path, lower: Path, paths: Sequence[str
     a change where the workspace moved since the session saw it is shown against what the
     session saw (never presenting a person's edit as the session's); the workspace's own
     change there is appended to `conflicted`, for the caller to show beside it."""
+    return b"".join(iter_patch(cs, upper=upper, lower=lower, paths=paths,
+                               session_dir=session_dir, conflicted=conflicted))
+
+
+def iter_patch(cs: ChangeSet, *, upper: Path, lower: Path, paths: Sequence[str] | None = None,
+               session_dir: Path | None = None,
+               conflicted: list[Conflicted] | None = None) -> Iterator[bytes]:
+    """`render_patch` in pieces, as they are made (`sandbox diff` streams them);
+    `conflicted` is complete once the pieces are."""
     chosen = cs.select(paths)
     bases = _base.load(session_dir) if session_dir is not None else None
     moves = renames([c for c in chosen if not c.conflict], upper=upper, lower=lower)
     gone = set(moves.values())
-    out = bytearray()
     for c in chosen:
         if c.path in gone:
             continue
@@ -209,15 +230,16 @@ def render_patch(cs: ChangeSet, *, upper: Path, lower: Path, paths: Sequence[str
             base = _seen_side(seen, data) if kept else theirs_side
             new = None if c.kind is ChangeKind.DELETED else _read_side(
                 upper, c.path, c.new_type, c.new_mode)
-            out += _pair(c.path, base, new)
+            yield from _pair(c.path, base, new)
             if conflicted is not None:
-                conflicted.append(Conflicted(c.path, c.conflict or "", _pair(
-                    c.path, base, theirs_side) if kept else b"", kept))
+                conflicted.append(Conflicted(c.path, c.conflict or "", b"".join(_pair(
+                    c.path, base, theirs_side)) if kept else b"", kept))
             continue
         src = moves.get(c.path)
-        out += _render_change(c, upper, lower) if src is None else _rename_section(
-            cs.by_path(src), c)
-    return bytes(out)
+        if src is None:
+            yield from _render_change(c, upper, lower)
+        else:
+            yield _rename_section(cs.by_path(src), c)
 
 
 def _seen_side(seen: Seen, data: bytes | None) -> _Side | None:

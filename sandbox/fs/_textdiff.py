@@ -6,6 +6,7 @@ import codecs
 import difflib
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 # git looks at the first 8000 bytes for a NUL to call a file binary; do the same so our
 # line counts and patch format agree with what `git diff` would show.
@@ -42,9 +43,12 @@ def looks_binary(data: bytes, *, complete: bool = True) -> bool:
 
 
 def lines_of(data: bytes) -> list[bytes]:
-    # bytes.splitlines also splits on \r, \v, \f, \x1c..; git splits on \n only.
+    # git splits on \n only; bytes.splitlines also splits on \r (and \r\n), so it is only the
+    # fast path (one C pass) for text without \r.
     if not data:
         return []
+    if b"\r" not in data:
+        return data.splitlines(keepends=True)
     parts = data.split(b"\n")
     lines = [p + b"\n" for p in parts[:-1]]
     if parts[-1]:
@@ -52,8 +56,14 @@ def lines_of(data: bytes) -> list[bytes]:
     return lines
 
 
+# Above this many lines in a changed middle, difflib's matcher (quadratic in the worst case,
+# seconds per million lines at best) gives way to git's own line diff (libgit2's xdiff).
+XDIFF_ABOVE = 10_000
+
+
 def opcodes(a: Sequence[bytes], b: Sequence[bytes]) -> list[Opcode]:
-    """difflib opcodes, after trimming the common head and tail (cheap, and the usual case)."""
+    """difflib opcodes, after trimming the common head and tail (cheap, and the usual case);
+    a huge middle is diffed by libgit2 instead (see `_xdiff`)."""
     head = 0
     limit = min(len(a), len(b))
     while head < limit and a[head] == b[head]:
@@ -67,15 +77,38 @@ def opcodes(a: Sequence[bytes], b: Sequence[bytes]) -> list[Opcode]:
     if head:
         out.append(("equal", 0, head, 0, head))
     if mid_a or mid_b:
-        # autojunk would treat frequent lines ("}", blank) as junk and give odd hunks on small
-        # files; on huge middles it keeps the matcher from going quadratic.
-        junk = len(mid_a) + len(mid_b) > 40_000
-        matcher = difflib.SequenceMatcher(None, mid_a, mid_b, autojunk=junk)
-        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-            out.append((tag, i1 + head, i2 + head, j1 + head, j2 + head))
+        ops: Sequence[Opcode]
+        if len(mid_a) + len(mid_b) > XDIFF_ABOVE and mid_a and mid_b:
+            ops = _xdiff(b"".join(mid_a), b"".join(mid_b), len(mid_a), len(mid_b))
+        else:
+            # autojunk would treat frequent lines ("}", blank) as junk and give odd hunks.
+            ops = difflib.SequenceMatcher(None, mid_a, mid_b, autojunk=False).get_opcodes()
+        out += [(tag, i1 + head, i2 + head, j1 + head, j2 + head) for tag, i1, i2, j1, j2 in ops]
     if tail:
         out.append(("equal", len(a) - tail, len(a), len(b) - tail, len(b)))
     return _merge_equal(out)
+
+
+def _xdiff(old: bytes, new: bytes, len_a: int, len_b: int) -> list[Opcode]:
+    """Opcodes from git's line diff (libgit2, in C: a million changed lines in well under a
+    second, where difflib takes many). Lines split on \\n only, as ours do."""
+    import pygit2  # only huge changes pay for the import
+
+    patch = pygit2.Patch.create_from(old, new, context_lines=0, interhunk_lines=0)
+    out: list[Opcode] = []
+    i = j = 0
+    for h in patch.hunks:
+        # git's ranges are 1-based; an empty side names the line before it.
+        i1 = h.old_start - 1 if h.old_lines else h.old_start
+        j1 = h.new_start - 1 if h.new_lines else h.new_start
+        if i1 > i:
+            out.append(("equal", i, i1, j, j1))
+        tag = "replace" if h.old_lines and h.new_lines else "delete" if h.old_lines else "insert"
+        i, j = i1 + h.old_lines, j1 + h.new_lines
+        out.append((tag, i1, i, j1, j))
+    if i < len_a:
+        out.append(("equal", i, len_a, j, len_b))
+    return out
 
 
 def _merge_equal(ops: list[Opcode]) -> list[Opcode]:
@@ -89,10 +122,44 @@ def _merge_equal(ops: list[Opcode]) -> list[Opcode]:
     return merged
 
 
+@dataclass(frozen=True)
+class LineDiff:
+    """Both sides split into lines, and the opcodes turning `a` into `b`."""
+
+    a: list[bytes]
+    b: list[bytes]
+    ops: list[Opcode]
+
+
+# The diffs of the last few big changes, so the run summary's line counts, `sandbox diff` and
+# the review screen diff a million-line file once per process, not once each.
+_CACHE_ABOVE = 1 << 20
+_CACHE_SIZE = 3
+_cache: dict[tuple[int, int, int, int], tuple[bytes, bytes, LineDiff]] = {}
+
+
+def line_diff(old: bytes, new: bytes) -> LineDiff:
+    big = len(old) + len(new) > _CACHE_ABOVE
+    key = (hash(old), hash(new), len(old), len(new))
+    if big:
+        hit = _cache.get(key)
+        if hit is not None and hit[0] == old and hit[1] == new:
+            return hit[2]
+    a, b = lines_of(old), lines_of(new)
+    # A big pair goes to libgit2 whole (it trims the common ends itself): no re-joining.
+    d = LineDiff(a, b, _merge_equal(_xdiff(old, new, len(a), len(b))) if big and a and b
+                 else opcodes(a, b))
+    if big:
+        if len(_cache) >= _CACHE_SIZE:
+            del _cache[next(iter(_cache))]
+        _cache[key] = (old, new, d)
+    return d
+
+
 def line_counts(old: bytes, new: bytes) -> tuple[int, int]:
     """(added, removed) lines between two texts."""
     added = removed = 0
-    for tag, i1, i2, j1, j2 in opcodes(lines_of(old), lines_of(new)):
+    for tag, i1, i2, j1, j2 in line_diff(old, new).ops:
         if tag != "equal":
             removed += i2 - i1
             added += j2 - j1

@@ -39,7 +39,12 @@ if TYPE_CHECKING:
         build_state,
         hunkable,
     )
-    from sandbox.review._patchview import decode_binary_literal, terminal_patch
+    from sandbox.review._patchview import (
+        decode_binary_literal,
+        patch_lines,
+        terminal_lines,
+        terminal_patch,
+    )
     from sandbox.review._timeline import timeline
     from sandbox.review._tui import run_tui, utf8_terminal
 
@@ -54,7 +59,8 @@ _LAZY = {
     **dict.fromkeys(("Hunk", "TextDiff", "text_diff"), "_hunks"),
     **dict.fromkeys(("Choice", "Item", "Mark", "ReviewState", "Tally", "build_state",
                      "hunkable"), "_model"),
-    **dict.fromkeys(("decode_binary_literal", "terminal_patch"), "_patchview"),
+    **dict.fromkeys(("decode_binary_literal", "patch_lines", "terminal_lines",
+                     "terminal_patch"), "_patchview"),
     "timeline": "_timeline",
     **dict.fromkeys(("run_tui", "utf8_terminal"), "_tui"),
 }
@@ -102,8 +108,10 @@ __all__ = [
     "export_changeset",
     "hunkable",
     "make_plan",
+    "patch_lines",
     "run_tui",
     "sniff_type",
+    "terminal_lines",
     "terminal_patch",
     "text_diff",
     "timeline",

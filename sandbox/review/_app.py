@@ -9,12 +9,12 @@ string drawn has been escaped before it gets here (rows from `_detail`, paths vi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import assert_never
 
 from sandbox.review._apply import HunkedFile
 from sandbox.review._detail import Detail, RowKind
+from sandbox.review._layout import Layout, Pos, Visual
 from sandbox.review._model import Choice, Item, Mark, ReviewState
 from sandbox.review._safe import cell_width, esc, wrap_cells
 
@@ -92,16 +92,6 @@ def _middle(text: str, width: int) -> str:
     return f"{head}...{tail_pieces}"
 
 
-@dataclass(frozen=True)
-class _Visual:
-    """One screen row of the file view: a piece of a detail row."""
-
-    text: str
-    style: Style
-    part: int | None
-    continued: bool
-
-
 class ReviewApp:
     def __init__(self, state: ReviewState, load: Callable[[Item], Detail], *, title: str,
                  ascii_only: bool = False) -> None:
@@ -115,11 +105,11 @@ class ReviewApp:
         self._mode = _Mode.LIST
         self._back = _Mode.LIST
         self._details: dict[int, Detail] = {}
-        self._file_top = 0
+        self._top: Pos = (0, 0)  # first screen line of the file view: (row, piece)
         self._part = 0
         self._message = ""
-        self._visual: list[_Visual] = []
-        self._visual_width = 0
+        self._lay: Layout | None = None
+        self._width = 75  # of the file view's text, as last drawn
 
     # -- data ------------------------------------------------------------------------------
     def detail(self, i: int) -> Detail:
@@ -206,9 +196,9 @@ class ReviewApp:
         self.cursor = i
         self.detail(i)
         self._mode = _Mode.FILE
-        self._file_top = 0
+        self._top = (0, 0)
         self._part = 0
-        self._visual_width = 0
+        self._lay = None
 
     def _parts(self) -> int:
         return len(self.state.choices[self.cursor])
@@ -244,17 +234,17 @@ class ReviewApp:
             case "btab" | "K":
                 self._goto_part(max(0, self._part - 1))
             case "down" | "j":
-                self._file_top += 1
+                self._top = self._layout(detail).forward(self._top, 1)
             case "up" | "k":
-                self._file_top = max(0, self._file_top - 1)
+                self._top = self._layout(detail).back(self._top, 1)
             case "pgdn" | " ":
-                self._file_top += 10
+                self._top = self._layout(detail).forward(self._top, 10)
             case "pgup":
-                self._file_top = max(0, self._file_top - 10)
+                self._top = self._layout(detail).back(self._top, 10)
             case "home" | "g":
-                self._file_top = 0
+                self._top = (0, 0)
             case "end" | "G":
-                self._file_top = len(self._visual)
+                self._top = self._layout(detail).last()  # drawing shows the last screen
             case "q" | "esc" | "left" | "h":
                 self._mode = _Mode.LIST
             case "?":
@@ -264,10 +254,9 @@ class ReviewApp:
 
     def _goto_part(self, part: int) -> None:
         self._part = part
-        for n, v in enumerate(self._visual):
-            if v.part == part:
-                self._file_top = max(0, n - 1)
-                return
+        starts = self.detail(self.cursor).part_starts()
+        if part < len(starts):
+            self._top = (max(0, starts[part] - 1), 0)
 
     def _confirm_key(self, name: str) -> None:
         match name:
@@ -362,31 +351,28 @@ class ReviewApp:
             Style.NOTE if {Mark.FORBIDDEN, Mark.PROTECTED} & set(item.marks) else Style.DIM)
         return ((prefix + name + pad, style), (tail, mark_style))
 
-    def _layout(self, detail: Detail, width: int) -> None:
-        if self._visual_width == width:
-            return
-        cont = "\\" if self.ascii_only else "\u21aa"
-        self._visual = []
-        for row in detail.rows:
-            pieces = wrap_cells(row.text, width)
-            style = _ROW_STYLE[row.kind]
-            for n, piece in enumerate(pieces):
-                self._visual.append(_Visual(piece if n == 0 else cont + piece, style, row.part,
-                                            n > 0))
-        self._visual_width = width
+    def _layout(self, detail: Detail, width: int | None = None) -> Layout:
+        """The open change's screen lines at `width` (default: as last drawn), made lazily."""
+        width = self._width if width is None else width
+        if self._lay is None or self._lay.rows is not detail.rows or self._lay.width != width:
+            if self._lay is not None and self._lay.width != width:
+                self._top = (self._top[0], 0)  # same row at the top after a resize
+            self._lay = Layout(detail.rows, width, cont="\\" if self.ascii_only else "\u21aa")
+            self._width = width
+        return self._lay
 
     def _draw_file(self, rows: int, cols: int) -> list[Line]:
         i = self.cursor
         detail = self.detail(i)
-        self._layout(detail, cols - 5)
+        lay = self._layout(detail, cols - 5)
         view = rows - 3
-        self._file_top = max(0, min(self._file_top, len(self._visual) - view))
+        self._top = lay.clamp(self._top, view)
         parts = self._parts()
         where = f"hunk {self._part + 1}/{parts}" if detail.diff is not None else "whole file"
         out: list[Line] = [self._title(
             f"{self._mark(i)} {esc(self.state.items[i].path, ascii_only=self.ascii_only)}  "
             f"({i + 1}/{len(self.state.items)}, {where})", cols)]
-        for v in self._visual[self._file_top:self._file_top + view]:
+        for v in lay.lines(self._top, view):
             out.append(self._file_line(v, detail))
         out += [(("", Style.NORMAL),)] * (rows - 2 - len(out))
         out.append(self._status(cols))
@@ -396,13 +382,14 @@ class ReviewApp:
         out.append(((_fit(keys, cols), Style.KEYS),))
         return out
 
-    def _file_line(self, v: _Visual, detail: Detail) -> Line:
+    def _file_line(self, v: Visual, detail: Detail) -> Line:
         current = detail.diff is not None and v.part == self._part
         gutter = ">" if current else " "
         mark = "    "
-        if v.part is not None and not v.continued and v.style in (Style.HUNK,):
+        style = _ROW_STYLE[v.kind]
+        if v.part is not None and not v.continued and style is Style.HUNK:
             mark = self._part_mark(v.part) + " "
-        return ((gutter + mark, Style.CURSOR if current else Style.DIM), (v.text, v.style))
+        return ((gutter + mark, Style.CURSOR if current else Style.DIM), (v.text, style))
 
     def _part_mark(self, part: int) -> str:
         choice = self.state.choices[self.cursor][part]

@@ -7,19 +7,21 @@ text only, and binary content is summarised (size, type, sha256), never shown.
 
 from __future__ import annotations
 
+import bisect
 import stat
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import assert_never
+from typing import assert_never, overload
 
 from sandbox.fs import Change, ChangeKind, FileType
-from sandbox.review._hunks import NO_NEWLINE, TextDiff, text_diff
+from sandbox.review._hunks import NO_NEWLINE, Segment, TextDiff, text_diff
 from sandbox.review._io import Tree
 from sandbox.review._model import Item, hunkable
 from sandbox.review._safe import describe_binary, esc, esc_line
 
-__all__ = ["Detail", "Loader", "Row", "RowKind"]
+__all__ = ["Detail", "Loader", "Row", "RowKind", "Rows"]
 
 # Largest side we diff for display; beyond it the change is described, not shown.
 MAX_SHOWN = 32 << 20
@@ -42,20 +44,81 @@ class Row:
     part: int | None = None  # which part (hunk) the row belongs to, for hunked files
 
 
+class Rows(Sequence[Row]):
+    """A detail's rows, made on demand: fixed rows and hunk segments (slices of the sides)
+    laid end to end. Indexing costs a bisect and one `esc_line`, so drawing a screen of a
+    million-line change escapes a screen of lines, never the whole file."""
+
+    def __init__(self, *, ascii_only: bool = False) -> None:
+        self._blocks: list[Row | tuple[Segment, int | None]] = []
+        self._starts: list[int] = []
+        self._len = 0
+        self._ascii = ascii_only
+
+    def add(self, row: Row) -> None:
+        self._blocks.append(row)
+        self._starts.append(self._len)
+        self._len += 1
+
+    def add_segment(self, seg: Segment, part: int | None) -> None:
+        if len(seg):
+            self._blocks.append((seg, part))
+            self._starts.append(self._len)
+            self._len += len(seg)
+
+    def extend(self, rows: Iterable[Row]) -> None:
+        for row in rows:
+            self.add(row)
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, i: int) -> Row: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Row]: ...
+
+    def __getitem__(self, i: int | slice) -> Row | Sequence[Row]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(self._len))]
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError(i)
+        n = bisect.bisect_right(self._starts, i) - 1
+        block = self._blocks[n]
+        if isinstance(block, Row):
+            return block
+        seg, part = block
+        k = seg.start + i - self._starts[n]
+        if k == seg.end:
+            return Row(RowKind.INFO, NO_NEWLINE, part)
+        line = esc_line(seg.lines[k], ascii_only=self._ascii)
+        return Row(_SIGN_KIND[seg.sign], seg.sign + line, part)
+
+    def part_starts(self) -> tuple[int, ...]:
+        """Row index of the first row of each part."""
+        starts: dict[int, int] = {}
+        for block, at in zip(self._blocks, self._starts, strict=True):
+            part = block.part if isinstance(block, Row) else block[1]
+            if part is not None and part not in starts:
+                starts[part] = at
+        return tuple(starts[p] for p in sorted(starts))
+
+
+_SIGN_KIND = {" ": RowKind.CONTEXT, "-": RowKind.DEL, "+": RowKind.ADD}
+
+
 @dataclass(frozen=True)
 class Detail:
-    rows: tuple[Row, ...]
+    rows: Rows
     parts: int  # 1, or hunks (+1 for a mode change) for a hunked file
     diff: TextDiff | None = None
     mode_part: int | None = None  # the part index of the mode change, if it is one
 
     def part_starts(self) -> tuple[int, ...]:
         """Row index of the first row of each part."""
-        starts: dict[int, int] = {}
-        for n, row in enumerate(self.rows):
-            if row.part is not None and row.part not in starts:
-                starts[row.part] = n
-        return tuple(starts[p] for p in sorted(starts))
+        return self.rows.part_starts()
 
 
 def _mode(mode: int | None) -> str:
@@ -88,19 +151,20 @@ class Loader:
 
     def detail(self, item: Item) -> Detail:
         c = item.change
-        rows: list[Row] = [Row(RowKind.INFO, self._header(item))]
+        rows = Rows(ascii_only=self.ascii_only)
+        rows.add(Row(RowKind.INFO, self._header(item)))
         if item.forbidden:
-            rows.append(Row(RowKind.NOTE, "FORBIDDEN, never committed: "
-                            + self._esc(item.verdict.reason)))
+            rows.add(Row(RowKind.NOTE, "FORBIDDEN, never committed: "
+                         + self._esc(item.verdict.reason)))
         elif item.protected:
-            rows.append(Row(RowKind.NOTE, "protected: " + self._esc(item.verdict.reason)
-                            + "; accept it on its own (y), bulk accept skips it"))
+            rows.add(Row(RowKind.NOTE, "protected: " + self._esc(item.verdict.reason)
+                         + "; accept it on its own (y), bulk accept skips it"))
         if c.setid:
-            rows.append(Row(RowKind.NOTE, "sets setuid/setgid"))
+            rows.add(Row(RowKind.NOTE, "sets setuid/setgid"))
         if hunkable(c):
             return self._hunked(c, rows)
-        rows += self._whole(c)
-        return Detail(tuple(rows), 1)
+        self._whole(c, rows)
+        return Detail(rows, 1)
 
     def _header(self, item: Item) -> str:
         c = item.change
@@ -111,37 +175,28 @@ class Loader:
         counts = "" if c.added_lines is None else f"  +{c.added_lines} -{c.removed_lines or 0}"
         return f"{self._esc(c.path)}  ({kind}, {types}){counts}"
 
-    def _hunked(self, c: Change, rows: list[Row]) -> Detail:
+    def _hunked(self, c: Change, rows: Rows) -> Detail:
         diff = self.text_diff(c)
         for h in diff.hunks:
-            rows.append(Row(RowKind.HUNK, h.header + f"  (hunk {h.index + 1} of "
-                            f"{len(diff.hunks)})", h.index))
-            rows += self._lines(h.lines, h.index)
+            rows.add(Row(RowKind.HUNK, h.header + f"  (hunk {h.index + 1} of "
+                         f"{len(diff.hunks)})", h.index))
+            for seg in h.segments:
+                rows.add_segment(seg, h.index)
         mode_part: int | None = None
         if (c.old_mode or 0) & 0o7777 != (c.new_mode or 0) & 0o7777:
             mode_part = len(diff.hunks)
-            rows.append(Row(RowKind.MODE, f"mode {_mode(c.old_mode)} -> {_mode(c.new_mode)}"
-                            + ("  (makes it executable)" if c.executable_added else ""),
-                            mode_part))
+            rows.add(Row(RowKind.MODE, f"mode {_mode(c.old_mode)} -> {_mode(c.new_mode)}"
+                         + ("  (makes it executable)" if c.executable_added else ""),
+                         mode_part))
         parts = len(diff.hunks) + (mode_part is not None)
-        return Detail(tuple(rows), max(1, parts), diff, mode_part)
+        return Detail(rows, max(1, parts), diff, mode_part)
 
-    def _lines(self, lines: tuple[tuple[str, bytes], ...], part: int | None) -> list[Row]:
-        kinds = {" ": RowKind.CONTEXT, "-": RowKind.DEL, "+": RowKind.ADD}
-        out: list[Row] = []
-        for sign, raw in lines:
-            out.append(Row(kinds[sign], sign + esc_line(raw, ascii_only=self.ascii_only), part))
-            if not raw.endswith(b"\n"):
-                out.append(Row(RowKind.INFO, NO_NEWLINE, part))
-        return out
-
-    def _whole(self, c: Change) -> list[Row]:
-        rows: list[Row] = []
+    def _whole(self, c: Change, rows: Rows) -> None:
         if c.old_mode is not None and c.new_mode is not None and (
                 c.old_mode & 0o7777 != c.new_mode & 0o7777):
-            rows.append(Row(RowKind.MODE, f"mode {_mode(c.old_mode)} -> {_mode(c.new_mode)}"))
+            rows.add(Row(RowKind.MODE, f"mode {_mode(c.old_mode)} -> {_mode(c.new_mode)}"))
         if c.kind is ChangeKind.MODE_CHANGED:
-            return rows
+            return
         old = self._file(c, c.old_type, self.lower)
         new = self._file(c, c.new_type, self.upper) if c.kind is not ChangeKind.DELETED else None
         old_text = c.old_type is None or isinstance(old, bytes)
@@ -150,16 +205,21 @@ class Loader:
             # Text on both sides (or text and nothing): one diff, as `sandbox diff` shows it.
             old_b = old if isinstance(old, bytes) else b""
             new_b = new if isinstance(new, bytes) else b""
-            for h in text_diff(old_b, new_b).hunks:
-                rows.append(Row(RowKind.HUNK, h.header))
-                rows += self._lines(h.lines, None)
+            self._segments(text_diff(old_b, new_b), rows, headers=True)
             if not old_b and not new_b:
-                rows.append(Row(RowKind.INFO, "(empty file)"))
-            return rows
-        rows += self._describe("-", c.old_type, c, self.lower, old)
+                rows.add(Row(RowKind.INFO, "(empty file)"))
+            return
+        self._describe("-", c.old_type, c, self.lower, old, rows)
         if c.kind is not ChangeKind.DELETED:
-            rows += self._describe("+", c.new_type, c, self.upper, new)
-        return rows
+            self._describe("+", c.new_type, c, self.upper, new, rows)
+
+    @staticmethod
+    def _segments(diff: TextDiff, rows: Rows, *, headers: bool) -> None:
+        for h in diff.hunks:
+            if headers:
+                rows.add(Row(RowKind.HUNK, h.header))
+            for seg in h.segments:
+                rows.add_segment(seg, None)
 
     def _file(self, c: Change, ftype: FileType | None, tree: Tree) -> bytes | str | None:
         """A regular file's text, or a description of it (binary, huge, gone); None when
@@ -177,21 +237,24 @@ class Loader:
         return data
 
     def _describe(self, sign: str, ftype: FileType | None, c: Change, tree: Tree,
-                  file: bytes | str | None) -> list[Row]:
+                  file: bytes | str | None, rows: Rows) -> None:
         kind = RowKind.ADD if sign == "+" else RowKind.DEL
         match ftype:
             case None:
-                return []
+                return
             case FileType.DIR:
-                return [Row(RowKind.INFO, "new directory" if sign == "+" else "removed directory")]
+                rows.add(Row(RowKind.INFO, "new directory" if sign == "+"
+                             else "removed directory"))
             case FileType.SYMLINK:
-                return [Row(kind, f"{sign}symlink -> " + self._esc(tree.readlink(c.path)))]
+                rows.add(Row(kind, f"{sign}symlink -> " + self._esc(tree.readlink(c.path))))
             case FileType.FILE:
                 if isinstance(file, str):
-                    return [Row(kind, f"{sign}{file}")]
-                text = text_diff(b"", file or b"") if sign == "+" else text_diff(file or b"", b"")
-                return [row for h in text.hunks for row in self._lines(h.lines, None)]
+                    rows.add(Row(kind, f"{sign}{file}"))
+                    return
+                data = file or b""
+                text = text_diff(b"", data) if sign == "+" else text_diff(data, b"")
+                self._segments(text, rows, headers=False)
             case FileType.FIFO | FileType.SOCKET | FileType.CHARDEV | FileType.BLOCKDEV:
-                return [Row(RowKind.NOTE, f"{sign}{ftype.value} (never committed)")]
+                rows.add(Row(RowKind.NOTE, f"{sign}{ftype.value} (never committed)"))
             case _:
                 assert_never(ftype)

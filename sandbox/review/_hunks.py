@@ -10,16 +10,19 @@ hunks' regions.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 
 # The same line diff `render_patch` uses (kept in one place so hunks agree with the patch).
-from sandbox.fs import grouped, lines_of, opcodes
+from sandbox.fs import grouped, line_diff
 
-__all__ = ["CONTEXT", "Hunk", "TextDiff", "text_diff"]
+__all__ = ["CONTEXT", "Hunk", "Segment", "TextDiff", "text_diff"]
 
 CONTEXT = 3
 NO_NEWLINE = "\\ No newline at end of file"
+
+Opcode = tuple[str, int, int, int, int]
 
 
 def _range(start: int, length: int) -> str:
@@ -32,16 +35,32 @@ def _range(start: int, length: int) -> str:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """A run of lines of one sign in a hunk: `lines[start:end]` of one side (no copy), and
+    whether its last line lacks a newline (the row "\\ No newline at end of file" follows)."""
+
+    sign: str  # " ", "-" or "+"
+    lines: Sequence[bytes] = field(repr=False, compare=False)
+    start: int
+    end: int
+    no_newline: bool
+
+    def __len__(self) -> int:
+        return self.end - self.start + self.no_newline
+
+
+@dataclass(frozen=True)
 class Hunk:
-    """One `@@` block: where it sits, its lines ((sign, raw line) with sign ' ', '-' or '+'),
-    and the changed regions it owns as (old_start, old_end, new_start, new_end)."""
+    """One `@@` block: where it sits, its segments of lines, and the changed regions it owns as
+    (old_start, old_end, new_start, new_end). Lines are sliced from the sides on demand, so a
+    hunk of a million lines costs nothing until a screen of it is drawn."""
 
     index: int
     old_start: int
     old_len: int
     new_start: int
     new_len: int
-    lines: tuple[tuple[str, bytes], ...]
+    segments: tuple[Segment, ...]
     regions: tuple[tuple[int, int, int, int], ...]
 
     @property
@@ -49,19 +68,25 @@ class Hunk:
         return (f"@@ -{_range(self.old_start, self.old_len)} "
                 f"+{_range(self.new_start, self.new_len)} @@")
 
+    @cached_property
+    def lines(self) -> tuple[tuple[str, bytes], ...]:
+        """Every line as (sign, raw line): materialised, for small hunks and tests."""
+        return tuple((s.sign, line) for s in self.segments
+                     for line in s.lines[s.start:s.end])
+
     @property
     def added(self) -> int:
-        return sum(1 for sign, _ in self.lines if sign == "+")
+        return sum(j2 - j1 for _, _, j1, j2 in self.regions)
 
     @property
     def removed(self) -> int:
-        return sum(1 for sign, _ in self.lines if sign == "-")
+        return sum(i2 - i1 for i1, i2, _, _ in self.regions)
 
 
 @dataclass(frozen=True)
 class TextDiff:
-    old: tuple[bytes, ...]
-    new: tuple[bytes, ...]
+    old: Sequence[bytes] = field(repr=False)
+    new: Sequence[bytes] = field(repr=False)
     hunks: tuple[Hunk, ...]
 
     def apply(self, accepted: Collection[int]) -> bytes:
@@ -79,20 +104,30 @@ class TextDiff:
         return b"".join(out)
 
 
+def _segments(group: list[Opcode], a: Sequence[bytes], b: Sequence[bytes]) -> Iterator[Segment]:
+    def seg(sign: str, side: Sequence[bytes], lo: int, hi: int) -> Segment:
+        last = hi == len(side) and hi > lo and not side[hi - 1].endswith(b"\n")
+        return Segment(sign, side, lo, hi, last)
+
+    for tag, i1, i2, j1, j2 in group:
+        if tag == "equal":
+            yield seg(" ", a, i1, i2)
+            continue
+        if i2 > i1:
+            yield seg("-", a, i1, i2)
+        if j2 > j1:
+            yield seg("+", b, j1, j2)
+
+
 def text_diff(old: bytes, new: bytes, *, context: int = CONTEXT) -> TextDiff:
-    a, b = lines_of(old), lines_of(new)
+    d = line_diff(old, new)
+    a, b = d.a, d.b
     hunks: list[Hunk] = []
-    for group in grouped(opcodes(a, b), context):
+    for group in grouped(d.ops, context):
         i1, i2 = group[0][1], group[-1][2]
         j1, j2 = group[0][3], group[-1][4]
-        lines: list[tuple[str, bytes]] = []
-        regions: list[tuple[int, int, int, int]] = []
-        for tag, ai1, ai2, bj1, bj2 in group:
-            if tag == "equal":
-                lines.extend((" ", line) for line in a[ai1:ai2])
-                continue
-            regions.append((ai1, ai2, bj1, bj2))
-            lines.extend(("-", line) for line in a[ai1:ai2])
-            lines.extend(("+", line) for line in b[bj1:bj2])
-        hunks.append(Hunk(len(hunks), i1, i2 - i1, j1, j2 - j1, tuple(lines), tuple(regions)))
-    return TextDiff(tuple(a), tuple(b), tuple(hunks))
+        regions = tuple((ai1, ai2, bj1, bj2) for tag, ai1, ai2, bj1, bj2 in group
+                        if tag != "equal")
+        hunks.append(Hunk(len(hunks), i1, i2 - i1, j1, j2 - j1,
+                          tuple(_segments(group, a, b)), regions))
+    return TextDiff(a, b, tuple(hunks))

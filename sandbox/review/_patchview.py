@@ -11,11 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from sandbox.review._safe import describe_binary, esc_line
 
-__all__ = ["decode_binary_literal", "terminal_patch"]
+__all__ = ["decode_binary_literal", "patch_lines", "terminal_lines", "terminal_patch"]
 
 _GREEN, _RED, _CYAN, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[36m", "\x1b[0m"
 
@@ -58,16 +58,37 @@ def _binary_block(it: Iterator[bytes]) -> tuple[list[str], bytes | None]:
 
 
 def terminal_patch(patch: bytes, *, color: bool, ascii_only: bool = False) -> str:
-    out: list[str] = []
+    return "".join(f"{line}\n" for line in terminal_lines(_split(patch), color=color,
+                                                             ascii_only=ascii_only))
+
+
+def _split(patch: bytes) -> list[bytes]:
     lines = patch.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
+    return lines
+
+
+def patch_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines (without \\n) of a patch arriving in pieces."""
+    rest = b""
+    for chunk in chunks:
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
+
+
+def terminal_lines(lines: Iterable[bytes], *, color: bool,
+                   ascii_only: bool = False) -> Iterator[str]:
+    """Each patch line escaped (and coloured) for a terminal, as the lines arrive."""
     it = iter(lines)
     for raw in it:
         if raw == b"GIT binary patch":
             summary, leftover = _binary_block(it)
-            out.append("binary file (content not shown):")
-            out += summary
+            yield "binary file (content not shown):"
+            yield from summary
             if leftover is None:
                 continue
             raw = leftover
@@ -78,5 +99,4 @@ def terminal_patch(patch: bytes, *, color: bool, ascii_only: bool = False) -> st
             line = f"{_RED}{line}{_RESET}"
         elif color and line.startswith("@@"):
             line = f"{_CYAN}{line}{_RESET}"
-        out.append(line)
-    return "".join(f"{line}\n" for line in out)
+        yield line

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pexpect  # type: ignore[import-untyped]
@@ -26,7 +27,11 @@ class Tty:
                  env: dict[str, str] | None = None) -> None:
         require(pyte is not None, "pyte (pip install pyte), the terminal emulator tests read")
         env = cli.env({"TERM": TERM, "LANG": "C.UTF-8", **(env or {})})
-        self.child = pexpect.spawn(str(SANDBOX_BIN), list(args), env=env, timeout=30,
+        argv = [str(SANDBOX_BIN), *args]
+        if cli.user is not None:  # as the unprivileged user, on the same terminal
+            argv = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", cli.user, "--",
+                    "env", "-i", *[f"{k}={v}" for k, v in env.items()], *argv]
+        self.child = pexpect.spawn(argv[0], argv[1:], env=env, timeout=30,
                                    dimensions=(rows, cols))
         self.screen = pyte.Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
