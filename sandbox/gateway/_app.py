@@ -280,8 +280,14 @@ class Gateway:
             raise
         call.provider, call.attempts = sent.provider, sent.attempts
         ctype = sent.response.headers.get("content-type", "")
-        if stream and sent.response.status < 400 and ctype.startswith("text/event-stream"):
-            return StreamRelay(call, sent.response, StreamTracker(api, hide_usage_chunk=hide_usage))
+        if stream and sent.response.status < 400:
+            tracker = StreamTracker(api, hide_usage_chunk=hide_usage)
+            if ctype.startswith("application/vnd.amazon.eventstream"):
+                from sandbox.gateway._cloud import BedrockStream
+
+                return StreamRelay(call, sent.response, tracker, BedrockStream().feed)
+            if ctype.startswith("text/event-stream"):
+                return StreamRelay(call, sent.response, tracker)
         return await read_whole(call, sent.response)
 
     def _settle(self, call: Call, out: Outcome) -> None:

@@ -18,8 +18,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sandbox.errors import UsageError
+
+if TYPE_CHECKING:
+    from sandbox.gateway._cloud import BedrockAuth, VertexAuth
 
 __all__ = [
     "ApiFamily",
@@ -80,10 +84,21 @@ class Provider:
     # The upstream credential; repr=False keeps it out of every log line and traceback.
     secret: str | None = field(default=None, repr=False)
     api_version: str | None = None  # azure-openai
+    # bedrock: the model's Bedrock id per model name (default: the name itself)
+    model_ids: Mapping[str, str] = field(default_factory=dict)
+    # bedrock / vertex: how requests are signed or authorized (see _cloud)
+    auth: BedrockAuth | VertexAuth | None = field(default=None, repr=False, compare=False)
 
     @property
     def family(self) -> ApiFamily:
         return self.type.family
+
+    def credential_values(self) -> tuple[str, ...]:
+        """Every credential value this provider holds (for the content scanner)."""
+        values = [self.secret] if self.secret else []
+        if self.auth is not None:
+            values.append(self.auth.secret())
+        return tuple(values)
 
 
 @dataclass(frozen=True)
@@ -152,7 +167,7 @@ class Config:
 
     def secrets(self) -> tuple[str, ...]:
         """Every upstream credential value: the content scanner refuses to send them anywhere."""
-        return tuple(p.secret for p in self.providers.values() if p.secret)
+        return tuple(v for p in self.providers.values() for v in p.credential_values())
 
 
 def find_config(explicit: str | None, env: Mapping[str, str] | None = None) -> Path | None:
@@ -242,7 +257,8 @@ _TOP = frozenset({"gateway", "providers", "routes", "prices", "budgets", "limits
 _GATEWAY = frozenset(
     {"listen", "allow_remote", "tls_cert", "tls_key", "allow_unpriced", "default_max_tokens", "content"}
 )
-_PROVIDER = frozenset({"type", "base_url", "api_key_env", "api_key_file", "api_version"})
+_PROVIDER = frozenset({"type", "base_url", "api_key_env", "api_key_file", "api_version", "region",
+                       "project", "credentials_file", "model_ids"})
 _PRICE = frozenset({"input", "output", "cache_read", "cache_write"})
 _BUDGETS = frozenset({"session", "day", "month"})
 _LIMITS = frozenset({"requests_per_minute", "tokens_per_minute", "concurrent_streams"})
@@ -272,7 +288,12 @@ def _provider(name: str, table: object, env: Mapping[str, str]) -> Provider:
     except ValueError as exc:
         known = ", ".join(t.value for t in ProviderType)
         raise ConfigError(f"{where}.type: unknown provider type {kind!r} (known: {known})") from exc
-    base_url = (r.text("base_url") or "").rstrip("/")
+    region = r.text("region")
+    if ptype in (ProviderType.BEDROCK, ProviderType.VERTEX) and not region:
+        raise ConfigError(f"{where}.region: required for {ptype}")
+    default_base = {ProviderType.BEDROCK: f"https://bedrock-runtime.{region}.amazonaws.com",
+                    ProviderType.VERTEX: f"https://{region}-aiplatform.googleapis.com"}.get(ptype, "")
+    base_url = (r.text("base_url") or default_base).rstrip("/")
     if not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{where}.base_url: expected an http:// or https:// URL")
     key_env, key_file = r.text("api_key_env"), r.text("api_key_file")
@@ -289,7 +310,32 @@ def _provider(name: str, table: object, env: Mapping[str, str]) -> Provider:
         raise ConfigError(f"{where}: needs api_key_env or api_key_file")
     if ptype is ProviderType.AZURE_OPENAI and not r.text("api_version"):
         raise ConfigError(f"{where}.api_version: required for azure-openai")
-    return Provider(name, ptype, base_url, secret, r.text("api_version"))
+    ids = table.get("model_ids", {})
+    if not isinstance(ids, dict) or not all(isinstance(v, str) for v in ids.values()):
+        raise ConfigError(f"{where}.model_ids: expected a table of model name = provider id")
+    return Provider(name, ptype, base_url, secret, r.text("api_version"), ids,
+                    _cloud_auth(ptype, r, where, env, region or ""))
+
+
+def _cloud_auth(ptype: ProviderType, r: _Reader, where: str, env: Mapping[str, str],
+                region: str) -> BedrockAuth | VertexAuth | None:
+    # Imported here: botocore and google-auth are loaded only by configs that use them.
+    match ptype:
+        case ProviderType.BEDROCK:
+            from sandbox.gateway._cloud import BedrockAuth
+
+            return BedrockAuth(region, where)
+        case ProviderType.VERTEX:
+            from sandbox.gateway._cloud import VertexAuth
+
+            path = r.text("credentials_file") or env.get("GOOGLE_APPLICATION_CREDENTIALS")
+            project = r.text("project")
+            if not path or not project:
+                raise ConfigError(f"{where}: vertex needs project and credentials_file "
+                                  "(or $GOOGLE_APPLICATION_CREDENTIALS)")
+            return VertexAuth(Path(path), project, region, where)
+        case _:
+            return None
 
 
 def _prices(table: object, where: str) -> list[tuple[str, Price]]:

@@ -95,10 +95,15 @@ async def read_whole(call: Call, resp: aiohttp.ClientResponse) -> RawResponse:
 
 
 class StreamRelay(Response):
-    def __init__(self, call: Call, resp: aiohttp.ClientResponse, tracker: StreamTracker) -> None:
-        self.call, self.resp, self.tracker = call, resp, tracker
+    def __init__(self, call: Call, resp: aiohttp.ClientResponse, tracker: StreamTracker,
+                 decode: Callable[[bytes], bytes] | None = None) -> None:
+        """`decode` turns the upstream's bytes into SSE (Bedrock's event stream)."""
+        self.call, self.resp, self.tracker, self.decode = call, resp, tracker, decode
         self.status_code = resp.status
         self.raw_headers = reply_headers(resp.headers)
+        if decode is not None:
+            self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-type"]
+            self.raw_headers.append((b"content-type", b"text/event-stream"))
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -116,7 +121,8 @@ class StreamRelay(Response):
         status = resp.status
         try:
             await send({"type": "http.response.start", "status": status, "headers": self.raw_headers})
-            async for chunk in resp.content.iter_any():
+            async for raw in resp.content.iter_any():
+                chunk = self.decode(raw) if self.decode else raw
                 if call.ttfb is None:
                     call.ttfb = time.monotonic() - call.started
                 kept += chunk

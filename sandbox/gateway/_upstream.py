@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import aiohttp
+import yarl
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -65,6 +66,28 @@ def reply_headers(upstream: CIMultiDictProxy[str]) -> list[tuple[bytes, bytes]]:
     ]
 
 
+async def _prepare(provider: Provider, endpoint: str, model: str, body: bytes,
+                   query: str) -> tuple[str, dict[str, str], bytes]:
+    """(URL, credential and protocol headers, body) of one attempt at `provider`."""
+    from sandbox.gateway._cloud import BEDROCK_VERSION, VERTEX_VERSION, BedrockAuth, VertexAuth, cloud_body
+
+    match provider.auth:
+        case BedrockAuth() as auth:
+            data, name, stream = cloud_body(body, BEDROCK_VERSION, keep_stream=False)
+            url = auth.url(provider.base_url, provider.model_ids.get(name, name), stream)
+            return url, auth.sign(url, data, stream), data
+        case VertexAuth() as auth:
+            data, name, stream = cloud_body(body, VERTEX_VERSION, keep_stream=True)
+            url = auth.url(provider.base_url, provider.model_ids.get(name, name), stream)
+            return url, {"authorization": f"Bearer {await auth.token()}",
+                         "content-type": "application/json"}, data
+        case _:
+            url, creds = target(provider, endpoint, model)
+            if query and provider.type is ProviderType.ANTHROPIC:
+                url = f"{url}?{query}"
+            return url, creds, body
+
+
 def target(provider: Provider, endpoint: str, model: str) -> tuple[str, dict[str, str]]:
     """(URL, credential and protocol headers) for `endpoint` at `provider`."""
     base, secret = provider.base_url, provider.secret
@@ -81,7 +104,7 @@ def target(provider: Provider, endpoint: str, model: str) -> tuple[str, dict[str
                 return f"{base}/responses{version}", {"api-key": secret or ""}
             return f"{base}/deployments/{model}/chat/completions{version}", {"api-key": secret or ""}
         case ProviderType.BEDROCK | ProviderType.VERTEX:
-            raise NotImplementedError(f"provider type {provider.type} is not supported yet")
+            raise AssertionError("cloud providers are prepared by _prepare")
 
 
 class _Retry(Exception):
@@ -123,11 +146,16 @@ async def dispatch(
             with attempt:
                 n = attempt.retry_state.attempt_number
                 provider = providers[n - 1]
-                url, creds = target(provider, endpoint, model)
-                if query and provider.type is ProviderType.ANTHROPIC:
-                    url = f"{url}?{query}"
                 try:
-                    resp = await session.post(url, data=body, headers={**headers, **creds})
+                    url, creds, data = await _prepare(provider, endpoint, model, body, query)
+                except Exception as exc:  # a token or signature we could not get: next provider
+                    failures.append(f"{provider.name}: credentials: {type(exc).__name__}")
+                    raise _Retry from None
+                try:
+                    # encoded=True: send the path exactly as signed (SigV4 covers it; yarl
+                    # would otherwise unquote Bedrock's "%3A" in model ids).
+                    resp = await session.post(yarl.URL(url, encoded=True), data=data,
+                                              headers={**headers, **creds})
                 except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                     failures.append(f"{provider.name}: {type(exc).__name__}")
                     raise _Retry from None

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -70,7 +70,7 @@ class ProviderStandIn:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def __enter__(self) -> ProviderStandIn:
+    def __enter__(self) -> Self:
         started = threading.Event()
         self._loop = asyncio.new_event_loop()
 
@@ -80,6 +80,7 @@ class ProviderStandIn:
             app.router.add_post("/v1/messages/count_tokens", self._count)
             app.router.add_post("/v1/chat/completions", self._chat)
             app.router.add_post("/v1/responses", self._responses)
+            self._routes(app)
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
@@ -111,17 +112,25 @@ class ProviderStandIn:
 
     # -- helpers --------------------------------------------------------------------------
 
-    async def _admit(
-        self, request: web.Request, anthropic: bool
-    ) -> tuple[dict[str, Any], web.Response | None]:
-        body = await request.json()
-        self.received.append(Received(request.path, {k.lower(): v for k, v in request.headers.items()}, body))
+    def _routes(self, app: web.Application) -> None:
+        """More routes (subclasses: cloud providers)."""
+
+    def _authorized(self, request: web.Request, raw: bytes) -> bool:
+        """The credential check, as the provider does it (subclasses: SigV4, OAuth)."""
         presented = (
             request.headers.get("x-api-key")
             or request.headers.get("api-key")
             or request.headers.get("authorization", "").removeprefix("Bearer ")
         )
-        if self.api_key is not None and presented != self.api_key:
+        return self.api_key is None or presented == self.api_key
+
+    async def _admit(
+        self, request: web.Request, anthropic: bool
+    ) -> tuple[dict[str, Any], web.Response | None]:
+        raw = await request.read()
+        body = json.loads(raw)
+        self.received.append(Received(request.path, {k.lower(): v for k, v in request.headers.items()}, body))
+        if not self._authorized(request, raw):
             err = (
                 {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
                 if anthropic
@@ -172,7 +181,16 @@ class ProviderStandIn:
         body, refused = await self._admit(request, True)
         if refused:
             return refused
-        b = self._bill(request.path, body, ("max_tokens",))
+        message, events = self._anthropic(request.path, body)
+        if not body.get("stream"):
+            return web.json_response(message, headers={"request-id": "req_standin"})
+        return await self._sse(request, events)
+
+    def _anthropic(
+        self, path: str, body: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], list[tuple[str | None, Any]]]:
+        """An answer to a Messages call: (the message, the events that stream it)."""
+        b = self._bill(path, body, ("max_tokens",))
         usage = {
             "input_tokens": b.input,
             "output_tokens": b.output,
@@ -189,8 +207,6 @@ class ProviderStandIn:
             "stop_sequence": None,
             "usage": usage,
         }
-        if not body.get("stream"):
-            return web.json_response(message, headers={"request-id": "req_standin"})
         start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
         events: list[tuple[str | None, Any]] = [
             ("message_start", {"type": "message_start", "message": start}),
@@ -222,7 +238,7 @@ class ProviderStandIn:
             ),
             ("message_stop", {"type": "message_stop"}),
         ]
-        return await self._sse(request, events)
+        return message, events
 
     # -- OpenAI ---------------------------------------------------------------------------
 
