@@ -227,7 +227,9 @@ class Runner:
             egress_notes.append(history)
         try:
             with contextlib.ExitStack() as stack:
-                if policy.egress_allow:
+                # level 1 with a person: unknown hosts are offered, even with no allowlist
+                asks = policy.level is Level.HUMAN_IN_THE_LOOP and self.person.interactive()
+                if policy.egress_allow or asks:
                     spec = self._with_egress(stack, spec, policy, run.id, session.id,
                                              egress_notes)
                 if policy.llm_enabled:

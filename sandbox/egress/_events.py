@@ -7,6 +7,7 @@ summary of a run.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -93,6 +94,29 @@ def _size(n: int) -> str:
     return f"{n / 1000**exponent:.1f} {('kB', 'MB', 'GB')[exponent - 1]}"
 
 
+# Refused for where the name resolved, not for the name: allowing the host is not enough.
+ADDRESS_REASONS = frozenset({DenyReason.LOOPBACK, DenyReason.LINK_LOCAL, DenyReason.PRIVATE,
+                              DenyReason.HOST_ADDRESS, DenyReason.RESERVED})
+ALLOW_ADDRESSES_HINT = (
+    "the proxy connects to loopback, private, link-local and this host's own addresses only "
+    "when `[egress] allow_addresses` names them, whatever --allow says; set it in your policy "
+    "(in a workspace sandbox.toml it applies only once you `sandbox trust` that file)")
+
+
+def address_refusal(host: str, addr: object, why: DenyReason) -> str:
+    """The refusal of an allowed name whose address is special: names the real fix."""
+    return (f"{host} resolves to {addr} ({why.text}), which [egress] allow_addresses does not "
+            f"name (e.g. allow_addresses = [\"{addr}\"]); {ALLOW_ADDRESSES_HINT}")
+
+
+def _literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def summarize_denials(events: Iterable[EgressEvent]) -> str | None:
     """'2 egress requests denied: evil.example (not in allowlist), 169.254.169.254
     (link-local)', or None when nothing was denied. Repeats of one host/reason count once."""
@@ -108,7 +132,11 @@ def summarize_denials(events: Iterable[EgressEvent]) -> str | None:
         seen[(e.host or "(unparsable request)", why)] = None
     noun = "request" if len(denied) == 1 else "requests"
     items = ", ".join(f"{host} ({why})" for host, why in seen)
-    return f"{len(denied)} egress {noun} denied: {items}"
+    summary = f"{len(denied)} egress {noun} denied: {items}"
+    if any(e.reason in ADDRESS_REASONS and not _literal(e.host) for e in denied):
+        summary += f". Hint: {ALLOW_ADDRESSES_HINT}"
+    return summary
 
 
-__all__ = ["EgressEvent", "Verdict", "summarize_denials"]
+__all__ = ["ADDRESS_REASONS", "ALLOW_ADDRESSES_HINT", "EgressEvent", "Verdict", "address_refusal",
+           "summarize_denials"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import assert_never
 
 from sandbox.egress import _http
-from sandbox.egress._events import EgressEvent, Verdict
+from sandbox.egress._events import EgressEvent, Verdict, address_refusal
 from sandbox.egress._resolve import Resolver
 from sandbox.egress._rules import (
     Allow,
@@ -308,7 +308,7 @@ class EgressProxy:
             if refused is None:
                 raise _Unreachable(f"{host} has no address")
             addr, why = refused
-            raise _Refused(Deny(why, f"{host} resolves to {addr} ({why.text}); not named by policy"))
+            raise _Refused(Deny(why, address_refusal(host, addr, why)))
         last: OSError | None = None
         for addr in usable:
             family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
@@ -363,7 +363,9 @@ class EgressProxy:
 
     def _refuse_http(self, client: socket.socket, conn: _Conn, deny: Deny) -> None:
         conn.verdict, conn.reason, conn.detail = Verdict.DENIED, str(deny.reason), deny.detail
-        body = f"sandbox egress proxy refused this {conn.method} request: {deny.detail}.\n{_HINT}\n"
+        # an allowed name that resolved to a special address: the detail names the fix
+        hint = "" if "allow_addresses" in deny.detail else f"{_HINT}\n"
+        body = f"sandbox egress proxy refused this {conn.method} request: {deny.detail}.\n{hint}"
         headers = (("X-Sandbox-Deny", str(deny.reason)),)
         with contextlib.suppress(OSError):
             client.sendall(_http.reply(403, "Forbidden", body, headers))
