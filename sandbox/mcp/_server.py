@@ -138,15 +138,16 @@ def _stop_containers() -> int:
         import docker
 
         from sandbox.backends._docker_config import LABEL_OWNER
+        from sandbox.backends._docker_stage import owner_token
 
         client = docker.from_env(timeout=5)
         found = client.api.containers(filters={"label": LABEL_OWNER})
     except Exception:  # no daemon, no docker runs: nothing to stop
         return 0
+    me = owner_token(os.getpid())
     n = 0
     for c in found:
-        owner = str((c.get("Labels") or {}).get(LABEL_OWNER, ""))
-        if owner.split(" ")[0] == str(os.getpid()):
+        if str((c.get("Labels") or {}).get(LABEL_OWNER, "")) == me:
             with contextlib.suppress(Exception):
                 client.api.kill(c["Id"])
                 n += 1

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import anyio
 import psutil
+import pytest
 
 from tests.conftest import Cli, give, make_tree
+from tests.integration.test_docker_backend import require_docker
 from tests.support.mcp_client import connect, tool_records
 
 SECRET = "TOPSECRET-4d1f"
@@ -101,11 +103,14 @@ def test_outputs_stay_bounded(cli: Cli, workspace: Path) -> None:
     anyio.run(go)
 
 
-def test_cancelled_bash_leaves_nothing_running(cli: Cli, workspace: Path) -> None:
+@pytest.mark.parametrize("backend", ["nsjail", "docker"])
+def test_cancelled_bash_leaves_nothing_running(cli: Cli, workspace: Path, backend: str) -> None:
+    if backend == "docker":
+        require_docker()
     marker = f"{int(time.time() * 1000) % 100000 + 300000}"
 
     async def go() -> None:
-        async with connect(cli, workspace, "--session", "cancel") as t:
+        async with connect(cli, workspace, "--session", "cancel", "--backend", backend) as t:
             with anyio.move_on_after(3):
                 await t.call("bash", {"command": f"echo started > s.txt; sleep {marker}"})
             assert _sleepers(marker), "the command never started"
