@@ -34,6 +34,9 @@ def add_serve_parser(subparsers: Any) -> None:
                    help="copy each record as it is checked to syslog:[PATH], "
                    "syslog+udp://HOST:PORT, syslog+tcp://HOST:PORT or otlp+http://HOST:PORT "
                    "(repeatable)")
+    p.add_argument("--gateway-config", metavar="FILE", help="host the LLM gateway at /llm "
+                   "(default: when $SANDBOX_GATEWAY_CONFIG, $SANDBOX_HOME/gateway.toml or "
+                   "/etc/sandbox/gateway.toml exists)")
     p.add_argument("--checkpoint-interval", type=float, default=1.0, metavar="S",
                    help="how often new records are checked and signed (default 1s)")
     sub = p.add_subparsers(dest="serve_cmd", metavar="SUBCOMMAND", parser_class=type(p))
@@ -94,5 +97,6 @@ def run_serve(args: argparse.Namespace) -> int:
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
         audit_key=Path(args.audit_key) if args.audit_key else None,
-        forward=tuple(args.forward), interval=args.checkpoint_interval)
+        forward=tuple(args.forward), interval=args.checkpoint_interval,
+        gateway_config=Path(args.gateway_config) if args.gateway_config else None)
     return serve(opts, HomeLayout.from_env().ensure())

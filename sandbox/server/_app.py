@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from sandbox._home import HomeLayout
+    from sandbox.gateway._app import Gateway
     from sandbox.server._checkpoint import Checkpointer
 
 __all__ = ["Server"]
@@ -47,6 +48,7 @@ class Server:
     tokens: TokenStore
     socket_owner: bool  # listening on the owner-only unix socket: no token means the owner
     interval: float = 1.0
+    gateway: Gateway | None = None  # hosted at /llm when a gateway config was found
     csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
     def __post_init__(self) -> None:
@@ -73,14 +75,29 @@ class Server:
         self.events.loop = asyncio.get_running_loop()
         task = asyncio.create_task(self._signer())
         try:
-            yield
+            if self.gateway is None:
+                yield
+            else:  # a mounted app's lifespan does not run by itself: its HTTP client pool
+                app = self._gateway_app
+                assert app is not None  # app() mounted it
+                async with app.router.lifespan_context(app):
+                    yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await asyncio.to_thread(self.sign_now)  # sign what arrived since the last poll
 
+    _gateway_app: Starlette | None = None
+
     def app(self) -> Starlette:
+        from starlette.routing import BaseRoute, Mount
+
         from sandbox.server._api import api_routes
 
-        return Starlette(routes=api_routes(self), lifespan=self._lifespan)
+        routes: list[BaseRoute] = [*api_routes(self)]
+        if self.gateway is not None:
+            # The gateway authenticates its own callers (virtual keys), as `gateway serve` does.
+            self._gateway_app = self.gateway.app()
+            routes.append(Mount("/llm", app=self._gateway_app))
+        return Starlette(routes=routes, lifespan=self._lifespan)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -22,6 +23,9 @@ from sandbox.server._checkpoint import Checkpointer
 from sandbox.server._forward import parse_forward
 from sandbox.server._listen import Listen, parse_listen
 from sandbox.server._tokens import TokenStore
+
+if TYPE_CHECKING:
+    from sandbox.gateway._app import Gateway
 
 __all__ = ["ServeOptions", "default_key_path", "serve", "token_store"]
 
@@ -47,6 +51,7 @@ class ServeOptions:
     audit_key: Path | None = None
     forward: Sequence[str] = ()
     interval: float = 1.0
+    gateway_config: Path | None = None
 
 
 def _unix_socket(path: Path) -> socket.socket:
@@ -71,6 +76,19 @@ def _unix_socket(path: Path) -> socket.socket:
     return sock
 
 
+def _gateway(opts: ServeOptions, layout: HomeLayout) -> Gateway | None:
+    """The LLM gateway, hosted at /llm, when a gateway config is found (as `gateway serve`
+    finds it: --gateway-config, $SANDBOX_GATEWAY_CONFIG, $SANDBOX_HOME/gateway.toml, /etc)."""
+    from sandbox.gateway import find_config
+    from sandbox.gateway._app import Gateway
+    from sandbox.gateway._config import load_config
+
+    path = find_config(str(opts.gateway_config) if opts.gateway_config else None)
+    if path is None:
+        return None
+    return Gateway(load_config(path), layout.root)
+
+
 def _check_listen(where: Listen, opts: ServeOptions) -> None:
     if where.loopback:
         return
@@ -89,11 +107,13 @@ def serve(opts: ServeOptions, layout: HomeLayout) -> int:
     checkpointer = Checkpointer(AuditLog(layout.audit), key, forwarders)
     checkpointer.start()
     server = Server(layout, checkpointer, token_store(layout), socket_owner=where.unix is not None,
-                    interval=opts.interval)
+                    interval=opts.interval, gateway=_gateway(opts, layout))
     tls = opts.tls_cert is not None and opts.tls_key is not None
     config = uvicorn.Config(
         server.app(), host=where.host or "127.0.0.1", port=where.port, log_level="warning",
         access_log=False, lifespan="on",
+        # Event streams never end on their own: give requests in flight a moment, then stop.
+        timeout_graceful_shutdown=3,
         ssl_certfile=str(opts.tls_cert) if tls else None,
         ssl_keyfile=str(opts.tls_key) if tls else None)
     userver = uvicorn.Server(config)
@@ -103,6 +123,8 @@ def serve(opts: ServeOptions, layout: HomeLayout) -> int:
     quiet = {s: signal.signal(s, lambda _s, _f: None) for s in (signal.SIGINT, signal.SIGTERM)}
     scheme = "https" if tls else "http"
     shown = str(where) if where.unix is not None else f"{scheme}://{where}"
+    if server.gateway is not None:
+        shown += " (LLM gateway at /llm)"
     print(f"sandbox serve: listening on {shown}; audit signing key {key.id} "
           f"({key.path}, public half {key.public_path})", file=sys.stderr, flush=True)
     try:
