@@ -46,7 +46,7 @@ def mcp_config(args: argparse.Namespace) -> McpConfig:
     from sandbox.mcp import McpConfig
 
     workspace = check_workspace(Path(args.workspace or "."))
-    effective = _load(workspace, args.policy, _flags(args))
+    effective = _load(workspace, args.policy, _flags(args), for_run=True)
     env: dict[str, str | None] = {}
     for item in args.env:
         key, sep, value = item.partition("=")

@@ -81,8 +81,10 @@ def test_diff_on_a_terminal_is_escaped_and_to_a_pipe_byte_exact(cli: Cli,
     text = raw.decode("utf-8", "replace")
     assert "\\x1b[2J\\x1b[1;1HALL CHANGES APPROVED" in text
     assert "binary file (content not shown):" in text and "literal" not in text
-    # To a pipe: the exact patch, which git applies to give the very same bytes.
-    patch = cli("diff", "last", check=True).stdout
+    # To a pipe: the exact patch, which git applies to give the very same bytes. A name with
+    # control characters is a forbidden change: left out, unless asked for forensics.
+    assert NAME not in cli("diff", "last", check=True).stdout
+    patch = cli("diff", "last", "--include-forbidden", check=True).stdout
     assert FAKE in patch and HIDE in patch and BIDI in patch
     copy = workspace.parent / "copy"
     shutil.copytree(workspace, copy)
