@@ -232,7 +232,10 @@ def _session_hide(workspace: Path) -> tuple[str, ...]:
 
 
 def _show(ctx: Ctx, args: argparse.Namespace) -> int:
-    resolved, cs, _ = _pending(ctx, args.ref)
+    from sandbox.fs import git_work
+
+    resolved, cs, upper = _pending(ctx, args.ref)
+    git = git_work(upper, resolved.session.workspace, cs.changes) if cs else None
     runs = ctx.store.list_runs(limit=1000, session_id=resolved.session.id)
     events = list(ctx.audit.records(session=resolved.session.id))
     # `sandbox agent`: the agent process is a run of its own session; its LLM calls belong on
@@ -241,7 +244,7 @@ def _show(ctx: Ctx, args: argparse.Namespace) -> int:
     if any(e.event == "tool.call" for e in events) and len(agent) <= 64:
         events = sorted(events + list(ctx.audit.records(session=agent)), key=lambda e: e.seq)
     policy = _session_policy(resolved.session.workspace)
-    return render.show(resolved, runs, cs, events, json_out=args.json, policy=policy)
+    return render.show(resolved, runs, cs, events, json_out=args.json, policy=policy, git=git)
 
 
 def _diff(ctx: Ctx, args: argparse.Namespace) -> int:
@@ -255,8 +258,11 @@ def _diff(ctx: Ctx, args: argparse.Namespace) -> int:
         if missing:
             raise UsageError(f"no pending change at: {', '.join(missing)}")
     if args.json:
-        print(json.dumps(render.changes_json(cs, _session_policy(resolved.session.workspace)),
-                         indent=2))
+        from sandbox.fs import git_work
+
+        git = git_work(upper, resolved.session.workspace, cs.changes)
+        print(json.dumps(render.changes_json(cs, _session_policy(resolved.session.workspace))
+                         | {"git": git.to_json() if git else None}, indent=2))
     elif args.stat:
         print(diffstat(cs, paths=paths), end="")
     else:

@@ -156,7 +156,7 @@ def _llm_usage(events: Sequence[Any]) -> dict[str, Any]:
 
 
 def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any], *,
-         json_out: bool, policy: Any = None) -> int:
+         json_out: bool, policy: Any = None, git: Any = None) -> int:
     session = resolved.session
     holds = [e for e in events if e.event == "decision"]
     egress = [e for e in events if e.event == "egress"]
@@ -167,6 +167,7 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
                           "state": session.state.value, "level": session.level,
                           "runs": [_run_json(r) for r in runs],
                           "pending": changes_json(cs, policy),
+                          "git": git.to_json() if git else None,
                           "decisions": [dict(e.data) for e in holds],
                           "egress": [dict(e.data) | {"run": e.run} for e in egress],
                           "llm": llm,
@@ -212,9 +213,18 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
             print(f"  {esc(str(held.get('reason', held.get('path'))))}")
         for ref in data.get("refused", []):
             print(f"  refused {esc(str(ref['path']))}: {esc(str(ref['reason']))}")
+    if git:  # commits, not object files: what the run did to the repository
+        from sandbox.fs import is_git_internal
+
+        print("git work inside (approving it needs --include-protected):")
+        for line in git.lines():
+            print(f"  {esc(line)}")
+        cs_shown = ChangeSet(tuple(c for c in cs.changes if not is_git_internal(c.path)))
+    else:
+        cs_shown = cs
     if cs:
         print(f"pending changes ({len(cs.changes)}):")
-        print(change_table(cs, policy=policy), end="")
+        print(change_table(cs_shown, policy=policy), end="")
     else:
         print("nothing pending")
     return 0

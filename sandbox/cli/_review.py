@@ -50,7 +50,7 @@ def review(ctx: Ctx, args: argparse.Namespace) -> int:
         ascii_only = not utf8_terminal()
         run_id = resolved.run.id if resolved.run else None
         title = session.id + (f" (run {run_id})" if run_id else "")
-        app = ReviewApp(state, Loader(upper, workspace, ascii_only=ascii_only).detail,
+        app = ReviewApp(state, Loader(upper, workspace, ascii_only=ascii_only, changes=cs).detail,
                         title=title, ascii_only=ascii_only)
         finish = run_tui(app)
         if finish is Finish.CANCEL:
@@ -135,16 +135,19 @@ def export(ctx: Ctx, args: argparse.Namespace) -> int:
                          "commit": result.commit, "base": result.base,
                          "paths": list(result.paths),
                          "skipped": [{"path": p, "reason": r} for p, r in result.skipped],
-                         "message": args.message})
+                         "carried": list(result.carried), "message": args.message})
     if args.json:
         print(json.dumps({"branch": result.branch, "commit": result.commit,
                           "base": result.base, "paths": list(result.paths),
+                          "carried": list(result.carried),
                           "skipped": [{"path": p, "reason": r} for p, r in result.skipped]},
                          indent=2))
         return 0
     base = f", parent {result.base[:12]}" if result.base else ""
     print(f"exported {len(result.paths)} change(s) to branch {esc(result.branch)} "
           f"(commit {result.commit[:12]}{base}); the working tree and index are untouched")
+    if result.carried:
+        print(f"  with the {len(result.carried)} commit(s) made inside, messages and authors kept")
     for path, why in result.skipped:
         print(f"  left out {esc(path)}: {esc(why)}")
     return 0

@@ -24,6 +24,15 @@ from sandbox.fs._textdiff import LineDiff, grouped, line_diff, lines_of, opcodes
 if TYPE_CHECKING:
     from sandbox.fs._commit import CommitResult, commit_changeset
     from sandbox.fs._discard import discard_paths
+    from sandbox.fs._gitwork import (
+        GitCommit,
+        GitWork,
+        RefMove,
+        branch_work,
+        git_work,
+        is_git_internal,
+        pack_commits,
+    )
     from sandbox.fs._journal import recover_interrupted
     from sandbox.fs._patch import diffstat, iter_patch, render_patch
 
@@ -37,6 +46,8 @@ _LAZY = {
     "diffstat": "sandbox.fs._patch",
     "render_patch": "sandbox.fs._patch",
     "iter_patch": "sandbox.fs._patch",
+    **dict.fromkeys(("GitCommit", "GitWork", "RefMove", "branch_work", "git_work",
+                     "is_git_internal", "pack_commits"), "sandbox.fs._gitwork"),
 }
 
 
@@ -83,22 +94,29 @@ __all__ = [
     "ChangeSet",
     "CommitResult",
     "FileType",
+    "GitCommit",
+    "GitWork",
     "LineDiff",
     "PathMatcher",
+    "RefMove",
     "Seen",
+    "branch_work",
     "build_mask",
     "commit_changeset",
     "compute_changeset",
     "diffstat",
     "discard_paths",
     "find_hidden",
+    "git_work",
     "grouped",
+    "is_git_internal",
     "iter_patch",
     "line_diff",
     "lines_of",
     "load_bases",
     "match_path",
     "opcodes",
+    "pack_commits",
     "present_to_git",
     "rebase",
     "record_bases",

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import assert_never, overload
 
-from sandbox.fs import Change, ChangeKind, FileType
+from sandbox.fs import Change, ChangeKind, ChangeSet, FileType
 from sandbox.review._hunks import NO_NEWLINE, Segment, TextDiff, text_diff
 from sandbox.review._io import Tree
 from sandbox.review._model import Item, hunkable
@@ -132,9 +132,11 @@ def _side(ftype: FileType | None) -> str:
 class Loader:
     """Reads both sides of a change; `ascii_only` for terminals without UTF-8."""
 
-    def __init__(self, upper: Path, lower: Path, *, ascii_only: bool = False) -> None:
+    def __init__(self, upper: Path, lower: Path, *, ascii_only: bool = False,
+                 changes: ChangeSet | None = None) -> None:
         self.upper, self.lower = Tree(upper), Tree(lower)
         self.ascii_only = ascii_only
+        self._git_changes = changes  # the whole changeset: a ref is shown by its commits
 
     def _esc(self, text: str) -> str:
         return esc(text, ascii_only=self.ascii_only)
@@ -161,10 +163,34 @@ class Loader:
                          + "; accept it on its own (y), bulk accept skips it"))
         if c.setid:
             rows.add(Row(RowKind.NOTE, "sets setuid/setgid"))
+        if c.path.startswith(".git/refs/") or c.path == ".git/packed-refs":
+            self._git_rows(c, rows)
         if hunkable(c):
             return self._hunked(c, rows)
         self._whole(c, rows)
         return Detail(rows, 1)
+
+    def _git_rows(self, c: Change, rows: Rows) -> None:
+        """A ref the run moved: the commits behind it (author, message, files), which
+        accepting it brings along with their objects."""
+        from sandbox.fs import git_work
+
+        if self._git_changes is None:
+            return
+        work = git_work(self.upper.root, self.lower.root, self._git_changes.changes)
+        name = c.path.removeprefix(".git/")
+        for move in work.refs if work else ():
+            if c.path == ".git/packed-refs" or move.ref == name:
+                rows.add(Row(RowKind.NOTE, self._esc(move.describe())
+                             + "; accepting it brings its commits' objects"))
+                for commit in move.commits:
+                    rows.add(Row(RowKind.HUNK, f"commit {commit.sha[:12]}  "
+                                 + self._esc(f"{commit.author}  {commit.date}")))
+                    for line in commit.message.splitlines():
+                        rows.add(Row(RowKind.CONTEXT, "    " + self._esc(line)))
+                    for path, added, removed in commit.files:
+                        counts = "binary" if added is None else f"+{added} -{removed or 0}"
+                        rows.add(Row(RowKind.INFO, f"    {self._esc(path)}  {counts}"))
 
     def _header(self, item: Item) -> str:
         c = item.change

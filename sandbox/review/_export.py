@@ -6,10 +6,14 @@ HEAD, and `commit-tree` + `update-ref` (with the all-zero old value, so an exist
 never moved) create the branch. The commit's parent is HEAD, so the branch shows exactly the
 run's changes against what is committed.
 
+Commits the run made on its branch are carried as they are (same ids, messages and authors:
+their objects are copied into the repository) when `--include-protected` asks for the git
+history; the branch then holds them, and one more commit for what was not committed inside.
+
 What is left out, each with the reason reported: forbidden changes (never leave the sandbox),
 protected ones unless asked (a pushed branch may run its CI config), paths inside `.git`
-(git cannot hold them), untracked files git ignores (caches, build output), and directories
-(git does not track them).
+(git cannot hold them; commits are carried as above), untracked files git ignores (caches,
+build output), and directories (git does not track them).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class ExportResult:
     base: str | None  # the parent commit (HEAD), None in a repository without commits
     paths: tuple[str, ...]  # workspace-relative paths written or removed in the commit
     skipped: tuple[tuple[str, str], ...]  # (path, why it was left out)
+    carried: tuple[str, ...] = ()  # the run's own commits on the branch, newest first
 
 
 @dataclass(frozen=True)
@@ -126,16 +131,58 @@ def _ignored(git: _Git, paths: Sequence[str]) -> set[str]:
     return {os.fsdecode(p) for p in proc.stdout.split(b"\0") if p}
 
 
+def _agent_commits(cs: ChangeSet, upper: Path, workspace: Path, git: _Git, base: str | None,
+                   include_protected: bool, skipped: list[tuple[str, str]]) -> tuple[str, ...]:
+    """The commits the run made on its branch (newest first), their objects copied into the
+    repository, when they may be carried (protected: only with --include-protected; never
+    when the ref change is forbidden); else (), with the reason in `skipped`."""
+    from sandbox.fs import branch_work, git_work, pack_commits
+
+    work = git_work(upper, workspace, cs.changes)
+    move = branch_work(upper, workspace, work) if work else None
+    if move is None or move.new is None:
+        return ()
+    label = f"{len(move.commits)} commit(s) made inside on {move.ref.removeprefix('refs/heads/')}"
+    ref_change = cs.by_path(f".git/{move.ref}") if any(
+        c.path == f".git/{move.ref}" for c in cs.changes) else None
+    if ref_change is not None and ref_change.forbidden:
+        skipped.append((label, "forbidden: " + "; ".join(ref_change.forbidden)))
+        return ()
+    if not include_protected:
+        skipped.append((label, "git history is protected; pass --include-protected to carry "
+                               "the commits (their files are exported as one commit)"))
+        return ()
+    pack = pack_commits(upper, workspace, move.new, base)
+    if pack is None:
+        raise SandboxError("could not read the commits made inside the sandbox")
+    git.run("unpack-objects", "-q", input=pack)
+    return (move.new, *(c.sha for c in move.commits if c.sha != move.new))
+
+
 def export_changeset(cs: ChangeSet, verdicts: Sequence[Verdict], *, upper: Path,
                      workspace: Path, branch: str, message: str,
                      include_protected: bool = False) -> ExportResult:
+    """The changeset as a new branch: the commits the run made (messages, authors and ids
+    kept) when carried, then one commit with `message` for the changes not committed inside."""
     git = _Git(workspace, _git_env())
     prefix, base, oid_len = _open_repo(git, branch)
-    by_path = {v.path: v for v in verdicts}
     skipped: list[tuple[str, str]] = []
+    carried = _agent_commits(cs, upper, workspace, git, base, include_protected, skipped) \
+        if not prefix else ()  # a workspace below the top: its .git is not the repository's
+    tip = carried[0] if carried else None
+    parent = tip or base
+    by_path = {v.path: v for v in verdicts}
     writes: list[tuple[Change, int]] = []
     removes: list[Change] = []
+    in_git = [c for c in cs.changes if _inside_git_dir(c.path) and not c.forbidden]
+    if in_git:  # object files, refs, logs: one line, the commits above say what they are
+        skipped.append((f".git ({len(in_git)} file(s))", "carried as the commits made inside"
+                        if tip else "git's own files are not content; see the commits above"
+                        if any("commit(s) made inside" in p for p, _ in skipped)
+                        else "inside .git (git cannot hold them)"))
     for c in cs.changes:
+        if c in in_git:
+            continue
         why = _left_out(c, by_path.get(c.path), include_protected)
         if why is not None:
             skipped.append((c.path, why))
@@ -152,17 +199,17 @@ def export_changeset(cs: ChangeSet, verdicts: Sequence[Verdict], *, upper: Path,
         skipped += [(c.path, "ignored by git (.gitignore)") for c, _ in writes
                     if prefix + c.path in ignored]
         writes = [(c, m) for c, m in writes if prefix + c.path not in ignored]
-    if not writes and not removes:
+    if not writes and not removes and tip is None:
         raise UsageError("nothing to export" + (f" ({len(skipped)} change(s) left out)"
                                                 if skipped else ""))
     tmp = Path(tempfile.mkdtemp(prefix="sandbox-export-"))
     try:
         blobs = _write_blobs(git, Tree(upper), [c for c, _ in writes], tmp)
         index_env = {"GIT_INDEX_FILE": str(tmp / "index")}
-        if base is None:
+        if parent is None:
             git.run("read-tree", "--empty", env=index_env)
         else:
-            git.run("read-tree", base, env=index_env)
+            git.run("read-tree", parent, env=index_env)
         zero = "0" * oid_len
         info = b"".join(b"0 %s\t%s\0" % (zero.encode(), os.fsencode(prefix + c.path))
                         for c in removes)
@@ -172,14 +219,17 @@ def export_changeset(cs: ChangeSet, verdicts: Sequence[Verdict], *, upper: Path,
         tree = git.out("write-tree", env=index_env)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    ident = {} if git.run("var", "GIT_COMMITTER_IDENT", ok=(0, 128)).returncode == 0 \
-        else _FALLBACK_IDENT
-    parents = ["-p", base] if base else []
-    commit = git.out("commit-tree", tree, *parents, "-F", "-", input=message.encode(),
-                     env=ident)
+    if tip is not None and tree == git.out("rev-parse", f"{tip}^{{tree}}"):
+        commit = tip  # everything was committed inside: the branch is the run's own commits
+    else:
+        ident = {} if git.run("var", "GIT_COMMITTER_IDENT", ok=(0, 128)).returncode == 0 \
+            else _FALLBACK_IDENT
+        parents = ["-p", parent] if parent else []
+        commit = git.out("commit-tree", tree, *parents, "-F", "-", input=message.encode(),
+                         env=ident)
     git.run("update-ref", "-m", "sandbox export", f"refs/heads/{branch}", commit, "0" * oid_len)
     done = tuple(dict.fromkeys([c.path for c in removes] + [c.path for c, _ in writes]))
-    return ExportResult(branch, commit, base, done, tuple(skipped))
+    return ExportResult(branch, commit, base, done, tuple(skipped), carried)
 
 
 def _write_blobs(git: _Git, upper: Tree, changes: Sequence[Change], tmp: Path) -> list[str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import assert_never
 
-from sandbox.fs import Change, ChangeKind, ChangeSet, FileType
+from sandbox.fs import Change, ChangeKind, ChangeSet, FileType, is_git_internal
 from sandbox.governance import Risk, Verdict
 
 __all__ = [
@@ -125,6 +125,9 @@ class Tally:
         return bool(self.accepted or self.partial or self.rejected)
 
 
+_REF_FILES = (".git/packed-refs", ".git/HEAD")
+
+
 def build_state(cs: ChangeSet, verdicts: Sequence[Verdict]) -> ReviewState:
     changes = cs.changes
     index = {c.path: i for i, c in enumerate(changes)}
@@ -137,6 +140,14 @@ def build_state(cs: ChangeSet, verdicts: Sequence[Verdict]) -> ReviewState:
                 requires[i].add(anc)
             if anc is not None and _removes_dir(changes[anc]):
                 requires[anc].add(i)  # removing a directory needs everything below gone
+    # A ref moved by commits made inside needs the objects (and logs) git wrote for them:
+    # accepting the ref brings them, and they never go without it.
+    internal = [i for i, c in enumerate(changes) if is_git_internal(c.path)]
+    for i, c in enumerate(changes):
+        if internal and (c.path.startswith(".git/refs/") or c.path in _REF_FILES):
+            requires[i].update(internal)
+            for j in internal:
+                requires[j].add(i)
     required_by: list[set[int]] = [set() for _ in changes]
     for i, reqs in enumerate(requires):
         for r in reqs:
