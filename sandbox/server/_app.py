@@ -49,6 +49,7 @@ class Server:
     socket_owner: bool  # listening on the owner-only unix socket: no token means the owner
     interval: float = 1.0
     gateway: Gateway | None = None  # hosted at /llm when a gateway config was found
+    hosts: tuple[str, ...] = ("localhost",)  # Host header values this server answers to
     csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
     def __post_init__(self) -> None:
@@ -56,6 +57,9 @@ class Server:
         self.audit = AuditLog(self.layout.audit)
         self.events = EventHub()
         self.checkpointer.listeners.append(self.events.publish)
+        from sandbox.server._mcp import McpHost
+
+        self.mcp = McpHost(self.layout.root, self.hosts)
 
     def sign_now(self) -> None:
         """Check, forward and sign what is new (blocking: call it off the event loop)."""
@@ -83,6 +87,7 @@ class Server:
                 async with app.router.lifespan_context(app):
                     yield
         finally:
+            await self.mcp.close_all()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -94,8 +99,9 @@ class Server:
         from starlette.routing import BaseRoute, Mount
 
         from sandbox.server._api import api_routes
+        from sandbox.server._mcp import mcp_routes
 
-        routes: list[BaseRoute] = [*api_routes(self)]
+        routes: list[BaseRoute] = [*api_routes(self), *mcp_routes(self)]
         if self.gateway is not None:
             # The gateway authenticates its own callers (virtual keys), as `gateway serve` does.
             self._gateway_app = self.gateway.app()

@@ -89,6 +89,14 @@ def _gateway(opts: ServeOptions, layout: HomeLayout) -> Gateway | None:
     return Gateway(load_config(path), layout.root)
 
 
+def _hosts(where: Listen) -> tuple[str, ...]:
+    """Host header values a client of this listener sends (MCP's DNS-rebinding check)."""
+    if where.unix is not None:
+        return ("localhost",)
+    names = {where.host, "localhost"} if where.loopback else {where.host}
+    return tuple(f"{n}:{where.port}" for n in sorted(names))
+
+
 def _check_listen(where: Listen, opts: ServeOptions) -> None:
     if where.loopback:
         return
@@ -107,7 +115,8 @@ def serve(opts: ServeOptions, layout: HomeLayout) -> int:
     checkpointer = Checkpointer(AuditLog(layout.audit), key, forwarders)
     checkpointer.start()
     server = Server(layout, checkpointer, token_store(layout), socket_owner=where.unix is not None,
-                    interval=opts.interval, gateway=_gateway(opts, layout))
+                    interval=opts.interval, gateway=_gateway(opts, layout),
+                    hosts=_hosts(where))
     tls = opts.tls_cert is not None and opts.tls_key is not None
     config = uvicorn.Config(
         server.app(), host=where.host or "127.0.0.1", port=where.port, log_level="warning",
