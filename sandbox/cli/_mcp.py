@@ -23,20 +23,26 @@ class TerminalConfirm:
     """Level 1: ask on the controlling terminal of whoever started the server (its stdin and
     stdout carry the protocol, so /dev/tty is the only way to reach the person)."""
 
-    def __init__(self, tty: TextIO) -> None:
-        self.tty = tty
+    def __init__(self, tty_in: TextIO, tty_out: TextIO) -> None:
+        self.tty_in, self.tty_out = tty_in, tty_out
 
     @classmethod
     def open(cls) -> TerminalConfirm | None:
+        # Two streams: a terminal is not seekable, so one "r+" text file cannot be opened.
         try:
-            return cls(open("/dev/tty", "r+", encoding="utf-8", errors="replace"))
+            tty_in = open("/dev/tty", encoding="utf-8", errors="replace")  # noqa: SIM115
         except OSError:
             return None  # no terminal: level-1 calls are refused with a message
+        try:
+            return cls(tty_in, open("/dev/tty", "w", encoding="utf-8"))
+        except OSError:
+            tty_in.close()
+            return None
 
     def confirm(self, what: str) -> bool:
-        self.tty.write(f"\nsandbox: the agent asks to {esc(what)}\nAllow? [y/N] ")
-        self.tty.flush()
-        answer = self.tty.readline()
+        self.tty_out.write(f"\nsandbox: the agent asks to {esc(what)}\nAllow? [y/N] ")
+        self.tty_out.flush()
+        answer = self.tty_in.readline()
         return answer.strip().lower() in ("y", "yes")
 
 

@@ -123,3 +123,35 @@ def test_bad_agent_input(cli: Cli, workspace: Path, argv: list[str], code: int,
                          message: bytes) -> None:
     r = cli(*argv, "-C", str(workspace))
     assert r.returncode == code and message in r.stderr, r.stderr
+
+
+def test_level1_asks_the_person_at_the_terminal(cli: Cli, workspace: Path) -> None:
+    """Level 1: every write and command of the agent waits for the person at the terminal
+    that started `sandbox agent`; a no is a refusal the model reads, and nothing runs."""
+    import pexpect
+
+    from tests.conftest import SANDBOX_BIN
+
+    script = [Turn(ToolUse("mcp__sandbox__write_file", {"path": "yes.txt", "content": "y\n"})),
+              Turn(ToolUse("mcp__sandbox__bash", {"command": "echo no > no.txt"})),
+              Turn(Text("Done."))]
+    with MessagesStandIn(script, api_key=UPSTREAM_KEY) as llm:
+        env = cli.env(_gateway(cli, llm.url)) | {"TERM": "dumb"}
+        child = pexpect.spawn(str(SANDBOX_BIN), [
+            "agent", "claude", "-C", str(workspace), "--session", "l1", "--level", "1",
+            "--bin", str(claude_binary()), "--", "-p", "go", "--model", MODEL], env=env,
+            timeout=120)
+        child.expect(r"the agent asks to write yes\.txt \(2 bytes\)")
+        child.expect(r"Allow\? \[y/N\]")
+        child.sendline("y")
+        child.expect(r"the agent asks to run: echo no > no\.txt")
+        child.expect(r"Allow\? \[y/N\]")
+        child.sendline("n")
+        child.expect(pexpect.EOF)
+        child.close()
+        results = llm.main_loop()[-1].tool_results()
+    assert child.exitstatus == 0, child.before
+    assert "pending" in results[0] and "the person declined" in results[1]
+    shown = json.loads(cli("diff", "l1", "--json", check=True).stdout)
+    assert [c["path"] for c in shown["changes"]] == ["yes.txt"]
+    assert not (workspace / "yes.txt").exists()  # level 1: a person approves the changes too
