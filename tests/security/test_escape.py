@@ -8,6 +8,7 @@ a command exactly like `run`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -262,8 +263,10 @@ def test_no_network_not_even_host_loopback(sbx: tuple[Cli, Path], entry: str) ->
         "except OSError as e: print('udp blocked', e)\nEOF\n"
     )
     r = run(cli, workspace, script, entry=entry)
-    srv.close()
+    with contextlib.suppress(OSError):
+        srv.shutdown(socket.SHUT_RDWR)  # the run is over: wake the accept now, not in 2 s
     t.join()
+    srv.close()
     assert b"CONNECTED" not in r.stdout and b"UDP-SENT" not in r.stdout, r.stdout
     assert hits == []
 
