@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["Gateway"]
 
 MAX_BODY = 32 * 1024 * 1024
+_KEY_CACHE_S = 1.0
 # Tokens are at least a byte of the request each; this covers what providers add on top
 # (the tool-use system prompt, message framing).
 _INPUT_OVERHEAD_TOKENS = 2048
@@ -95,12 +96,16 @@ class Gateway:
         self.config = config
         self.home = home
         self.keys = KeyStore.at_home(home)
-        self.ledger = Ledger(load=self.keys.spent, persist=self.keys.add_spend)
+        self.ledger = Ledger(load=self.keys.spent)
+        self._key_cache: dict[str, tuple[float, VirtualKey | None]] = {}
         self.limits = RateLimiter()
         self.scanner = Scanner(config.secrets())
         self.metrics = Metrics()
         self.recorder = Recorder(
-            AuditLog(HomeLayout(home).audit), BodyStore(home / "gateway" / "bodies"), self.scanner
+            AuditLog(HomeLayout(home).audit),
+            BodyStore(home / "gateway" / "bodies"),
+            self.scanner,
+            KeyStore(self.keys.path).add_spend,  # its own connection, on the writer thread
         )
         self.http: aiohttp.ClientSession | None = None
 
@@ -155,9 +160,22 @@ class Gateway:
     async def _metrics(self, _request: Request) -> Response:
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    def _lookup(self, presented: str) -> VirtualKey | None:
+        """The key's record, read at most once a second per key (a revocation takes effect
+        within a second; the database is not read on every request)."""
+        now = time.monotonic()
+        hit = self._key_cache.get(presented)
+        if hit is not None and now - hit[0] < _KEY_CACHE_S:
+            return hit[1]
+        if len(self._key_cache) > 10_000:
+            self._key_cache.clear()
+        key = self.keys.lookup(presented)
+        self._key_cache[presented] = (now, key)
+        return key
+
     def _auth(self, request: Request, family: ApiFamily) -> VirtualKey | RawResponse:
         presented = _presented_key(request)
-        key = self.keys.lookup(presented) if presented else None
+        key = self._lookup(presented) if presented else None
         if key is None or not key.usable(time.time()):
             self.metrics.refused.labels("auth").inc()
             why = "missing" if presented is None else ("invalid" if key is None else key.status(time.time()))
@@ -267,7 +285,8 @@ class Gateway:
             return _error(family, Kind.BUDGET, res.message())
         self.metrics.inflight.inc()
         self.metrics.reserved.inc(worst)
-        call = Call(key, api, model, stream, body, price, res, started, self._settle)
+        call = Call(key, api, model, stream, body, price, res, started, self._settle,
+                    scanned=cfg.content is not ContentMode.OFF)
         assert self.http is not None
         try:
             sent = await dispatch(self.http, providers, Endpoint.of(api), model,
@@ -297,7 +316,7 @@ class Gateway:
             cost = out.usage.cost(call.price)
         else:
             cost = call.reservation.amount  # no final usage report: charge the worst case
-        self.ledger.settle(call.reservation, cost)
+        spend = self.ledger.settle(call.reservation, cost)
         usage = out.usage
         self.limits.done(call.key.id, call.stream, usage.total if usage else 0)
         m, now = self.metrics, time.monotonic()
@@ -348,6 +367,8 @@ class Gateway:
                 request=call.request,
                 response=out.response or None,
                 api=call.api,
+                request_clean=call.scanned,
+                spend=spend,
             )
         )
 

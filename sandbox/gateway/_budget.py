@@ -51,11 +51,10 @@ class _Account:
 
 @dataclass
 class Ledger:
-    """In-memory authority for spend; `load` reads a scope's committed spend once (persisted),
-    `persist` is told each settled cost."""
+    """In-memory authority for spend; `load` reads a scope's committed spend once (persisted);
+    `settle` returns what to persist."""
 
     load: Callable[[str], float]
-    persist: Callable[[Sequence[tuple[str, float]]], None]
     _accounts: dict[str, _Account] = field(default_factory=dict)
     # The highest committed + reserved seen per scope: tests assert it never passed the limit.
     peak: dict[str, float] = field(default_factory=dict)
@@ -80,11 +79,11 @@ class Ledger:
     def _note_peak(self, name: str, acct: _Account) -> None:
         self.peak[name] = max(self.peak.get(name, 0.0), acct.committed + acct.reserved)
 
-    def settle(self, res: Reservation, cost: float) -> None:
+    def settle(self, res: Reservation, cost: float) -> tuple[tuple[str, float], ...]:
         """Replace the reservation by the real cost (never more than the reservation, by how
         the reservation is bounded; recorded as it is all the same). Idempotent."""
         if res.settled:
-            return
+            return ()
         res.settled = True
         cost = max(cost, 0.0)
         for name in res.scopes:
@@ -92,8 +91,7 @@ class Ledger:
             acct.reserved -= res.amount
             acct.committed += cost
             self._note_peak(name, acct)
-        if cost > 0:
-            self.persist([(name, cost) for name in res.scopes])
+        return tuple((name, cost) for name in res.scopes) if cost > 0 else ()
 
     def committed(self, scope: str) -> float:
         return self._account(scope).committed

@@ -59,6 +59,7 @@ class Call:
     attempts: int = 0
     ttfb: float | None = None
     done: bool = field(default=False)
+    scanned: bool = False  # the request was scanned for secrets before it left (and is clean)
 
     def settle(self, outcome: Outcome) -> None:
         if not self.done:

@@ -6,6 +6,7 @@ import json
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -120,8 +121,26 @@ def _call(url: str, key: str, model: str) -> tuple[int, dict[str, object]]:
 
 @pytest.fixture
 def upstream() -> Iterator[ProviderStandIn]:
-    with ProviderStandIn(api_key=UPSTREAM_KEY) as up:
+    # A stream of 40 events 20 ms apart: long enough to reload and to stop during one.
+    with ProviderStandIn(api_key=UPSTREAM_KEY, gap=0.02, text=" ".join(f"w{i}" for i in range(40))) as up:
         yield up
+
+
+def _stream(url: str, key: str, out: list[bytes]) -> None:
+    body = json.dumps({"model": "claude-test", "max_tokens": 20, "stream": True,
+                       "messages": [{"role": "user", "content": "hi"}]})
+    req = urllib.request.Request(url + "/anthropic/v1/messages", data=body.encode(),
+                                 headers={"x-api-key": key, "content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        out.append(resp.read())
+
+
+def _streaming(url: str, key: str) -> tuple[threading.Thread, list[bytes]]:
+    out: list[bytes] = []
+    thread = threading.Thread(target=_stream, args=(url, key, out))
+    thread.start()
+    time.sleep(0.3)  # the stream is under way
+    return thread, out
 
 
 def test_serve_reload_usage(tmp_path: Path, env: dict[str, str], upstream: ProviderStandIn) -> None:
@@ -147,8 +166,12 @@ def test_serve_reload_usage(tmp_path: Path, env: dict[str, str], upstream: Provi
         assert _call(url, key, "claude-test")[0] == 200
         assert _call(url, key, "claude-new")[0] == 400  # unpriced
         cfg.write_text(config_text(upstream.url) + '[prices."claude-new"]\ninput = 1.0\noutput = 2.0\n')
+        during_reload, got = _streaming(url, key)
         r = gw(env, "reload")
         assert r.returncode == 0, r.stderr
+        during_reload.join(30)
+        assert got and got[0].rstrip().endswith(b'{"type": "message_stop"}')  # not dropped
+        assert b"w39" in got[0]
         for _ in range(100):
             if _call(url, key, "claude-new")[0] == 200:
                 break
@@ -159,14 +182,17 @@ def test_serve_reload_usage(tmp_path: Path, env: dict[str, str], upstream: Provi
         assert gw(env, "reload").returncode == 0
         time.sleep(0.2)
         assert _call(url, key, "claude-new")[0] == 200
+        during_stop, got = _streaming(url, key)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
+    during_stop.join(30)
+    assert got and b"w39" in got[0] and b"message_stop" in got[0]  # shutdown finished the stream
     assert proc.returncode == 0, err
     assert "reload failed, keeping the old config" in err
     assert UPSTREAM_KEY not in err and key not in err
     usage = json.loads(gw(env, "usage", "--by", "model", "--json").stdout)
-    assert {u["group"]: u["calls"] for u in usage} == {"claude-new": 2, "claude-test": 1}
+    assert {u["group"]: u["calls"] for u in usage} == {"claude-new": 2, "claude-test": 3}
     verify = subprocess.run(
         [str(SANDBOX_BIN), "audit", "--verify"], env=env, capture_output=True, text=True, check=False
     )

@@ -72,18 +72,17 @@ def test_responses_and_chat_usage() -> None:
 
 
 def test_ledger_refuses_rather_than_shrinks() -> None:
-    persisted: list[tuple[str, float]] = []
-    ledger = Ledger(load=lambda s: 0.5 if s == "key:a" else 0.0, persist=persisted.extend)
+    ledger = Ledger(load=lambda s: 0.5 if s == "key:a" else 0.0)
     scopes = [Scope("key:a", 1.0), Scope("day:x", None)]
     first = ledger.reserve(scopes, 0.3)
     assert isinstance(first, Reservation)
     refused = ledger.reserve(scopes, 0.3)
     assert isinstance(refused, Refusal) and refused.left == pytest.approx(0.2)
     assert "budget exceeded" in refused.message() and "$1.000000 limit" in refused.message()
-    ledger.settle(first, 0.1)
-    ledger.settle(first, 0.1)  # idempotent
+    persisted = ledger.settle(first, 0.1)
+    assert ledger.settle(first, 0.1) == ()  # idempotent
     assert ledger.committed("key:a") == pytest.approx(0.6) and ledger.reserved("key:a") == 0
-    assert persisted == [("key:a", 0.1), ("day:x", 0.1)]
+    assert persisted == (("key:a", 0.1), ("day:x", 0.1))
 
 
 def test_scanner_redacts_without_echoing() -> None:
