@@ -26,6 +26,7 @@ import anyio
 
 from sandbox.backends import BindMount
 from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError
+from sandbox.gateway._attach import INSIDE_PORT as LLM_PORT
 from sandbox.mcp import _socket
 from sandbox.mcp._server import Worker, build_server, nsjail_children, stop_running_sandboxes
 from sandbox.mcp._session import Confirm, Finished, McpConfig, McpSession
@@ -106,12 +107,21 @@ def agent_argv(kind: AgentKind, binary: Path, config_inside: str,
                     "--allowedTools", "mcp__sandbox", *args)
         case AgentKind.CODEX:
             server = "mcp_servers.sandbox"
-            return (exe, "-c", "features.shell_tool=false", "-c", "features.unified_exec=false",
-                    "-c", "features.shell_snapshot=false",
+            # The gateway (`[llm]` puts it on the sandbox's loopback) as the model provider.
+            provider = ('model_providers.sandbox-gateway={name="sandbox gateway",'
+                        f'base_url="http://127.0.0.1:{LLM_PORT}/openai/v1",'
+                        'env_key="OPENAI_API_KEY",wire_api="responses"}')
+            # Codex 0.171 still offers list_mcp_resources, list_mcp_resource_templates,
+            # read_mcp_resource, request_user_input and view_image with no switch found: the
+            # offered-tools check then stops it (125) rather than let them through.
+            off = ("shell_tool", "unified_exec", "shell_snapshot", "goals", "multi_agent",
+                   "image_generation", "sleep_tool", "apps", "plugins")
+            return (exe, *[a for f in off for a in ("-c", f"features.{f}=false")],
+                    "-c", 'web_search="disabled"',
                     "-c", f'{server}.command="{_PYTHON}"',
                     "-c", f'{server}.args=["-I", "{_socket.INSIDE_DIR}/{_socket.RELAY_NAME}"]',
                     "-c", f"{server}.required=true",
-                    "-c", 'default_tools_approval_mode="approve"', *args)
+                    "-c", provider, "-c", 'model_provider="sandbox-gateway"', *args)
 
 
 def _agent_policy(effective: EffectivePolicy) -> EffectivePolicy:
@@ -274,12 +284,26 @@ class _OfferedTools:
             tools = json.loads(self.bodies.get(ref["$blob"])) if isinstance(ref, dict) else []
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        names = []
-        for t in tools if isinstance(tools, list) else []:
-            fn = t.get("function") if isinstance(t, dict) else None
-            name = (fn or t).get("name") if isinstance(fn or t, dict) else None
-            names.append(str(name))
-        return names
+        return tool_names(tools)
+
+
+def tool_names(tools: object) -> list[str]:
+    """The names of the tools in a request's `tools`: Anthropic and OpenAI function tools by
+    name, a Responses API namespace (Codex groups an MCP server's tools so) as `ns__tool`, a
+    tool without a name (a hosted tool such as web_search) by its type."""
+    names: list[str] = []
+    for t in tools if isinstance(tools, list) else []:
+        if not isinstance(t, dict):
+            names.append(repr(t))
+            continue
+        fn = t.get("function")
+        spec = fn if isinstance(fn, dict) else t
+        name = str(spec.get("name") or t.get("type") or "?")
+        if t.get("type") == "namespace" and isinstance(t.get("tools"), list):
+            names.extend(f"{name}__{inner}" for inner in tool_names(t["tools"]))
+        else:
+            names.append(name)
+    return names
 
 
 def _llm_usage(session: McpSession, agent_session: str) -> dict[str, Any]:

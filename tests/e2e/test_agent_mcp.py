@@ -155,3 +155,22 @@ def test_level1_asks_the_person_at_the_terminal(cli: Cli, workspace: Path) -> No
     shown = json.loads(cli("diff", "l1", "--json", check=True).stdout)
     assert [c["path"] for c in shown["changes"]] == ["yes.txt"]
     assert not (workspace / "yes.txt").exists()  # level 1: a person approves the changes too
+
+
+def test_codex_offering_tools_we_cannot_switch_off_fails_closed(cli: Cli, workspace: Path) -> None:
+    """Codex 0.171 still offers a few built-ins of its own with our config (MCP resource
+    readers, request_user_input, view_image): the run must stop with 125 and name them, not
+    carry on. Its shell, exec, goals, multi-agent and web search are off."""
+    from tests.e2e.test_agents_gateway import codex_binary
+    from tests.support.provider_standin import ProviderStandIn
+
+    with ProviderStandIn(api_key=UPSTREAM_KEY, text="Hello.") as up:
+        r = cli("agent", "codex", "-C", str(workspace), "--session", "cx",
+                "--bin", str(codex_binary()), "--", "exec", "--skip-git-repo-check",
+                "-m", "gpt-test", "say hello", env=_gateway(cli, up.url), timeout=240)
+        offered = [t.get("name") for req in up.received for t in req.body.get("tools") or []]
+    assert r.returncode == 125, r.stderr.decode()[-2000:]
+    assert b"tools that are not ours: " in r.stderr and b"view_image" in r.stderr
+    assert "mcp__sandbox" in offered  # our server's tools were there (a namespace)
+    for gone in ("shell", "exec_command", "apply_patch", "web_search", "create_goal"):
+        assert gone not in offered, offered
