@@ -87,7 +87,15 @@ def run_summary(outcome: Any, policy: Any = None) -> None:
     if not cs:
         out.write("sandbox: no changes\n")
         return
-    out.write(f"sandbox: {len(cs.changes)} change(s):\n{change_table(cs, 30, policy)}")
+    from sandbox.fs import is_git_internal
+
+    internal = [c for c in cs.changes if is_git_internal(c.path)]
+    listed = ChangeSet(tuple(c for c in cs.changes if not is_git_internal(c.path))) \
+        if internal and len(internal) < len(cs.changes) else cs
+    out.write(f"sandbox: {len(cs.changes)} change(s):\n{change_table(listed, 30, policy)}")
+    if listed is not cs:  # object files and logs: `show` presents them as commits
+        out.write(f"  ... and {len(internal)} git-internal file(s) (objects, logs, index): "
+                  f"`sandbox show {outcome.session_id}` shows the commits\n")
     decision = outcome.decision
     refused: Sequence[Any] = ()
     match decision:

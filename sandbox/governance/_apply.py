@@ -20,6 +20,8 @@ def commit_paths(layout: HomeLayout, audit: AuditLog, session: SessionRecord, cs
     """Commit exactly `paths` (journaled, atomic); remove them from the pending upper dir."""
     if not paths:
         return ()
+    if actor != "policy":
+        paths = _with_git_objects(cs, paths)
     selected = [c for c in cs.changes if c.path in set(paths)]
     bad = [c for c in selected if c.forbidden]
     if bad:
@@ -49,6 +51,18 @@ def commit_paths(layout: HomeLayout, audit: AuditLog, session: SessionRecord, cs
     })
     discard_paths(upper, list(committed), lower=session.workspace)
     return committed
+
+
+def _with_git_objects(cs: ChangeSet, paths: Sequence[str]) -> Sequence[str]:
+    """A person approving a ref that commits made inside moved approves the objects, logs and
+    index git wrote for them too: alone, the ref would name commits the repository lacks."""
+    from sandbox.fs import is_git_internal
+
+    if not any(p.startswith(".git/refs/") or p == ".git/packed-refs" for p in paths):
+        return paths
+    chosen = set(paths)
+    return (*paths, *(c.path for c in cs.changes
+                      if is_git_internal(c.path) and c.path not in chosen and not c.forbidden))
 
 
 def _lstat(path: Path) -> os.stat_result | None:

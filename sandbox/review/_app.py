@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import assert_never
 
+from sandbox.fs import is_git_internal
 from sandbox.review._apply import HunkedFile
 from sandbox.review._detail import Detail, RowKind
 from sandbox.review._layout import Layout, Pos, Visual
@@ -100,8 +101,13 @@ class ReviewApp:
         self.title = title
         self.ascii_only = ascii_only
         self.finish: Finish | None = None
-        self.cursor = 0
-        self._list_top = 0
+        # Object files, logs and the index that a moved branch stands for are not listed:
+        # they go with their ref (see build_state), which the list shows by its commits.
+        self._shown = [i for i, it in enumerate(state.items)
+                       if not (is_git_internal(it.path) and it.requires)] \
+            or list(range(len(state.items)))
+        self.cursor = self._shown[0] if self._shown else 0
+        self._list_top = 0  # a position in _shown
         self._mode = _Mode.LIST
         self._back = _Mode.LIST
         self._details: dict[int, Detail] = {}
@@ -152,26 +158,25 @@ class ReviewApp:
         return True
 
     def _list_key(self, name: str) -> None:
-        count = len(self.state.items)
         match name:
             case "down" | "j":
-                self.cursor = min(count - 1, self.cursor + 1)
+                self._step(1)
             case "up" | "k":
-                self.cursor = max(0, self.cursor - 1)
+                self._step(-1)
             case "pgdn" | " ":
-                self.cursor = min(count - 1, self.cursor + 10)
+                self._step(10)
             case "pgup":
-                self.cursor = max(0, self.cursor - 10)
+                self._step(-10)
             case "home" | "g":
-                self.cursor = 0
+                self._step(-len(self._shown))
             case "end" | "G":
-                self.cursor = count - 1
+                self._step(len(self._shown))
             case "enter" | "l" | "right":
                 self._open(self.cursor)
             case "y" | "n" | "u":
                 choice = {"y": Choice.ACCEPT, "n": Choice.REJECT, "u": Choice.PENDING}[name]
                 if self._decide(self.cursor, choice):
-                    self.cursor = min(count - 1, self.cursor + 1)
+                    self._step(1)
             case "A":
                 self.state = self.state.set_all(Choice.ACCEPT)
                 skipped = [it for i, it in enumerate(self.state.items)
@@ -205,7 +210,14 @@ class ReviewApp:
 
     def _next_file(self) -> None:
         self._mode = _Mode.LIST
-        self.cursor = min(len(self.state.items) - 1, self.cursor + 1)
+        self._step(1)
+
+    def _pos(self) -> int:
+        return self._shown.index(self.cursor) if self.cursor in self._shown else 0
+
+    def _step(self, delta: int) -> None:
+        if self._shown:
+            self.cursor = self._shown[max(0, min(len(self._shown) - 1, self._pos() + delta))]
 
     def _file_key(self, name: str) -> None:
         i = self.cursor
@@ -317,16 +329,18 @@ class ReviewApp:
         return ((_fit(text, cols), Style.DIM),)
 
     def _draw_list(self, rows: int, cols: int) -> list[Line]:
-        items = self.state.items
         view = rows - 4
-        if self.cursor < self._list_top:
-            self._list_top = self.cursor
-        if self.cursor >= self._list_top + view:
-            self._list_top = self.cursor - view + 1
+        pos = self._pos()
+        if pos < self._list_top:
+            self._list_top = pos
+        if pos >= self._list_top + view:
+            self._list_top = pos - view + 1
+        folded = len(self.state.items) - len(self._shown)
+        more = f" +{folded} git files" if folded else ""
         out: list[Line] = [self._title(f"sandbox review  {self.title}  "
-                                       f"{len(items)} change(s)   ? help", cols)]
+                                       f"{len(self._shown)} change(s){more}   ? help", cols)]
         out.append((("     K PATH", Style.DIM),))
-        for i in range(self._list_top, min(len(items), self._list_top + view)):
+        for i in self._shown[self._list_top:self._list_top + view]:
             out.append(self._item_line(i, cols))
         out += [(("", Style.NORMAL),)] * (rows - 2 - len(out))
         out.append(self._status(cols))
@@ -371,7 +385,7 @@ class ReviewApp:
         where = f"hunk {self._part + 1}/{parts}" if detail.diff is not None else "whole file"
         out: list[Line] = [self._title(
             f"{self._mark(i)} {esc(self.state.items[i].path, ascii_only=self.ascii_only)}  "
-            f"({i + 1}/{len(self.state.items)}, {where})", cols)]
+            f"({self._pos() + 1}/{len(self._shown)}, {where})", cols)]
         for v in lay.lines(self._top, view):
             out.append(self._file_line(v, detail))
         out += [(("", Style.NORMAL),)] * (rows - 2 - len(out))

@@ -35,6 +35,8 @@ def _repo_with_agent_commits(cli: Cli, ws: Path) -> str:
     r = cli("run", "--session", "gw", "--", "sh", "-c", f"echo more >> README.md && {WORK}",
             cwd=ws)
     assert r.returncode == 0, r.stderr.decode()
+    summary = r.stderr.decode()
+    assert ".git/objects/" not in summary and "git-internal file(s)" in summary, summary
     return base
 
 
@@ -83,6 +85,9 @@ def test_review_accepts_the_branch_with_its_commits(sbx: tuple[Cli, Path]) -> No
     tip = json.loads(cli("show", "gw", "--json", cwd=ws).stdout)["git"]["refs"][0]["new"]
     tty = Tty(cli, "review", "gw")
     screen = tty.wait("change(s)")
+    # The list shows the branch's ref, not the object files and logs that go with it.
+    assert "git files" in screen.splitlines()[0], screen
+    assert ".git/objects" not in screen and ".git/logs" not in screen, screen
     for _ in range(40):  # walk the list down to the branch's ref
         cursor = [ln for ln in screen.splitlines() if ln.startswith(">")]
         if cursor and ".git/refs/heads/main" in cursor[0]:
@@ -100,3 +105,17 @@ def test_review_accepts_the_branch_with_its_commits(sbx: tuple[Cli, Path]) -> No
                                                                            "agent one"]
     subprocess.run(["git", "-c", "safe.directory=*", "-C", str(ws), "fsck", "--strict"],
                    check=True, capture_output=True)
+
+
+def test_approving_the_branch_brings_its_commits(sbx: tuple[Cli, Path]) -> None:
+    cli, ws = sbx
+    base = _repo_with_agent_commits(cli, ws)
+    refused = cli("approve", "gw", ".git/refs/heads/main", cwd=ws)
+    assert refused.returncode != 0 and _git(ws, "rev-parse", "main") == base  # protected
+    r = cli("approve", "gw", ".git/refs/heads/main", "--include-protected", cwd=ws)
+    assert r.returncode == 0, r.stderr.decode()
+    assert _git(ws, "log", "--format=%an|%s", f"{base}..main").splitlines() == [
+        "Agent|agent two", "Agent|agent one"]
+    subprocess.run(["git", "-c", "safe.directory=*", "-C", str(ws), "fsck", "--strict"],
+                   check=True, capture_output=True)
+    assert not (ws / "d.txt").exists()  # the rest stays pending
