@@ -392,40 +392,15 @@ def audit_verify(report: Any, *, json_out: bool) -> int:
     return 0 if ok else 1
 
 
+# What the level-1 confirmation shows (the rest is in `sandbox policy show`).
+_SHORT = ("level", "run.", "limits.", "egress.allow", "llm.enabled")
+
+
 def policy_lines(eff: EffectivePolicy, *, short: bool = False) -> list[str]:
-    p = eff.policy
-    rows: list[tuple[str, Any, str]] = [
-        ("level", int(p.level), "level"), ("run.backend", p.backend, "backend"),
-        ("run.profile", p.profile, "profile"), ("run.image", p.image, "image"),
-        ("limits.timeout", p.limits.timeout_s, "limits.timeout_s"),
-        ("limits.memory", p.limits.memory_bytes, "limits.memory_bytes"),
-        ("limits.cpus", p.limits.cpus, "limits.cpus"),
-        ("limits.pids", p.limits.pids, "limits.pids"),
-        ("limits.write", p.limits.write_bytes, "limits.write_bytes"),
-        ("limits.output", p.limits.output_bytes, "limits.output_bytes"),
-        ("egress.allow", list(p.egress_allow), "egress_allow"),
-        ("egress.allow_addresses", list(p.egress_allow_addresses), "egress_allow_addresses"),
-    ]
-    if not short:
-        rows += [
-            ("egress.ceiling", None if p.egress_ceiling is None else list(p.egress_ceiling),
-             "egress_ceiling"),
-            ("hide.paths", list(p.hide), "hide"), ("hide.git", p.hide_git, "hide_git"),
-            ("protect.paths", list(p.protected), "protected"),
-            ("protect.allow_at_level4", list(p.allow_at_level4), "allow_at_level4"),
-            ("review.auto.max_files", p.review_auto.max_files, "review_auto.max_files"),
-            ("review.auto.max_lines", p.review_auto.max_lines, "review_auto.max_lines"),
-            ("review.auto.allow_paths", [list(g) for g in p.review_auto.allow_paths],
-             "review_auto.allow_paths"),
-            ("review.auto.deny_paths", list(p.review_auto.deny_paths),
-             "review_auto.deny_paths"),
-            ("review.auto.new_executables", p.review_auto.new_executables,
-             "review_auto.new_executables"),
-            ("review.auto.binaries", p.review_auto.binaries, "review_auto.binaries"),
-            ("review.auto.deletions", p.review_auto.deletions, "review_auto.deletions"),
-            ("env.pass", list(p.env_pass), "env_pass"),
-            ("trust.workspaces", p.trust_workspaces, "trust_workspaces"),
-        ]
+    from sandbox.policy import field_rows
+
+    rows = [r for r in field_rows(eff.policy)
+            if not short or (r[0].startswith(_SHORT) and r[0] != "egress.ceiling")]
     return [f"{name} = {json.dumps(value)}    # {eff.source_of(attr)}{_trust_tag(eff, attr)}"
             for name, value, attr in rows]
 

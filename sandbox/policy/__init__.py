@@ -3,6 +3,7 @@
 from sandbox.policy._load import (
     Layer,
     Untrusted,
+    field_rows,
     load_policy,
     merge,
     parse_duration,
@@ -40,6 +41,7 @@ __all__ = [
     "TrustResult",
     "Untrusted",
     "content_digest",
+    "field_rows",
     "load_policy",
     "merge",
     "parse_duration",

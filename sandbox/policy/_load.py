@@ -402,6 +402,26 @@ def untrusted_error(refused: list[Loosening], org_forbids: bool) -> PolicyError:
         f"it; not trusted, it would loosen:\n" + "\n".join(lines), hint=hint)
 
 
+def field_rows(policy: Policy) -> list[tuple[str, Any, str]]:
+    """(dotted TOML name, JSON-able value, attribute) of every policy field, in declaration
+    order: what `policy show` prints (derived from FIELDS, so no field can be left out)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, Level):
+            return int(v)
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        return v
+
+    rows = []
+    for f in FIELDS:
+        obj: Any = policy
+        for part in f.attr.split("."):
+            obj = getattr(obj, part)
+        rows.append((f"{f.table}.{f.key}" if f.table else f.key, plain(obj), f.attr))
+    return rows
+
+
 def _show(value: Any) -> str:
     return str(int(value)) if isinstance(value, Level) else repr(value)
 

@@ -132,3 +132,12 @@ def test_trusting_a_missing_file_is_a_usage_error(ws: Path, env: dict[str, str])
     with pytest.raises(PolicyError, match="no policy file to trust"):
         trust_command(None, ws, env)
     assert not (Path(env["SANDBOX_HOME"]) / "trust.json").exists()
+
+
+def test_policy_show_has_a_row_for_every_field() -> None:
+    from sandbox.policy import Policy, field_rows
+    from sandbox.policy._load import FIELDS
+
+    names = [name for name, _, _ in field_rows(Policy())]
+    assert len(names) == len(FIELDS) and len(set(names)) == len(names)
+    assert {"egress.allow", "egress.allow_addresses", "egress.ceiling", "hide.git"} <= set(names)
