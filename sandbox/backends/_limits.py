@@ -106,18 +106,23 @@ def _controllers(d: Path, name: str = "cgroup.controllers") -> set[str]:
 
 def _delegated_root(mount: Path) -> Path | None:
     """The subtree whose limits this caller may set: the v2 root for root; else the highest
-    ancestor of the caller's own cgroup that it owns (moving its processes between cgroups
-    needs write access to their common ancestor, which such an ancestor is)."""
+    owned ancestor of the caller's own cgroup (see `delegated_ancestor`)."""
     if os.getuid() == 0:
         return mount
     own = _own_v2_cgroup(mount)
-    if own is None:
-        return None
+    return None if own is None else delegated_ancestor(mount, own, os.getuid())
+
+
+def delegated_ancestor(mount: Path, own: Path, uid: int) -> Path | None:
+    """The highest ancestor of `own` (below `mount`) that `uid` owns, with every dir between
+    owned too, and whose cgroup.procs and cgroup.subtree_control it may write. Moving a process
+    between two cgroups needs write access to their common ancestor's cgroup.procs: such an
+    ancestor is one (systemd's user@UID.service is one, for the user's own processes)."""
     found = None
     d = own.parent
     while d != mount and mount in d.parents:
         try:
-            owned = d.stat().st_uid == os.getuid()
+            owned = d.stat().st_uid == uid
         except OSError:
             break
         if not owned:

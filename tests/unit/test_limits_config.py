@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from sandbox.backends._base import LaunchSpec, Limits, Seccomp, Snapshot
 from sandbox.backends._limits import Enforcer, LimitPlan
 from sandbox.backends._nsjail_config import _light_import_nsjail, build_config
+from tests.conftest import require_root
 
 GIB = 1 << 30
 
@@ -40,3 +42,25 @@ def test_without_a_cgroup_memory_is_left_to_the_poller_not_rlimit_as(tmp_path: P
     assert cfg.rlimit_as_type == rl.INF  # the JVM reserves 1 GiB of class space at start
     assert cfg.rlimit_nproc_type == rl.VALUE and cfg.max_cpus == 2
     assert "polled resident memory" in plan.describe()
+
+
+def test_the_delegated_subtree_is_the_highest_owned_ancestor(tmp_path: Path) -> None:
+    """As systemd lays it out: user.slice (root's) / user@UID.service (the user's) / app.slice
+    (the user's) / the shell's scope. The user may manage user@UID.service's subtree."""
+    from sandbox.backends._limits import delegated_ancestor
+
+    require_root()  # to give the tree other owners
+    mount = tmp_path / "cgroup"
+    service = mount / "user.slice" / "user@1000.service"
+    own = service / "app.slice" / "run-1.scope"
+    own.mkdir(parents=True)
+    for d in (service, service / "app.slice", own):
+        for f in ("cgroup.procs", "cgroup.subtree_control"):
+            (d / f).write_text("")
+    uid = os.getuid()
+    os.chown(mount / "user.slice", uid + 4242, -1)  # root's in real life: not the user's
+    assert delegated_ancestor(mount, own, uid) == service
+    os.chown(service, uid + 4242, -1)  # a login session: nothing delegated above the scope
+    assert delegated_ancestor(mount, own, uid) == service / "app.slice"
+    os.chown(service / "app.slice", uid + 4242, -1)
+    assert delegated_ancestor(mount, own, uid) is None
