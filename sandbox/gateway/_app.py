@@ -358,6 +358,8 @@ class Gateway:
         }
         if out.disconnected:
             data["client_disconnected"] = True
+        if out.broken:
+            data["upstream_broken"] = True
         self.recorder.submit(
             CallRecord(
                 AuditEvent.LLM_CALL,

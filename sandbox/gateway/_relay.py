@@ -40,6 +40,7 @@ class Outcome:
     complete: bool  # the provider's final usage report was seen
     response: bytes
     disconnected: bool = False
+    broken: bool = False  # the upstream failed mid-stream (after the client got the status)
 
 
 @dataclass
@@ -119,7 +120,7 @@ class StreamRelay(Response):
         watcher = asyncio.create_task(watch())
         splitter = SseSplitter()
         kept = bytearray()
-        status = resp.status
+        status, broken = resp.status, False
         try:
             await send({"type": "http.response.start", "status": status, "headers": self.raw_headers})
             async for raw in resp.content.iter_any():
@@ -137,8 +138,9 @@ class StreamRelay(Response):
             if not gone.is_set():
                 await send({"type": "http.response.body", "body": splitter.rest(), "more_body": False})
         except (TimeoutError, aiohttp.ClientError):
-            status = 502  # upstream broke mid-stream: too late to fall back; end the stream
+            broken = True  # too late to fall back (the client has bytes): end the stream
         finally:
             watcher.cancel()
             resp.release()
-            call.settle(Outcome(status, tracker.usage, tracker.complete, bytes(kept), gone.is_set()))
+            call.settle(Outcome(status, tracker.usage, tracker.complete, bytes(kept), gone.is_set(),
+                                broken))

@@ -162,3 +162,37 @@ def test_key_header_variants(tmp_path: Path, upstream: ProviderStandIn, gw: Embe
         with urllib.request.urlopen(req) as resp:
             assert resp.status == 200
     assert len(upstream.received) == 3
+
+
+def test_count_tokens_and_model_lists(tmp_path: Path, upstream: ProviderStandIn, gw: EmbeddedGateway) -> None:
+    key = _key(tmp_path, models=["claude-test", "gpt-*"])
+    a = anthropic.Anthropic(base_url=url_of(gw) + "/anthropic", api_key=key, max_retries=0)
+    counted = a.messages.count_tokens(model="claude-test", messages=[{"role": "user", "content": "hi"}])
+    assert counted.input_tokens == upstream.input_tokens
+    assert upstream.received[-1].path == "/v1/messages/count_tokens"
+    assert upstream.received[-1].headers["x-api-key"] == UPSTREAM_KEY
+    assert [m.id for m in a.models.list()] == ["claude-test"]  # routed, priced, allowed for this key
+    o = openai.OpenAI(base_url=url_of(gw) + "/openai/v1", api_key=key, max_retries=0)
+    assert [m.id for m in o.models.list()] == ["gpt-test"]
+    gw.gateway.recorder.flush()
+    assert _calls(tmp_path) == []  # counting tokens is not a billed call
+
+
+def test_stored_bodies_are_redacted_even_when_content_policy_is_off(
+    tmp_path: Path, upstream: ProviderStandIn
+) -> None:
+    secret = "AKIAIOSFODNN7EXAMPLE"
+    upstream.text = f"your key {secret} is noted"  # the model echoes it back
+    text = config_text(upstream.url).replace("[routes]", '[gateway]\ncontent = "off"\n[routes]')
+    with running_gateway(tmp_path, text) as g:
+        client = anthropic.Anthropic(base_url=url_of(g) + "/anthropic", api_key=_key(tmp_path), max_retries=0)
+        msg = client.messages.create(
+            model="claude-test", max_tokens=50, messages=[{"role": "user", "content": f"remember {secret}"}]
+        )
+        g.gateway.recorder.flush()
+    assert secret in str(msg.content[0])  # content = "off": the call itself is untouched
+    assert upstream.received[0].body["messages"][0]["content"] == f"remember {secret}"
+    bodies = b"".join(p.read_bytes() for p in (tmp_path / "gateway" / "bodies").rglob("*") if p.is_file())
+    assert secret.encode() not in bodies and b"[REDACTED:aws_access_key_id]" in bodies
+    (call,) = _calls(tmp_path)
+    assert isinstance(call["request"], str) and isinstance(call["response"], str)

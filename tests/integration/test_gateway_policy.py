@@ -209,3 +209,28 @@ async def test_transcripts_are_stored_once_per_message(tmp_path: Path, upstream:
     assert stored < 200_000, stored  # messages once (60 KB) + manifests of references
     calls = _records(tmp_path, AuditEvent.LLM_CALL)
     assert len({c["request"] for c in calls}) == 30
+
+
+@pytest.mark.asyncio
+async def test_upstream_dying_mid_stream_ends_the_stream_and_charges_the_reservation(tmp_path: Path) -> None:
+    with (
+        ProviderStandIn(api_key=UPSTREAM_KEY, abort_after=3) as up,
+        running_gateway(tmp_path, config_text(up.url)) as gw,
+    ):
+        key, vk = KeyStore.at_home(tmp_path).create()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                url_of(gw) + "/anthropic/v1/messages",
+                json={**MSG, "stream": True},
+                headers={"x-api-key": key},
+            ) as r,
+        ):
+            assert r.status == 200  # the status line had gone out: no fallback after a byte
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await r.read()
+        gw.gateway.recorder.flush()
+        assert gw.gateway.ledger.reserved(f"key:{vk.id}") == 0
+    (call,) = _records(tmp_path, AuditEvent.LLM_CALL)
+    assert call["status"] == 200 and call["upstream_broken"] is True and call["usage_complete"] is False
+    assert call["cost_usd"] == call["reserved_usd"]  # never zero: the worst case is charged

@@ -58,6 +58,7 @@ class ProviderStandIn:
     cache_write: int = 0
     think: float = 0.0  # seconds before the first byte
     gap: float = 0.0  # seconds between streamed events
+    abort_after: int | None = None  # drop the connection after this many streamed events
     text: str = "Hello from the stand-in."
     received: list[Received] = field(default_factory=list)
     billed: list[Bill] = field(default_factory=list)
@@ -162,7 +163,11 @@ class ProviderStandIn:
             headers={"content-type": "text/event-stream", "x-request-id": "req_standin"}
         )
         await resp.prepare(request)
-        for name, data in events:
+        for i, (name, data) in enumerate(events):
+            if i == self.abort_after:
+                assert request.transport is not None
+                request.transport.abort()  # the provider dies mid-stream
+                return resp
             head = f"event: {name}\n" if name else ""
             payload = data if isinstance(data, str) else json.dumps(data)
             await resp.write(f"{head}data: {payload}\n\n".encode())
