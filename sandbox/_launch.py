@@ -45,7 +45,8 @@ def prepare_snapshot(layout: HomeLayout, dirs: SessionDirs, workspace: Path,
     # The cache is per workspace: an unchanged tree costs a stat per directory, not a walk.
     key = hashlib.sha256(os.fsencode(workspace)).hexdigest()[:16]
     hidden = build_mask(workspace, dirs.mask, policy.hide, owner,
-                        cache_file=layout.cache_dir / f"mask-{key}.json")
+                        cache_file=layout.cache_dir / f"mask-{key}.json",
+                        unhide=policy.hide_except)
     # Hidden files git tracks look untouched to git inside (`withdraw_from_git` after the run).
     present_to_git(workspace, dirs.mask, dirs.upper, hidden, owner,
                    cache=layout.cache_dir / f"gitindex-{key}")

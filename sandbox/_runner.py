@@ -27,10 +27,12 @@ from sandbox.backends import Backend, BindMount, LaunchResult, LaunchSpec
 from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError, WorkspaceError
 from sandbox.fs import (
     ChangeSet,
+    Ignored,
     compute_changeset,
     rebase,
     record_bases,
     run_start_ns,
+    split_ignored,
     withdraw_from_git,
 )
 from sandbox.governance import (
@@ -105,6 +107,7 @@ class RunOutcome:
     committed: tuple[str, ...]
     state: SessionState
     notes: tuple[str, ...] = ()
+    ignored: Ignored = field(default_factory=Ignored)  # ignored output, not proposed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,6 +123,7 @@ class RunOutcome:
             "committed": list(self.committed),
             "state": self.state.value,
             "notes": list(self.notes),
+            "ignored": self.ignored.to_json(),
         }
 
 
@@ -265,11 +269,13 @@ class Runner:
             if note:
                 notes.append(note)
         withdraw_from_git(workspace, snapshot.upper, hidden)
-        cs = compute_changeset(snapshot.upper, workspace, hidden=hidden)
+        cs = compute_changeset(snapshot.upper, workspace, hidden=hidden,
+                               unhidden=policy.hide_except)
         # What the session saw at each newly changed path; then each change as it made it.
         session_dir = self.layout.session_dir(session.id)
         record_bases(session_dir, cs, workspace, run_started_ns)
         cs = rebase(cs, session_dir, workspace, snapshot.upper)
+        cs, ignored = split_ignored(cs, workspace, policy.changes_ignore)
         # The records that close a run are written together: one disk flush, not four.
         records = [
             Entry(AuditEvent.RUN_FINISHED, run=run.id, session=session.id, data={
@@ -280,7 +286,8 @@ class Runner:
                   data=cs.summary() | {"paths": [c.path for c in cs.changes][:200],
                                        # per path, for the report's accepted/rejected lines
                                        "lines": [(c.added_lines or 0) + (c.removed_lines or 0)
-                                                 for c in cs.changes][:200]}),
+                                                 for c in cs.changes][:200],
+                                       "ignored": ignored.to_json()}),
         ]
         decision = _decide(cs, policy, self.person.interactive())
         committed: tuple[str, ...] = ()
@@ -298,7 +305,7 @@ class Runner:
         exit_code = EXIT_SANDBOX_FAILED if result.backend_error else result.exit_code
         return RunOutcome(run_id=run.id, session_id=session.id, exit_code=exit_code,
                           launch=result, changeset=cs, decision=decision, committed=committed,
-                          state=state, notes=tuple(notes))
+                          state=state, notes=tuple(notes), ignored=ignored)
 
     def _with_egress(self, stack: contextlib.ExitStack, spec: LaunchSpec, policy: Policy,
                      run_id: str, session_id: str, notes: list[str]) -> LaunchSpec:

@@ -86,7 +86,7 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             case "run":
                 return _run(ctx, args)
             case "ls":
-                return render.ls(ctx.store.list_runs(limit=30), json_out=args.json)
+                return _ls(ctx, args)
             case "show":
                 return _show(ctx, args)
             case "diff":
@@ -195,23 +195,50 @@ def _run(ctx: Ctx, args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
+def _ls(ctx: Ctx, args: argparse.Namespace) -> int:
+    """Every session waiting for a person first, however old (its latest run), then the
+    recent runs (all of them with --all)."""
+    from sandbox.store import SessionState
+
+    waiting = [run for state in (SessionState.PENDING,)
+               for session in ctx.store.list_sessions(state=state, limit=1_000_000)
+               for run in ctx.store.list_runs(limit=1, session_id=session.id)]
+    if args.last < 0:
+        raise UsageError("--last must be 0 or more")
+    recent = ctx.store.list_runs(limit=1_000_000 if args.all else args.last)
+    return render.ls(waiting, recent, json_out=args.json)
+
+
 def _resolve(ctx: Ctx, ref: str) -> Any:
     return ctx.store.resolve(ref)
 
 
-def _pending(ctx: Ctx, ref: str) -> tuple[Any, Any, Path]:
-    from sandbox.fs import compute_changeset, rebase
-    from sandbox.policy import DEFAULT_HIDE
-
+def _pending(ctx: Ctx, ref: str, *, include_ignored: bool = False) -> tuple[Any, Any, Path]:
+    """(resolved run, its session's proposed changes, the upper dir)."""
     resolved = _resolve(ctx, ref)
-    session = resolved.session
-    upper = ctx.layout.session_dirs(session.id).upper
-    from sandbox.fs import ChangeSet
+    upper = ctx.layout.session_dirs(resolved.session.id).upper
+    cs, ignored = _proposed(ctx, resolved.session, upper)
+    if include_ignored:
+        from sandbox.fs import ChangeSet
 
-    hide = _session_hide(session.workspace) or DEFAULT_HIDE
-    cs = compute_changeset(upper, session.workspace, hidden=hide) if upper.exists() else ChangeSet(())
-    cs = rebase(cs, ctx.layout.session_dir(session.id), session.workspace, upper)
+        cs = ChangeSet(cs.changes + ignored.changes)
     return resolved, cs, upper
+
+
+def _proposed(ctx: Ctx, session: Any, upper: Path) -> tuple[Any, Any]:
+    """(the session's pending changes as it made them, the ignored output left out)."""
+    from sandbox.fs import ChangeSet, Ignored, compute_changeset, rebase, split_ignored
+    from sandbox.policy import DEFAULT_HIDE, DEFAULT_IGNORE
+
+    if not upper.exists():
+        return ChangeSet(()), Ignored()
+    policy = _session_policy(session.workspace)
+    hide = tuple(policy.hide) if policy is not None else DEFAULT_HIDE
+    cs = compute_changeset(upper, session.workspace, hidden=hide,
+                           unhidden=policy.hide_except if policy is not None else ())
+    cs = rebase(cs, ctx.layout.session_dir(session.id), session.workspace, upper)
+    return split_ignored(cs, session.workspace,
+                         policy.changes_ignore if policy is not None else DEFAULT_IGNORE)
 
 
 def _session_policy(workspace: Path) -> Any:
@@ -222,19 +249,12 @@ def _session_policy(workspace: Path) -> Any:
         return None
 
 
-def _session_hide(workspace: Path) -> tuple[str, ...]:
-    """The workspace's hide list; a policy broken since the run must not block reviewing its
-    pending changes (the built-in list still applies)."""
-    try:
-        return tuple(_load(workspace, None, []).policy.hide)
-    except SandboxError:
-        return ()
-
-
 def _show(ctx: Ctx, args: argparse.Namespace) -> int:
     from sandbox.fs import git_work
 
-    resolved, cs, upper = _pending(ctx, args.ref)
+    resolved = _resolve(ctx, args.ref)
+    upper = ctx.layout.session_dirs(resolved.session.id).upper
+    cs, ignored = _proposed(ctx, resolved.session, upper)
     git = git_work(upper, resolved.session.workspace, cs.changes) if cs else None
     runs = ctx.store.list_runs(limit=1000, session_id=resolved.session.id)
     events = list(ctx.audit.records(session=resolved.session.id))
@@ -244,7 +264,8 @@ def _show(ctx: Ctx, args: argparse.Namespace) -> int:
     if any(e.event == "tool.call" for e in events) and len(agent) <= 64:
         events = sorted(events + list(ctx.audit.records(session=agent)), key=lambda e: e.seq)
     policy = _session_policy(resolved.session.workspace)
-    return render.show(resolved, runs, cs, events, json_out=args.json, policy=policy, git=git)
+    return render.show(resolved, runs, cs, events, json_out=args.json, policy=policy, git=git,
+                       ignored=ignored)
 
 
 def _diff(ctx: Ctx, args: argparse.Namespace) -> int:
@@ -307,7 +328,7 @@ def _approve(ctx: Ctx, args: argparse.Namespace) -> int:
     from sandbox.errors import ConflictError
     from sandbox.governance import Risk, classify, commit_paths, split_conflicts
 
-    resolved, cs, upper = _pending(ctx, args.ref)
+    resolved, cs, upper = _pending(ctx, args.ref, include_ignored=args.include_ignored)
     if not cs:
         print("nothing pending")
         return 0
@@ -364,11 +385,10 @@ def _reject(ctx: Ctx, args: argparse.Namespace) -> int:
 
 
 def _after_decision(ctx: Ctx, session_id: str, upper: Path, *, rejected: bool = False) -> str:
-    from sandbox.fs import compute_changeset
     from sandbox.store import Decision, SessionState
 
     session = ctx.store.get_session(session_id)
-    left = compute_changeset(upper, session.workspace) if upper.exists() else None
+    left, _ = _proposed(ctx, session, upper)  # ignored output left over is not pending
     if left:
         state = SessionState.PENDING
     elif rejected:

@@ -84,6 +84,9 @@ def run_summary(outcome: Any, policy: Any = None) -> None:
               f"{outcome.exit_code}{usage}\n")
     for note in outcome.notes:
         out.write(f"sandbox: {esc(note)}\n")
+    ignored = getattr(outcome, "ignored", None)
+    if ignored is not None and ignored.changes:
+        out.write(f"sandbox: {ignored.describe()}\n")
     if not cs:
         out.write("sandbox: no changes\n")
         return
@@ -120,23 +123,38 @@ def run_summary(outcome: Any, policy: Any = None) -> None:
                   f"{ref} | discard: sandbox reject {ref}\n")
 
 
-def ls(runs: Sequence[Any], *, json_out: bool) -> int:
+def ls(waiting: Sequence[Any], recent: Sequence[Any], *, json_out: bool) -> int:
+    """`waiting`: the latest run of each pending session (listed first, whatever its age);
+    then the `recent` runs not listed already."""
+    shown = {r.id for r in waiting}
+    rest = [r for r in recent if r.id not in shown]
     if json_out:
-        print(json.dumps([_run_json(r) for r in runs], indent=2))
+        print(json.dumps([_run_json(r) | {"pending": True} for r in waiting]
+                         + [_run_json(r) | {"pending": False} for r in rest], indent=2))
         return 0
-    if not runs:
+    if not waiting and not rest:
         print("no runs yet: try `sandbox run -- echo hello`")
         return 0
     print(f"{'RUN':<14} {'SESSION':<20} {'STATUS':<9} {'EXIT':>4} {'DECISION':<10} "
           f"{'STARTED':<20} COMMAND")
-    for r in runs:
-        cmd = esc(" ".join(r.command))
-        if len(cmd) > 40:
-            cmd = cmd[:37] + "..."
-        print(f"{r.id:<14} {esc(r.session_id):<20} {r.status.value:<9} "
-              f"{'' if r.exit_code is None else r.exit_code:>4} {r.decision.value:<10} "
-              f"{r.started.strftime('%Y-%m-%d %H:%M:%S'):<20} {cmd}")
+    if waiting:
+        print(f"-- pending sessions ({len(waiting)}), waiting for a person:")
+    for r in waiting:
+        _ls_row(r)
+    if waiting and rest:
+        print("-- recent runs:")
+    for r in rest:
+        _ls_row(r)
     return 0
+
+
+def _ls_row(r: Any) -> None:
+    cmd = esc(" ".join(r.command))
+    if len(cmd) > 40:
+        cmd = cmd[:37] + "..."
+    print(f"{r.id:<14} {esc(r.session_id):<20} {r.status.value:<9} "
+          f"{'' if r.exit_code is None else r.exit_code:>4} {r.decision.value:<10} "
+          f"{r.started.strftime('%Y-%m-%d %H:%M:%S'):<20} {cmd}")
 
 
 def _run_json(r: Any) -> dict[str, Any]:
@@ -164,7 +182,7 @@ def _llm_usage(events: Sequence[Any]) -> dict[str, Any]:
 
 
 def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any], *,
-         json_out: bool, policy: Any = None, git: Any = None) -> int:
+         json_out: bool, policy: Any = None, git: Any = None, ignored: Any = None) -> int:
     session = resolved.session
     holds = [e for e in events if e.event == "decision"]
     egress = [e for e in events if e.event == "egress"]
@@ -176,6 +194,7 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
                           "runs": [_run_json(r) for r in runs],
                           "pending": changes_json(cs, policy),
                           "git": git.to_json() if git else None,
+                          "ignored": ignored.to_json() if ignored is not None else None,
                           "decisions": [dict(e.data) for e in holds],
                           "egress": [dict(e.data) | {"run": e.run} for e in egress],
                           "llm": llm,
@@ -235,6 +254,8 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
         print(change_table(cs_shown, policy=policy), end="")
     else:
         print("nothing pending")
+    if ignored is not None and ignored.changes:
+        print(ignored.describe())
     return 0
 
 

@@ -71,13 +71,14 @@ def review(ctx: Ctx, args: argparse.Namespace) -> int:
 
 def _settle(ctx: Ctx, session_id: str, result: ApplyResult) -> int:
     """Record the session's new state; return how many changes are still pending."""
-    from sandbox.fs import compute_changeset
     from sandbox.review import Choice
     from sandbox.store import Decision, SessionState
 
     session = ctx.store.get_session(session_id)
     upper = ctx.layout.session_dirs(session_id).upper
-    left = compute_changeset(upper, session.workspace) if upper.exists() else None
+    from sandbox.cli._commands import _proposed
+
+    left, _ = _proposed(ctx, session, upper)  # ignored output left over is not pending
     committed = bool(result.committed or result.partial)
     discarded = bool(result.discarded) or any(p.rest is Choice.REJECT for p in result.partial)
     if left:
@@ -120,7 +121,8 @@ def export(ctx: Ctx, args: argparse.Namespace) -> int:
 
     session = ctx.store.resolve(args.ref).session
     with ctx.store.session_lock(session.id, timeout=10):
-        resolved, cs, upper = _pending(ctx, args.ref)
+        # export judges ignored output itself (and says what it left out, and why)
+        resolved, cs, upper = _pending(ctx, args.ref, include_ignored=True)
         if not cs:
             raise UsageError(f"nothing pending in session {session.id} to export")
         workspace = resolved.session.workspace

@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 HELP = {
     "run": "run a command sandboxed",
-    "ls": "list recent runs",
+    "ls": "list every pending session, then recent runs (--all: every run)",
     "show": "show a run: status, usage, changes, decision",
     "review": "review pending changes interactively",
     "diff": "print the pending changes as a patch `git apply` accepts",
@@ -147,6 +147,13 @@ def _json_only(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--json", action="store_true")
 
 
+def _ls_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--all", action="store_true", help="every run, not only the recent ones")
+    sp.add_argument("-n", "--last", type=int, default=30, metavar="N",
+                    help="how many recent runs (default 30); pending sessions are always listed")
+    sp.add_argument("--json", action="store_true")
+
+
 def _show_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("ref", metavar="RUN", help="run id, session id, or `last`")
     sp.add_argument("--json", action="store_true")
@@ -156,7 +163,8 @@ def _review_args(sp: argparse.ArgumentParser) -> None:
     _show_args(sp)
     sp.add_argument("-m", "--message", help="kept in the audit record of each decision")
     sp.add_argument("--force", action="store_true",
-                    help="commit even files that changed in the workspace since the run")
+                    help="commit even where the workspace changed since the session saw it "
+                   "(the session's version wins)")
 
 
 def _diff_args(d: argparse.ArgumentParser) -> None:
@@ -182,9 +190,12 @@ def _approve_args(a: argparse.ArgumentParser) -> None:
     a.add_argument("ref", metavar="RUN")
     a.add_argument("paths", nargs="*", metavar="PATH")
     a.add_argument("--force", action="store_true",
-                   help="commit even files that changed in the workspace since the run")
+                   help="commit even where the workspace changed since the session saw it "
+                   "(the session's version wins)")
     a.add_argument("--include-protected", action="store_true",
                    help="also commit protected paths (CI config, hooks, policy...)")
+    a.add_argument("--include-ignored", action="store_true",
+                   help="also commit ignored output (.gitignore, [changes] ignore)")
     a.add_argument("-m", "--message", help="kept in the audit record")
     a.add_argument("--json", action="store_true")
 
@@ -221,7 +232,7 @@ def _trust_args(t: argparse.ArgumentParser) -> None:
 
 
 _BUILDERS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
-    "ls": _json_only, "show": _show_args, "review": _review_args,
+    "ls": _ls_args, "show": _show_args, "review": _review_args,
     "diff": _diff_args, "export": _export_args, "approve": _approve_args,
     "reject": _reject_args, "audit": _audit_args, "policy": _policy_args, "trust": _trust_args,
     "doctor": _json_only, "mcp": _mcp_args, "agent": _agent_args,

@@ -17,6 +17,7 @@ from sandbox.fs._diff import compute_changeset
 from sandbox.fs._gitview import present as present_to_git
 from sandbox.fs._gitview import withdraw as withdraw_from_git
 from sandbox.fs._globs import PathMatcher, match_path
+from sandbox.fs._ignore import Ignored, split_ignored
 from sandbox.fs._mask import build_mask, find_hidden
 from sandbox.fs._rules import RULE_IDS, symlink_escapes
 from sandbox.fs._textdiff import LineDiff, grouped, line_diff, lines_of, opcodes
@@ -96,6 +97,7 @@ __all__ = [
     "FileType",
     "GitCommit",
     "GitWork",
+    "Ignored",
     "LineDiff",
     "PathMatcher",
     "RefMove",
@@ -124,6 +126,7 @@ __all__ = [
     "render_patch",
     "reobserve",
     "run_start_ns",
+    "split_ignored",
     "symlink_escapes",
     "withdraw_from_git",
 ]

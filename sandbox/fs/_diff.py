@@ -31,17 +31,20 @@ class _Ctx:
     hidden: _rules.HiddenIndex
 
 
-def compute_changeset(upper: Path, lower: Path, *, hidden: Sequence[str] = ()) -> ChangeSet:
+def compute_changeset(upper: Path, lower: Path, *, hidden: Sequence[str] = (),
+                      unhidden: Sequence[str] = ()) -> ChangeSet:
     """Everything the run changed: `upper` is the overlay upper dir, `lower` the workspace.
 
     `hidden` are workspace-relative paths the mask hid from the run (what `build_mask`
-    returned); any change at or below one is marked forbidden. So is a change to a file the
-    sandbox saw scrubbed (a .git/config without its credentials): committing it would drop them.
+    returned) and the hide patterns, `unhidden` the `[hide] except` patterns: a change to a
+    hidden file or inside a hidden directory is marked forbidden; a new file inside a
+    directory the run created clobbers nothing and is not. A change to a file the sandbox saw
+    scrubbed (a .git/config without its credentials) is forbidden too: it would drop them.
     """
     from sandbox.fs._gitcreds import scrubbed_paths
 
     hidden = (*hidden, *scrubbed_paths(lower))
-    ctx = _Ctx(os.fspath(upper), os.fspath(lower), _rules.HiddenIndex.of(hidden))
+    ctx = _Ctx(os.fspath(upper), os.fspath(lower), _rules.HiddenIndex.of(hidden, unhidden))
     try:
         lower_st = os.stat(ctx.lower)  # the workspace root itself may be reached via a symlink
     except OSError as exc:
@@ -97,7 +100,7 @@ def _walk(ctx: _Ctx, rel: str, *, lower_is_dir: bool, opaque: bool, out: list[Ch
             continue
         new_type = FileType.of_mode(ust.st_mode)
         if lst is None:
-            out.append(_added(ctx, crel, upath, ust))
+            out.append(_added(ctx, crel, upath, ust, parent_in_lower=lower_is_dir))
             if new_type is FileType.DIR:
                 _walk(ctx, crel, lower_is_dir=False, opaque=False, out=out)
             continue
@@ -159,12 +162,15 @@ def _deleted_children(ctx: _Ctx, rel: str, out: list[Change]) -> None:
 
 
 def _new_side(
-    ctx: _Ctx, rel: str, upath: str, ust: os.stat_result
+    ctx: _Ctx, rel: str, upath: str, ust: os.stat_result, *, added: bool = False,
+    parent_in_lower: bool = True,
 ) -> tuple[FileType, str | None, tuple[str, ...]]:
     new_type = FileType.of_mode(ust.st_mode)
     target = os.readlink(upath) if new_type is FileType.SYMLINK else None
+    # Inside a directory the run created there is nothing of the workspace's to clobber.
     forbidden = _rules.violations(
-        rel, new_type=new_type, new_mode=ust.st_mode, link_target=target, hidden=ctx.hidden
+        rel, new_type=new_type, new_mode=ust.st_mode, link_target=target,
+        hidden=ctx.hidden if parent_in_lower or not added else (),
     )
     return new_type, target, forbidden
 
@@ -177,8 +183,10 @@ def _size(ftype: FileType, st: os.stat_result) -> int | None:
     return st.st_size if ftype in (FileType.FILE, FileType.SYMLINK) else None
 
 
-def _added(ctx: _Ctx, rel: str, upath: str, ust: os.stat_result) -> Change:
-    new_type, target, forbidden = _new_side(ctx, rel, upath, ust)
+def _added(ctx: _Ctx, rel: str, upath: str, ust: os.stat_result, *,
+           parent_in_lower: bool) -> Change:
+    new_type, target, forbidden = _new_side(ctx, rel, upath, ust, added=True,
+                                            parent_in_lower=parent_in_lower)
     binary, added = (False, None)
     if new_type is FileType.FILE:
         binary, added = _count_one(upath, ust.st_size)

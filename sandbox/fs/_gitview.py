@@ -30,8 +30,10 @@ INDEX = ".git/index"
 _SHA = re.compile(rb"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
-def _git(workspace: Path, *args: str, index: Path | None = None, objects: Path | None = None,
-         data: bytes | None = None) -> subprocess.CompletedProcess[bytes] | None:
+def run_git(workspace: Path, *args: str, index: Path | None = None,
+            objects: Path | None = None,
+            data: bytes | None = None) -> subprocess.CompletedProcess[bytes] | None:
+    """git on the workspace's repository, its config's hooks and fsmonitor off."""
     git = shutil.which("git")
     if git is None:
         return None
@@ -61,7 +63,7 @@ def tracked(workspace: Path, hidden: Sequence[str], index: Path | None = None) -
     """{tracked path at or below a hidden path: already assume-unchanged in that index}."""
     if not hidden or not (workspace / INDEX).is_file():
         return {}
-    r = _git(workspace, "ls-files", "-v", "-z", "--", *_literal(hidden), index=index)
+    r = run_git(workspace, "ls-files", "-v", "-z", "--", *_literal(hidden), index=index)
     if r is None or r.returncode != 0:
         return {}
     out: dict[str, bool] = {}
@@ -78,7 +80,7 @@ def _mark(workspace: Path, index: Path, paths: Sequence[str], on: bool) -> None:
     flag = "--assume-unchanged" if on else "--no-assume-unchanged"
     st = index.stat()
     data = b"".join(os.fsencode(p) + b"\0" for p in present)
-    _git(workspace, "update-index", flag, "-z", "--stdin", index=index, data=data)
+    run_git(workspace, "update-index", flag, "-z", "--stdin", index=index, data=data)
     try:  # git replaced the file: keep the owner and mode it had (the sandbox's root's)
         os.chown(index, st.st_uid, st.st_gid)
         os.chmod(index, st.st_mode & 0o7777)
@@ -215,7 +217,7 @@ def violations(upper: Path, workspace: Path, changes: Sequence[Change],
 def _bad_commits(upper: Path, workspace: Path, tips: list[str],
                  covers: HiddenIndex) -> str | None:
     objects = upper / ".git" / "objects"
-    r = _git(workspace, "log", "-z", "--format=%x01%H %P", "--name-only",
+    r = run_git(workspace, "log", "-z", "--format=%x01%H %P", "--name-only",
              "--diff-merges=first-parent", *tips, "--not", "--all",
              objects=objects if objects.is_dir() else None)
     if r is None or r.returncode != 0:
@@ -249,7 +251,7 @@ def _bad_index(upper: Path, workspace: Path, covers: HiddenIndex) -> str | None:
 
 
 def _entries(workspace: Path, index: Path | None) -> dict[str, bytes] | None:
-    r = _git(workspace, "ls-files", "-s", "-z", index=index)
+    r = run_git(workspace, "ls-files", "-s", "-z", index=index)
     if r is None or r.returncode != 0:
         return None
     out: dict[str, bytes] = {}

@@ -64,13 +64,16 @@ def _save_cache(cache_file: Path, key: str, listings: dict[str, _Listing]) -> No
     os.replace(tmp, cache_file)
 
 
-def _scan(ws: str, rel: str, comps: tuple[str, ...], mtime_ns: int, matcher: PathMatcher) -> _Listing:
+def _scan(ws: str, rel: str, comps: tuple[str, ...], mtime_ns: int, matcher: PathMatcher,
+          unhide: PathMatcher) -> _Listing:
     subdirs: list[str] = []
     hidden: list[str] = []
     with os.scandir(os.path.join(ws, rel) if rel else ws) as it:
         for entry in it:
             is_dir = entry.is_dir(follow_symlinks=False)
-            if matcher.match_components((*comps, entry.name), is_dir=is_dir) is not None:
+            path = (*comps, entry.name)
+            if (matcher.match_components(path, is_dir=is_dir) is not None
+                    and unhide.match_components(path, is_dir=is_dir) is None):
                 hidden.append(entry.name)
             elif is_dir:
                 subdirs.append(entry.name)
@@ -78,14 +81,17 @@ def _scan(ws: str, rel: str, comps: tuple[str, ...], mtime_ns: int, matcher: Pat
 
 
 def find_hidden(
-    workspace: Path, patterns: Sequence[str], *, cache_file: Path | None = None
+    workspace: Path, patterns: Sequence[str], *, cache_file: Path | None = None,
+    unhide: Sequence[str] = (),
 ) -> tuple[str, ...]:
-    """Workspace-relative paths matching `patterns` (a matched directory is not entered)."""
+    """Workspace-relative paths matching `patterns` but not `unhide` (`[hide] except`); a
+    hidden directory is not entered, so an exception cannot reach inside one."""
     if not patterns:
         return ()
     ws = os.fspath(workspace)
     matcher = PathMatcher.of(patterns)
-    key = _patterns_key(patterns)
+    unhider = PathMatcher.of(unhide)
+    key = _patterns_key([*patterns, "\0except", *unhide])
     cached = _load_cache(cache_file, key)
     fresh: dict[str, _Listing] = {}
     racy_after = time.time_ns() - _RACY_NS
@@ -102,7 +108,7 @@ def find_hidden(
         listing = cached.get(rel)
         if listing is None or listing.mtime_ns != st.st_mtime_ns:
             try:
-                listing = _scan(ws, rel, comps, st.st_mtime_ns, matcher)
+                listing = _scan(ws, rel, comps, st.st_mtime_ns, matcher, unhider)
             except (FileNotFoundError, NotADirectoryError):
                 continue
         if listing.mtime_ns < racy_after:
@@ -123,14 +129,16 @@ def build_mask(
     owner: tuple[int, int],
     *,
     cache_file: Path | None = None,
+    unhide: Sequence[str] = (),
 ) -> tuple[str, ...]:
-    """Fill `mask_dir` with a whiteout for every workspace entry matching `patterns`.
+    """Fill `mask_dir` with a whiteout for every workspace entry matching `patterns` (and
+    not `unhide`).
 
     Intermediate directories copy the workspace dir's permission bits and mtime and belong to
     `owner` (uid, gid): overlay shows the topmost layer's directory attributes, so they must
     look like the real ones. Returns the hidden paths (pass them to compute_changeset).
     """
-    hidden = find_hidden(workspace, patterns, cache_file=cache_file)
+    hidden = find_hidden(workspace, patterns, cache_file=cache_file, unhide=unhide)
     mask_dir.mkdir(parents=True, exist_ok=True)
     mfd = os.open(mask_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

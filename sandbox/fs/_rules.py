@@ -46,6 +46,20 @@ def symlink_escapes(path: str, target: str) -> bool:
     return False
 
 
+# The read-only system view every sandbox has: a link there (a venv's bin/python3 ->
+# /usr/bin/python3) points at the same files outside. It needs a person, not a refusal.
+_SYSTEM_VIEW = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/",
+                "/etc/alternatives/")
+
+
+def system_link(target: str | None) -> bool:
+    """True when `target` is an absolute path into the read-only system view."""
+    if not target or not target.startswith("/") or _has_control(target):
+        return False
+    norm = posixpath.normpath(target)
+    return any(norm.startswith(p) for p in _SYSTEM_VIEW)
+
+
 def _has_control(text: str) -> bool:
     return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
 
@@ -65,11 +79,12 @@ class HiddenIndex:
 
     exact: frozenset[str]
     matcher: PathMatcher
+    unhidden: PathMatcher | None = None  # `[hide] except`: patterns that do not hide these
 
     @classmethod
-    def of(cls, hidden: Sequence[str]) -> HiddenIndex:
+    def of(cls, hidden: Sequence[str], unhidden: Sequence[str] = ()) -> HiddenIndex:
         exact = frozenset(h.strip("/") for h in hidden if h.strip("/"))
-        return cls(exact, PathMatcher.of(hidden))
+        return cls(exact, PathMatcher.of(hidden), PathMatcher.of(unhidden) if unhidden else None)
 
     def covers(self, path: str, *, is_dir: bool = False) -> str | None:
         if self.exact:
@@ -77,8 +92,12 @@ class HiddenIndex:
             for i in range(1, len(parts) + 1):
                 prefix = "/".join(parts[:i])
                 if prefix in self.exact:
-                    return prefix
-        return self.matcher.match(path, is_dir=is_dir)
+                    return prefix  # found hidden by the mask, which already honoured except
+        found = self.matcher.match(path, is_dir=is_dir)
+        if found is not None and self.unhidden is not None and self.unhidden.match(
+                path, is_dir=is_dir) is not None:
+            return None
+        return found
 
 
 def violations(
@@ -104,7 +123,8 @@ def violations(
         case None | FileType.FILE | FileType.DIR:
             pass
         case FileType.SYMLINK:
-            if link_target is None or symlink_escapes(path, link_target):
+            if link_target is None or (symlink_escapes(path, link_target)
+                                       and not system_link(link_target)):
                 found.append(f"{SYMLINK_ESCAPE}: symlink target {link_target!r} leaves the workspace")
         case FileType.CHARDEV | FileType.BLOCKDEV:
             found.append(f"{DEVICE_NODE}: device nodes are never committed")

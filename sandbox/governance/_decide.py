@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import assert_never
 
-from sandbox.fs import Change, ChangeKind, ChangeSet, FileType, match_path
+from sandbox.fs import Change, ChangeKind, ChangeSet, FileType, match_path, symlink_escapes
 from sandbox.policy import Level, Policy
 
 
@@ -68,6 +68,11 @@ def classify(change: Change, policy: Policy) -> Verdict:
     pattern = match_path(change.path, policy.protected)
     if pattern is not None:
         return Verdict(change.path, Risk.PROTECTED, f"protected path (matches {pattern!r})")
+    if change.new_type is FileType.SYMLINK and symlink_escapes(change.path,
+                                                               change.link_target or ""):
+        # Not forbidden (fs rules): a link into the read-only system view, as a venv makes.
+        return Verdict(change.path, Risk.PROTECTED,
+                       f"symlink into the system view ({change.link_target}): needs a person")
     return Verdict(change.path, Risk.OK)
 
 
@@ -89,7 +94,7 @@ _CONCERN_RANK = {c: i for i, c in enumerate(Concern)}
 def concern(change: Change, policy: Policy | None) -> Concern:
     if change.forbidden:
         return Concern.FORBIDDEN
-    if policy is not None and match_path(change.path, policy.protected) is not None:
+    if policy is not None and classify(change, policy).risk is Risk.PROTECTED:
         return Concern.PROTECTED
     if change.conflict:
         return Concern.CONFLICT

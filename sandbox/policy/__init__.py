@@ -15,6 +15,7 @@ from sandbox.policy._load import (
 from sandbox.policy._model import (
     DEFAULT_ENV_PASS,
     DEFAULT_HIDE,
+    DEFAULT_IGNORE,
     DEFAULT_PROTECTED,
     EffectivePolicy,
     Level,
@@ -29,6 +30,7 @@ from sandbox.policy._trustcmd import TrustResult, trust_command
 __all__ = [
     "DEFAULT_ENV_PASS",
     "DEFAULT_HIDE",
+    "DEFAULT_IGNORE",
     "DEFAULT_PROTECTED",
     "EffectivePolicy",
     "Layer",

@@ -217,6 +217,8 @@ FIELDS: tuple[_Field, ...] = (
     _Field("hide", "paths", "hide", _str_list, _union),
     # hide .git whole: the sandbox then cannot read the history (secrets committed once)
     _Field("hide", "git", "hide_git", _bool, _tighten_true),
+    _Field("hide", "except", "hide_except", _str_list, _union, grants=True),
+    _Field("changes", "ignore", "changes_ignore", _str_list, _union),
     _Field("protect", "paths", "protected", _str_list, _union),
     _Field("protect", "allow_at_level4", "allow_at_level4", _str_list, _free, org_only=True),
     _Field("review.auto", "max_files", "review_auto.max_files", _positive_int, _tighten_min),

@@ -26,6 +26,10 @@ DEFAULT_HIDE = (
     ".git/credentials",
 )
 
+# Build output and caches: what these match is not proposed as a change ("N ignored files not
+# proposed"), like what the workspace's .gitignore files ignore; `approve --include-ignored`.
+DEFAULT_IGNORE = ("__pycache__/", "*.pyc", ".pytest_cache/", "node_modules/", ".venv/", "venv/")
+
 # Changes here always need a person below level 4 and are refused at level 4 unless the
 # policy allows them by name (`protect.allow_at_level4`).
 DEFAULT_PROTECTED = (
@@ -79,6 +83,10 @@ class Policy:
     limits: Limits = field(default_factory=Limits)
     hide: tuple[str, ...] = DEFAULT_HIDE
     hide_git: bool = False  # [hide] git = true: .git hidden whole (adds ".git/" to `hide`)
+    # [hide] except: shown although `hide` matches (`**/.env.example`, `tests/fixtures/**`);
+    # a grant: a repository's file may add to it only when trusted.
+    hide_except: tuple[str, ...] = ()
+    changes_ignore: tuple[str, ...] = DEFAULT_IGNORE  # [changes] ignore
     protected: tuple[str, ...] = DEFAULT_PROTECTED
     allow_at_level4: tuple[str, ...] = ()
     review_auto: ReviewAuto = field(default_factory=ReviewAuto)

@@ -34,3 +34,4 @@ def test_the_risky_come_first_everywhere(sbx: tuple[Cli, Path]) -> None:
     assert order == [("pw", "forbidden"), (".github/workflows/ci.yml", "protected"),
                      ("old.txt", "deletion"), ("src/app.py", "mode"),
                      (".github", "edit")], order
+
