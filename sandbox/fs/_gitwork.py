@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.fs._changeset import Change, ChangeKind, FileType
-from sandbox.fs._gitview import _git
+from sandbox.fs._gitview import run_git as _git
 
 __all__ = ["GitCommit", "GitWork", "RefMove", "git_work", "is_git_internal"]
 
