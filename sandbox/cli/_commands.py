@@ -184,6 +184,14 @@ def _run(ctx: Ctx, args: argparse.Namespace) -> int:
     if args.json:
         data = outcome.to_json()
         data["changes"] = render.changes_json(outcome.changeset, effective.policy)
+        data["git"] = None
+        if any(c.path.startswith(".git/") for c in outcome.changeset.changes):
+            from sandbox.fs import git_work  # commits made inside, not object files
+
+            session = ctx.store.resolve(outcome.session_id).session
+            work = git_work(ctx.layout.session_dirs(session.id).upper, session.workspace,
+                            outcome.changeset.changes)
+            data["git"] = work.to_json() if work else None
         captured = getattr(backend, "captured", None)
         if captured is not None:
             data["stdout"] = captured.stdout.decode("utf-8", "replace")

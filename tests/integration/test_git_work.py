@@ -37,6 +37,10 @@ def _repo_with_agent_commits(cli: Cli, ws: Path) -> str:
     assert r.returncode == 0, r.stderr.decode()
     summary = r.stderr.decode()
     assert ".git/objects/" not in summary and "git-internal file(s)" in summary, summary
+    again = cli("run", "--session", "gw", "--json", "--", "git", "log", "-1", "--format=%s",
+                cwd=ws)
+    out = json.loads(again.stdout)
+    assert out["stdout"] == "agent two\n" and out["git"]["refs"][0]["ref"] == "refs/heads/main"
     return base
 
 
