@@ -22,18 +22,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from sandbox.backends import BindMount
 from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError
 from sandbox.gateway._attach import INSIDE_PORT as LLM_PORT
 from sandbox.mcp import _socket
-from sandbox.mcp._server import Worker, build_server, nsjail_children, stop_running_sandboxes
 from sandbox.mcp._session import Confirm, Finished, McpConfig, McpSession
 from sandbox.policy import Level
 
 if TYPE_CHECKING:
     from sandbox._runner import RunOutcome
+    from sandbox.mcp._server import Worker
     from sandbox.policy import EffectivePolicy
 
 CONNECT_TIMEOUT_S = 60.0
@@ -141,6 +139,8 @@ class _Watch:
         self.agent_pids: set[int] = set()  # never stopped by a tool call's cancellation
 
     def seen(self, method: str) -> None:
+        from sandbox.mcp._server import nsjail_children
+
         self.methods.append(method)
         if method in _socket.CONNECT_METHODS and not self.connected.is_set():
             # Only the agent's sandbox exists before its first tool call: remember it.
@@ -151,6 +151,8 @@ class _Watch:
 def run_agent(req: AgentRequest, *, confirm: Confirm | None = None,
               connect_timeout_s: float = CONNECT_TIMEOUT_S) -> AgentOutcome:
     binary = find_binary(req.kind, req.binary)
+    from sandbox.mcp._server import Worker  # the MCP SDK: only once there is an agent to run
+
     worker = Worker()
     try:
         session = worker.sync(lambda: McpSession(req.mcp, confirm=confirm))
@@ -164,7 +166,10 @@ def run_agent(req: AgentRequest, *, confirm: Confirm | None = None,
 
 def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
          connect_timeout_s: float) -> AgentOutcome:
+    import anyio
+
     from sandbox.egress._plumbing import _egress_dir
+    from sandbox.mcp._server import build_server, stop_running_sandboxes
 
     agent_dir = session.layout.session_dir(session.id) / "agent"
     cwd = agent_dir / "cwd"  # the agent's empty working directory (its "workspace")

@@ -16,13 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
-import anyio.abc
-import mcp_types as types
-from anyio.streams.buffered import BufferedByteReceiveStream
-from mcp.shared.message import SessionMessage
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the SDK and anyio load only when a server is served
+    import anyio.abc
     from mcp.server.mcpserver import MCPServer
 
 INSIDE_DIR = "/run/sandbox-mcp"
@@ -85,6 +80,8 @@ def listen(directory: Path) -> socket.socket:
 async def serve_socket(server: MCPServer[Any], sock: socket.socket,
                        seen: Callable[[str], None]) -> None:
     """Serve every connection on `sock` until cancelled; `seen(method)` for each request."""
+    import anyio.abc
+
     listener = await anyio.abc.SocketListener.from_socket(sock)
     async with listener:
         await listener.serve(lambda stream: _serve_one(server, stream, seen))
@@ -92,6 +89,11 @@ async def serve_socket(server: MCPServer[Any], sock: socket.socket,
 
 async def _serve_one(server: MCPServer[Any], stream: anyio.abc.SocketStream,
                      seen: Callable[[str], None]) -> None:
+    import anyio
+    import mcp_types as types
+    from anyio.streams.buffered import BufferedByteReceiveStream
+    from mcp.shared.message import SessionMessage
+
     read_w, read_r = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     write_w, write_r = anyio.create_memory_object_stream[SessionMessage](0)
     buffered = BufferedByteReceiveStream(stream)

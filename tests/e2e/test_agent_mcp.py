@@ -52,8 +52,9 @@ def _agent(cli: Cli, ws: Path, session: str, *extra: str,
                "--bin", str(claude_binary()), *extra, env=env, timeout=240)
 
 
-def test_claude_changes_files_only_through_our_tools(sbx: tuple[Cli, Path], base_dir: Path) -> None:
-    cli, ws = sbx
+def test_claude_changes_files_only_through_our_tools(user_cli: tuple[Cli, Path],
+                                                     base_dir: Path) -> None:
+    cli, ws = user_cli  # as an unprivileged user (the security suite runs the tools as both)
     give(cli, ws)
     pwned = base_dir / "PWNED"
     with MessagesStandIn(_script(pwned), api_key=UPSTREAM_KEY) as llm:

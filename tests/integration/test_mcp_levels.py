@@ -19,9 +19,12 @@ from tests.conftest import SANDBOX_BIN, Cli, require_nsjail
 from tests.support.mcp_client import connect, tool_records
 
 
-async def _work(cli: Cli, ws: Path, *extra: str, mode: str = "legacy") -> None:
+async def _work(cli: Cli, ws: Path, *extra: str, mode: str = "legacy",
+                protected: bool = False) -> None:
     async with connect(cli, ws, *extra, mode=mode) as t:
         await t.ok("write_file", {"path": "notes.txt", "content": "from the agent\n"})
+        if protected:
+            await t.ok("write_file", {"path": ".github/workflows/ci.yml", "content": "on: push\n"})
         await t.ok("edit_file", {"path": "src/app.py", "old_string": "'hi'",
                                  "new_string": "'hello'"})
         text = await t.ok("bash", {"command": "rm old.txt && echo made > made.txt && ls"})
@@ -42,26 +45,18 @@ def test_level2_holds_until_approved(cli: Cli, workspace: Path) -> None:
     assert tools == ["write_file", "edit_file", "bash"]
 
 
-def test_level4_commits_when_the_agent_finishes(cli: Cli, workspace: Path) -> None:
+def test_level4_commits_when_the_agent_finishes_protected_still_refused(
+        cli: Cli, workspace: Path) -> None:
     async def work() -> None:
-        await _work(cli, workspace, "--session", "l4", "--level", "4", mode="2026-07-28")
+        await _work(cli, workspace, "--session", "l4", "--level", "4",
+                    protected=True, mode="2026-07-28")
 
     anyio.run(work)
     assert (workspace / "notes.txt").read_text() == "from the agent\n"
     assert not (workspace / "old.txt").exists()
     assert (workspace / "src/app.py").read_text() == "print('hello')\n"
-
-
-def test_level4_still_refuses_protected(cli: Cli, workspace: Path) -> None:
-    async def work() -> None:
-        async with connect(cli, workspace, "--session", "l4p", "--level", "4") as t:
-            await t.ok("write_file", {"path": ".github/workflows/ci.yml", "content": "on: push\n"})
-            await t.ok("write_file", {"path": "fine.txt", "content": "ok\n"})
-
-    anyio.run(work)
-    assert (workspace / "fine.txt").exists()
     assert not (workspace / ".github/workflows/ci.yml").exists()
-    shown = json.loads(cli("diff", "l4p", "--json", check=True).stdout)
+    shown = json.loads(cli("diff", "l4", "--json", check=True).stdout)
     assert [c["path"] for c in shown["changes"]] == [".github/workflows/ci.yml"]
 
 
