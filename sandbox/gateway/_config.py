@@ -387,6 +387,11 @@ def parse_config(
     b = top.sub("budgets", _BUDGETS)
     lim = top.sub("limits", _LIMITS)
     cert, key = g.text("tls_cert"), g.text("tls_key")
+    if bool(cert) != bool(key):
+        raise ConfigError(f"{where}: gateway.tls_cert and gateway.tls_key go together")
+    for name, value in (("tls_cert", cert), ("tls_key", key)):
+        if value and not os.access(value, os.R_OK):
+            raise ConfigError(f"{where}: gateway.{name}: cannot read {value}")
     return Config(
         source=source,
         listen=g.text("listen") or DEFAULT_LISTEN,

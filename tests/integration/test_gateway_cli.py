@@ -127,10 +127,19 @@ def upstream() -> Iterator[ProviderStandIn]:
 
 
 def _stream(url: str, key: str, out: list[bytes]) -> None:
-    body = json.dumps({"model": "claude-test", "max_tokens": 20, "stream": True,
-                       "messages": [{"role": "user", "content": "hi"}]})
-    req = urllib.request.Request(url + "/anthropic/v1/messages", data=body.encode(),
-                                 headers={"x-api-key": key, "content-type": "application/json"})
+    body = json.dumps(
+        {
+            "model": "claude-test",
+            "max_tokens": 20,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+    )
+    req = urllib.request.Request(
+        url + "/anthropic/v1/messages",
+        data=body.encode(),
+        headers={"x-api-key": key, "content-type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         out.append(resp.read())
 
@@ -198,3 +207,75 @@ def test_serve_reload_usage(tmp_path: Path, env: dict[str, str], upstream: Provi
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert not (Path(env["SANDBOX_HOME"]) / "gateway" / "serve.pid").exists()
+
+
+def _self_signed(dir: Path) -> tuple[Path, Path]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = dir / "gw.crt", dir / "gw.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def test_serve_over_tls(tmp_path: Path, env: dict[str, str], upstream: ProviderStandIn) -> None:
+    import ssl
+
+    cert, key_file = _self_signed(tmp_path)
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(f'[gateway]\ntls_cert = "{cert}"\ntls_key = "{key_file}"\n' + config_text(upstream.url))
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(SANDBOX_BIN), "gateway", "serve", "--config", str(cfg), "--listen", f"127.0.0.1:{port}"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ctx = ssl.create_default_context(cafile=str(cert))
+    try:
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=1, context=ctx) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("no TLS listener")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert f"listening on https://127.0.0.1:{port}" in err
+    cfg.write_text('[gateway]\ntls_cert = "/nonexistent.crt"\ntls_key = "/nonexistent.key"\n')
+    r = gw(env, "serve", "--config", str(cfg))
+    assert r.returncode == 2 and "cannot read /nonexistent.crt" in r.stderr
+    cfg.write_text(config_text(upstream.url))
+    r = gw(env, "serve", "--config", str(cfg), "--listen", "0.0.0.0:9", "--allow-remote")
+    assert r.returncode == 2 and "needs TLS" in r.stderr  # off loopback: never in clear text
