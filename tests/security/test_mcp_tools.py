@@ -99,6 +99,17 @@ def test_outputs_stay_bounded(cli: Cli, workspace: Path) -> None:
             assert "line 4999" in rest and "line 5000" in rest and "offset=" not in rest
             err, text = await t.call("read_file", {"path": "big.txt", "offset": "x"})
             assert err and "offset" in text  # a wrong type is a tool error the model can read
+            # a long command reports progress while it runs
+            seen: list[tuple[float, str | None]] = []
+
+            async def progress(progress: float, total: float | None,
+                               message: str | None) -> None:
+                seen.append((progress, message))
+
+            r = await t.client.call_tool("bash", {"command": "sleep 2.5; echo slept"},
+                                         progress_callback=progress)
+            assert not r.is_error and len(seen) >= 2, seen
+            assert seen[0][1] == "running for 1s" and seen[1][0] > seen[0][0]
 
     anyio.run(go)
 
