@@ -83,6 +83,12 @@ def test_claude_changes_files_only_through_our_tools(user_cli: tuple[Cli, Path],
     assert steps.count(("llm.call", None)) == 5
     assert [t for e, t in steps if e == "tool.call"] == ["write_file", "bash"]
     assert steps.index(("tool.call", "write_file")) < steps.index(("tool.call", "bash"))
+    # the agent's whole environment and mounts (nsjail's config for its run): a virtual key
+    # of the session, never the real one, nor the file holding it
+    (agent_cfg,) = (cli.home / "sessions" / "ag-agent" / "runs").glob("*/nsjail.cfg")
+    jail = agent_cfg.read_text()
+    assert "sk-sbx-" in jail and UPSTREAM_KEY not in jail and "upstream.key" not in jail
+    assert str(ws) not in jail  # no workspace mounted into the agent's sandbox
     cli("approve", "ag", check=True)
     assert (ws / "notes/agent.txt").read_text() == "written-by-claude\nmore\n"
     audit = cli("audit", "--json", check=True).stdout.decode()
