@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def review(ctx: Ctx, args: argparse.Namespace) -> int:
     from sandbox.cli._commands import _load, _pending
-    from sandbox.governance import classify
+    from sandbox.governance import by_risk, classify
     from sandbox.review import (
         Finish,
         Loader,
@@ -46,7 +46,8 @@ def review(ctx: Ctx, args: argparse.Namespace) -> int:
                              "or `sandbox reject RUN [PATH...]`")
         workspace = resolved.session.workspace
         policy = _load(workspace, None, []).policy
-        state = build_state(cs, [classify(c, policy) for c in cs.changes])
+        state = build_state(cs, [classify(c, policy) for c in cs.changes],
+                            order=by_risk(cs, policy))
         ascii_only = not utf8_terminal()
         run_id = resolved.run.id if resolved.run else None
         title = session.id + (f" (run {run_id})" if run_id else "")

@@ -128,8 +128,10 @@ class Tally:
 _REF_FILES = (".git/packed-refs", ".git/HEAD")
 
 
-def build_state(cs: ChangeSet, verdicts: Sequence[Verdict]) -> ReviewState:
-    changes = cs.changes
+def build_state(cs: ChangeSet, verdicts: Sequence[Verdict],
+                order: Sequence[Change] | None = None) -> ReviewState:
+    """The review's items, in `order` (the risky first: `governance.by_risk`) or path order."""
+    changes = tuple(order) if order is not None else cs.changes
     index = {c.path: i for i, c in enumerate(changes)}
     requires: list[set[int]] = [set() for _ in changes]
     for i, c in enumerate(changes):

@@ -81,11 +81,12 @@ def test_per_file_decisions_and_discarding_the_rest(cli: Cli, workspace: Path) -
     screen = tty.wait("A pkg/b.py")
     for row in ("M README.md", "D old.txt", "A pkg ", "A pkg/a.py"):
         assert row in screen
-    # rows: README.md, old.txt, pkg, pkg/a.py, pkg/b.py
+    # rows, the deletion first: old.txt, README.md, pkg, pkg/a.py, pkg/b.py
+    assert screen.index("D old.txt") < screen.index("M README.md")
     tty.press("jjj")
     tty.press("y", "[y] A pkg/a.py")  # accepting a file accepts its new directory
     assert "[y] A pkg " in tty.text()
-    tty.press("kkk", ">[ ] D old.txt")  # y moved the cursor down one
+    tty.press("kkkk", ">[ ] D old.txt")  # y moved the cursor down one
     tty.press("n", "[n] D old.txt")
     tty.press("q", "Apply your decisions?")
     tty.press("D")  # apply, and discard what was left undecided
@@ -133,7 +134,10 @@ def test_protected_needs_its_own_yes_and_forbidden_never_passes(cli: Cli,
     screen = tty.press("A", "[y] A ok.txt")
     assert "protected/forbidden change(s) left undecided" in screen
     assert "[ ] A .github/workflows/ci.yml" in screen and "[!] A shadow" in screen
-    tty.press("G")
+    # the forbidden first, then the protected, then the rest
+    assert screen.index("A shadow") < screen.index("A .github/workflows/ci.yml") < screen.index(
+        "A ok.txt")
+    tty.press("g")
     screen = tty.press("y", "cannot accept: shadow: symlink-escape")
     tty.press("\r", "FORBIDDEN, never committed")
     tty.press("q", "[!] A shadow")
