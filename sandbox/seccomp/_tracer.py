@@ -29,8 +29,11 @@ def main(args: list[str]) -> int:
     head, argv = args[:sep], args[sep + 1:]
     codes_file, tally_file = Path(head[0]), Path(head[1])
     rec = _Recorder(codes_from_json(json.loads(codes_file.read_text())), Counter(), {})
-    code = _ptrace.run_traced(argv, on_seccomp=rec.on_seccomp,
-                              stdout_to_stderr="--stdout-to-stderr" in head[2:])
+    try:
+        code = _ptrace.run_traced(argv, on_seccomp=rec.on_seccomp,
+                                  stdout_to_stderr="--stdout-to-stderr" in head[2:])
+    except KeyboardInterrupt:  # ^C reached us too: report what was seen; exiting kills the rest
+        code = 130
     tmp = tally_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(rec.to_json()))
     os.replace(tmp, tally_file)
