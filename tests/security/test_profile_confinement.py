@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli, give, require
+from tests.support.egress_env import origin
 
 ATTACK = ("cat /proc/self/uid_map; cat .env; "
           "curl -s -m 5 --unix-socket /var/run/docker.sock http://d/version; echo; "
@@ -65,3 +66,19 @@ def test_the_workspace_policy_applies(sbx: tuple[Cli, Path]) -> None:
 def test_options_after_the_profile_are_refused(cli: Cli, workspace: Path) -> None:
     r = cli("profile", "test", "default", "-C", str(workspace), "--", "true")
     assert r.returncode == 2 and b"options go before FILE" in r.stderr
+
+
+def test_the_network_rules_are_the_runs(cli: Cli, workspace: Path, base_dir: Path) -> None:
+    """Egress through the run's proxy only, as the policy says; nothing else gets out."""
+    require(shutil.which("curl") is not None, "curl")
+    with origin("ALLOWED-ORIGIN") as port:
+        pol = base_dir / "egress.toml"  # the person's own file (outside the workspace)
+        pol.write_text(f'[egress]\nallow = ["localhost:{port}"]\nallow_addresses = ["127.0.0.1"]\n')
+        r = cli("profile", "test", "-C", str(workspace), "--policy", str(pol), "default", "--",
+                "sh", "-c", f"curl -s -m 5 http://localhost:{port}/; echo; "
+                f"curl -s -m 5 --noproxy '*' http://127.0.0.1:{port}/ || echo DIRECT-FAILED; "
+                "curl -s -m 5 http://other.example/; echo; echo RAN")
+    out = r.stdout.decode()
+    assert "RAN" in out and "ALLOWED-ORIGIN" in out, (out, r.stderr)
+    assert "DIRECT-FAILED" in out and out.count("ALLOWED-ORIGIN") == 1
+    assert b"egress request denied: other.example (not in allowlist)" in r.stderr
