@@ -35,18 +35,12 @@ from sandbox.fs import (
     split_ignored,
     withdraw_from_git,
 )
-from sandbox.governance import (
-    AskPerson,
-    AutoCommit,
-    Decision,
-    Hold,
-    NothingToDo,
-    Verdict,
-    commit_paths,
-)
+from sandbox.governance import AskPerson, AutoCommit, Decision, Hold, NothingToDo, Verdict
+from sandbox.lifecycle import Lifecycle, Pending, policy_record
+from sandbox.lifecycle._after_run import apply_decision
+from sandbox.lifecycle._signals import Cancelled, armed
 from sandbox.policy import EffectivePolicy, Level, Policy
-from sandbox.store import Decision as StoredDecision
-from sandbox.store import RunStatus, SessionRecord, SessionState, Store
+from sandbox.store import RefKind, ResolvedRef, RunStatus, SessionRecord, SessionState, Store
 
 
 class Interaction(Protocol):
@@ -94,6 +88,7 @@ class RunRequest:
     # Host paths shown inside besides the workspace (read-only unless said): the MCP relay of
     # `sandbox agent`, the agent's own binary.
     mounts: tuple[BindMount, ...] = ()
+    cwd: str = ""  # where the command starts, relative to the workspace (a subdirectory)
 
 
 @dataclass(frozen=True)
@@ -108,6 +103,8 @@ class RunOutcome:
     state: SessionState
     notes: tuple[str, ...] = ()
     ignored: Ignored = field(default_factory=Ignored)  # ignored output, not proposed
+    status: RunStatus = RunStatus.FINISHED
+    commit_error: str | None = None  # a commit that could not happen; the changes stay pending
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -122,6 +119,8 @@ class RunOutcome:
             "decision": describe_decision(self.decision),
             "committed": list(self.committed),
             "state": self.state.value,
+            "status": self.status.value,
+            "commit_error": self.commit_error,
             "notes": list(self.notes),
             "ignored": self.ignored.to_json(),
         }
@@ -159,15 +158,28 @@ def check_workspace(path: Path) -> Path:
     return ws
 
 
+def check_home_outside(layout: HomeLayout, workspace: Path) -> None:
+    """The state dir holds pending changes, the journal and the audit log: a sandbox must never
+    see it, and a commit must never write into it, so it may not live in the workspace."""
+    home = os.path.realpath(layout.root)
+    ws = str(workspace)
+    if home == ws or home.startswith(ws.rstrip("/") + "/"):
+        raise UsageError(f"the state directory {layout.root} is inside the workspace {ws}",
+                         hint="the state directory may not live in the workspace: set "
+                         "SANDBOX_HOME to a directory outside it")
+
+
 class Runner:
     def __init__(self, layout: HomeLayout, store: Store, audit: AuditLog, backend: Backend,
                  person: Interaction | None = None) -> None:
         self.layout, self.store, self.audit, self.backend = layout, store, audit, backend
         self.person: Interaction = person or NoPerson()
+        self.lifecycle = Lifecycle(layout, store, audit)
 
     def run(self, req: RunRequest) -> RunOutcome:
         policy = req.policy.policy
         workspace = check_workspace(req.workspace)
+        check_home_outside(self.layout, workspace)
         if not req.argv:
             raise UsageError("no command given", hint="sandbox run -- COMMAND [ARG...]")
         if policy.level is Level.HUMAN_IN_THE_LOOP:
@@ -178,11 +190,16 @@ class Runner:
             if not self.person.confirm_run(req.argv, req.policy):
                 raise UsageError("not run: the command was not confirmed")
         env = sandbox_env(policy, req.env, os.environ)
+        if req.cwd:
+            env["PWD"] = f"/workspace/{req.cwd}"
         from sandbox.seccomp import load_for_run
 
         seccomp = load_for_run(policy.profile, cache_dir=self.layout.cache_dir)
         session = self._session(req, workspace, policy)
         with self.store.session_lock(session.id):
+            session = self.store.get_session(session.id)  # another run may have closed it
+            _refuse_closed(session, req.session)
+            self.store.set_session_policy(session.id, policy_record(policy))
             return self._run_locked(req, session, workspace, policy, env, seccomp)
 
     def _session(self, req: RunRequest, workspace: Path, policy: Policy) -> SessionRecord:
@@ -198,9 +215,7 @@ class Runner:
         if session.workspace != workspace:
             raise UsageError(f"session {req.session} belongs to workspace {session.workspace}",
                              hint="use another --session name, or -C that workspace")
-        if session.state in (SessionState.COMMITTED, SessionState.REJECTED):
-            raise UsageError(f"session {req.session} is already {session.state.value}",
-                             hint="start a new session with another --session name")
+        _refuse_closed(session, req.session)
         return session
 
     def _run_locked(self, req: RunRequest, session: SessionRecord, workspace: Path,
@@ -211,24 +226,31 @@ class Runner:
         image_root, image_digest = image(policy.image)
         run = self.store.new_run(session.id, req.argv, backend=self.backend.name,
                                  profile=seccomp.name)
+        from sandbox.lifecycle import launcher_identity
+
+        pid, start = launcher_identity()
+        self.store.set_launcher(run.id, pid=pid, start=start)
         self.audit.append(AuditEvent.RUN_STARTED, run=run.id, session=session.id, data={
             "command": list(req.argv), "workspace": str(workspace), "level": int(policy.level),
             "policy_digest": policy.digest(), "backend": self.backend.name,
             "profile": seccomp.name, "profile_digest": seccomp.digest,
             "image": policy.image, "image_digest": image_digest,
             "env_names": sorted(env), "policy_sources": sorted(set(req.policy.layers)),
+            "cwd": req.cwd, "launcher_pid": pid,
         })
-        lim = policy.limits
         spec = launch_spec(req.argv, snapshot, env, seccomp,
                            self.layout.session_dir(session.id) / "runs" / run.id, policy,
                            image_root)
         if req.mounts:
             spec = replace(spec, extra_mounts=(*spec.extra_mounts, *req.mounts))
+        if req.cwd:
+            spec = replace(spec, cwd=f"{snapshot.mount_point}/{req.cwd}")
         started = time.monotonic()
         egress_notes: list[str] = []
         history = git_history_note(self.layout, workspace, policy)
         if history:
             egress_notes.append(history)
+        cancelled: int | None = None
         try:
             with contextlib.ExitStack() as stack:
                 # level 1 with a person: unknown hosts are offered, even with no allowlist
@@ -241,33 +263,23 @@ class Runner:
 
                     spec = attach_llm(stack, spec, home=self.layout.root, policy=policy,
                                       run_id=run.id, session_id=session.id)
-                result = self.backend.launch(spec)
+                with armed():
+                    result = self.backend.launch(spec)
         except SandboxError as exc:
             self.store.finish_run(run.id, status=RunStatus.FAILED, exit_code=exc.exit_code,
                                   duration_ms=int((time.monotonic() - started) * 1000))
             self.audit.append(AuditEvent.RUN_FINISHED, run=run.id, session=session.id,
                               data={"status": "failed", "error": str(exc)})
             raise
-        status = (RunStatus.FAILED if result.backend_error else
+        except KeyboardInterrupt as exc:  # a signal to us: the backend stopped the sandbox
+            cancelled = exc.signum if isinstance(exc, Cancelled) else 2
+            result = LaunchResult(exit_code=128 + cancelled, timed_out=False, signal=cancelled,
+                                  duration_ms=int((time.monotonic() - started) * 1000),
+                                  cpu_ms=0, peak_memory_kb=0)
+        status = (RunStatus.CANCELLED if cancelled is not None else
+                  RunStatus.FAILED if result.backend_error else
                   RunStatus.TIMEOUT if result.timed_out else RunStatus.FINISHED)
-        notes: list[str] = [*egress_notes, *result.notes]
-        if result.write_limit_hit:
-            notes.append(f"stopped: the run wrote more than the write limit ({lim.write_bytes} bytes)")
-        if result.backend_error:
-            # One line each: the cause, then where to look; the backend's log goes to the run's
-            # record (`sandbox show`), never to the terminal as an escaped blob.
-            notes.append(f"sandbox failed: {result.backend_error}")
-            notes.append(f"hint: `sandbox show {run.id}` has the sandbox's log; `sandbox doctor` "
-                         "checks this host's prerequisites, each with its fix")
-        if result.timed_out:
-            notes.append(f"timed out after {lim.timeout_s:g}s" if lim.timeout_s else "timed out")
-        if result.signal is not None or result.exit_code > 128:
-            from sandbox.seccomp import denial_note
-
-            note = denial_note(result.exit_code, profile=seccomp.name, signal_no=result.signal,
-                               backend_log=_backend_log(spec.scratch))
-            if note:
-                notes.append(note)
+        notes = self._notes(result, spec, run.id, seccomp.name, egress_notes, cancelled)
         withdraw_from_git(workspace, snapshot.upper, hidden)
         cs = compute_changeset(snapshot.upper, workspace, hidden=hidden,
                                unhidden=policy.hide_except)
@@ -276,6 +288,8 @@ class Runner:
         record_bases(session_dir, cs, workspace, run_started_ns)
         cs = rebase(cs, session_dir, workspace, snapshot.upper)
         cs, ignored = split_ignored(cs, workspace, policy.changes_ignore)
+        # decided under the policy it ran under
+        p = Pending(ResolvedRef(run.id, RefKind.RUN, session, None), cs, snapshot.upper, policy)
         # The records that close a run are written together: one disk flush, not four.
         records = [
             Entry(AuditEvent.RUN_FINISHED, run=run.id, session=session.id, data={
@@ -290,22 +304,62 @@ class Runner:
                                        "ignored": ignored.to_json()}),
         ]
         decision = _decide(cs, policy, self.person.interactive())
-        committed: tuple[str, ...] = ()
-        if result.backend_error is None:
-            committed = self._apply(decision, cs, session, snapshot.upper, run.id, records)
-        if records:
-            self.audit.append_many(records)
-        state = self._session_state(session.id, cs, committed)
+        if result.backend_error is not None or cancelled is not None:
+            # a sandbox that failed or was stopped decides nothing: its changes stay pending
+            decision = (Hold(reasons=(f"the run was {status.value}: changes wait for a "
+                                      "person",)) if cs else NothingToDo())
+        applied = apply_decision(self.lifecycle, p, decision, run_id=run.id, records=records,
+                                 ask=lambda: self._ask(cs, decision, session, p))
+        if applied.commit_error:
+            notes.append(f"not committed (the changes stay pending): {applied.commit_error}")
         self.store.finish_run(run.id, status=status, exit_code=result.exit_code,
                               duration_ms=result.duration_ms, peak_mem_kb=result.peak_memory_kb,
                               cpu_ms=result.cpu_ms, summary=cs.summary() | {"notes": notes}
                               | ({"backend_log": list(result.backend_log)}
                                  if result.backend_log else {}))
-        self.store.set_decision(run.id, _stored(state))
         exit_code = EXIT_SANDBOX_FAILED if result.backend_error else result.exit_code
+        if applied.interrupted and cancelled is None:
+            exit_code = 130  # Ctrl-C at the prompt: the person stopped `sandbox run`
         return RunOutcome(run_id=run.id, session_id=session.id, exit_code=exit_code,
-                          launch=result, changeset=cs, decision=decision, committed=committed,
-                          state=state, notes=tuple(notes), ignored=ignored)
+                          launch=result, changeset=cs, decision=decision,
+                          committed=applied.committed, state=applied.state,
+                          notes=tuple(notes), ignored=ignored, status=status,
+                          commit_error=applied.commit_error)
+
+    def _ask(self, cs: ChangeSet, decision: Decision, session: SessionRecord,
+             p: Pending) -> bool:
+        assert isinstance(decision, AskPerson)
+        with armed():
+            return self.person.review(cs, decision, session, p.upper)
+
+    def _notes(self, result: LaunchResult, spec: LaunchSpec, run_id: str, profile: str,
+               egress_notes: list[str], cancelled: int | None) -> list[str]:
+        lim = spec.limits
+        notes: list[str] = [*egress_notes, *result.notes]
+        if cancelled is not None:
+            import signal
+
+            notes.append(f"cancelled: {signal.Signals(cancelled).name} reached `sandbox run`; "
+                         "the sandbox was stopped and its changes so far are kept pending")
+            return notes
+        if result.write_limit_hit:
+            notes.append(f"stopped: the run wrote more than the write limit ({lim.write_bytes} bytes)")
+        if result.backend_error:
+            # One line each: the cause, then where to look; the backend's log goes to the run's
+            # record (`sandbox show`), never to the terminal as an escaped blob.
+            notes.append(f"sandbox failed: {result.backend_error}")
+            notes.append(f"hint: `sandbox show {run_id}` has the sandbox's log; `sandbox doctor` "
+                         "checks this host's prerequisites, each with its fix")
+        if result.timed_out:
+            notes.append(f"timed out after {lim.timeout_s:g}s" if lim.timeout_s else "timed out")
+        if result.signal is not None or result.exit_code > 128:
+            from sandbox.seccomp import denial_note
+
+            note = denial_note(result.exit_code, profile=profile, signal_no=result.signal,
+                               backend_log=_backend_log(spec.scratch))
+            if note:
+                notes.append(note)
+        return notes
 
     def _with_egress(self, stack: contextlib.ExitStack, spec: LaunchSpec, policy: Policy,
                      run_id: str, session_id: str, notes: list[str]) -> LaunchSpec:
@@ -331,57 +385,6 @@ class Runner:
 
         return attach_egress(stack, spec, rules, run_id=run_id, notes=notes, on_event=record,
                              ask=ask if policy.level is Level.HUMAN_IN_THE_LOOP else None)
-
-    def _apply(self, decision: Decision, cs: ChangeSet, session: SessionRecord, upper: Path,
-               run_id: str, records: list[Entry]) -> tuple[str, ...]:
-        """Carry out the decision. Its audit record joins `records`, which are flushed before
-        anything is committed (a commit is always preceded by its decision in the log)."""
-
-        def record(data: dict[str, Any], actor: str | None) -> None:
-            records.append(Entry(AuditEvent.DECISION, run=run_id, session=session.id,
-                                 actor=actor, data=data))
-
-        def flush() -> None:
-            self.audit.append_many(records)
-            records.clear()
-
-        match decision:
-            case NothingToDo():
-                return ()
-            case Hold(reasons=reasons, refused=refused):
-                record({"decision": "hold", "reasons": list(reasons),
-                        "refused": _verdicts(refused)}, "policy")
-                return ()
-            case AutoCommit(paths=paths, refused=refused, held=held):
-                record({"decision": "auto-commit", "paths": list(paths),
-                        "refused": _verdicts(refused), "held": _verdicts(held)}, "policy")
-                flush()
-                return commit_paths(self.layout, self.audit, session, cs, upper, paths,
-                                    run_id=run_id, actor="policy")
-            case AskPerson(paths=paths, refused=refused):
-                flush()  # the run is on record before a person is asked
-                yes = self.person.review(cs, decision, session, upper)
-                record({"decision": "approve" if yes else "keep-pending",
-                        "paths": list(paths) if yes else [], "refused": _verdicts(refused)},
-                       None)
-                flush()
-                if not yes:
-                    return ()
-                return commit_paths(self.layout, self.audit, session, cs, upper, paths,
-                                    run_id=run_id, actor=None)
-            case _:
-                assert_never(decision)
-
-    def _session_state(self, session_id: str, cs: ChangeSet,
-                       committed: tuple[str, ...]) -> SessionState:
-        if not cs:
-            state = SessionState.OPEN
-        elif committed and len(committed) >= len(cs.changes):
-            state = SessionState.COMMITTED
-        else:
-            state = SessionState.PENDING
-        self.store.set_session_state(session_id, state)
-        return state
 
 
 def _read_json_list(path: Path) -> list[str]:
@@ -411,21 +414,8 @@ def _decide(cs: ChangeSet, policy: Policy, interactive: bool) -> Decision:
     return decide(cs, policy, interactive=interactive)
 
 
-def _verdicts(vs: tuple[Verdict, ...]) -> list[dict[str, str]]:
-    return [{"path": v.path, "reason": v.reason} for v in vs]
-
-
-def _stored(state: SessionState) -> StoredDecision:
-    match state:
-        case SessionState.OPEN:
-            return StoredDecision.NONE
-        case SessionState.PENDING:
-            return StoredDecision.PENDING
-        case SessionState.COMMITTED:
-            return StoredDecision.COMMITTED
-        case SessionState.REJECTED:
-            return StoredDecision.REJECTED
-        case SessionState.PARTIAL:
-            return StoredDecision.PARTIAL
-        case _:
-            assert_never(state)
+def _refuse_closed(session: SessionRecord, name: str | None) -> None:
+    """Runs are added to a session until a person closed it (committed or rejected)."""
+    if session.state in (SessionState.COMMITTED, SessionState.REJECTED):
+        raise UsageError(f"session {name or session.id} is already {session.state.value}",
+                         hint="start a new session with another --session name")

@@ -11,6 +11,13 @@ EXIT_TIMEOUT = 124
 EXIT_SANDBOX_FAILED = 125
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
+# Refusals of approve/reject/export/review get codes of their own: a script can tell "a person's
+# edit is in the way" from "a rule forbids it" without parsing messages. `run` never returns
+# them (the command's own status passes through there).
+EXIT_CONFLICT = 3
+EXIT_FORBIDDEN = 4
+EXIT_PROTECTED = 5
+EXIT_BUSY = 6
 
 
 class SandboxError(Exception):
@@ -68,22 +75,36 @@ class CommitError(SandboxError):
 
 
 class ConflictError(CommitError):
-    """Files changed in the workspace after the run started; nothing was committed."""
+    """Files changed in the workspace after the run started; nothing was committed: exit 3."""
 
-    exit_code = 1
+    exit_code = EXIT_CONFLICT
 
 
 class ForbiddenChangeError(CommitError):
-    """Approving a change that a rule forbids: exit 1 with the rule's name."""
+    """Approving a change that a rule forbids: exit 4 with the rule's name."""
 
-    exit_code = 1
+    exit_code = EXIT_FORBIDDEN
+
+
+class ProtectedChangeError(CommitError):
+    """Approving a protected change without --include-protected: exit 5."""
+
+    exit_code = EXIT_PROTECTED
 
 
 class StateError(SandboxError):
     """The state directory is corrupt or locked by another process: exit 125."""
 
 
-class AuditError(SandboxError):
-    """The audit log failed verification: exit 1."""
+class SessionBusyError(StateError):
+    """A run (or another decision) of the session is going on: exit 6, nothing changed."""
 
-    exit_code = 1
+    exit_code = EXIT_BUSY
+
+
+class SessionClosedError(UsageError):
+    """The session is already committed or rejected: exit 2, nothing changed."""
+
+
+class AuditError(SandboxError):
+    """The audit log cannot be written or read: the sandbox cannot record, so exit 125."""

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -67,6 +67,9 @@ class Cli:
     home: Path
     user: str | None = None
     backend: str | None = None  # None: the default (nsjail); "docker" for the conformance runs
+    # The workspace of the last `-C DIR` given: later calls run from it, as a person would
+    # (`last` means the last run of the current workspace).
+    here: dict[str, Path] = field(default_factory=dict)
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
@@ -84,6 +87,10 @@ class Cli:
                  check: bool = False) -> subprocess.CompletedProcess[bytes]:
         if self.backend is not None and args[:1] == ("run",):
             args = ("run", "--backend", self.backend, *args[1:])
+        if "-C" in args[:-1]:
+            self.here["ws"] = Path(args[args.index("-C") + 1])
+        if cwd is None and self.here.get("ws", Path("/nonexistent")).is_dir():
+            cwd = self.here["ws"]
         argv = [str(SANDBOX_BIN), *args]
         if self.user is not None:
             e = self.env(env)

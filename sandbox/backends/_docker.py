@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import socket
 import stat
 import threading
@@ -45,7 +46,7 @@ from sandbox.errors import EXIT_TIMEOUT, BackendError, EnforcementError
 if TYPE_CHECKING:
     from docker import DockerClient
 
-_STOP_GRACE_S = 5.0
+_STOP_GRACE_S = 0.5  # a signal to `sandbox run` stops the sandbox within a second
 _WAIT_CHUNK_S = 300  # one HTTP wait call; re-issued until the container ends
 
 
@@ -165,9 +166,11 @@ class DockerBackend:
                 timer.daemon = True
                 timer.start()
             status = _wait(client, cid)
-        except KeyboardInterrupt:
-            kill("SIGINT")  # to pid 1 (tini), which passes it to the command's group
-            status = _wait(client, cid, limit_s=_STOP_GRACE_S, on_limit=kill)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (Cancelled)
+            # to pid 1 (tini), which passes it to the command's group; SIGKILL after the grace
+            kill(signal.Signals(getattr(exc, "signum", signal.SIGINT)).name)
+            _wait(client, cid, limit_s=_STOP_GRACE_S, on_limit=kill)
+            raise  # the runner records the run as cancelled; `launch` removes the container
         finally:
             if timer is not None:
                 timer.cancel()
@@ -207,6 +210,12 @@ def ensure_host_view(client: DockerClient) -> str:
     except DockerException as exc:
         raise BackendError(f"could not import the host-view skeleton image: {exc}") from exc
     return ref
+
+
+def reap_lost_containers() -> int:
+    """For runs found lost (their `sandbox run` was SIGKILLed): remove what they left behind."""
+    reap_stale()
+    return reap_containers(connect())
 
 
 def reap_containers(client: DockerClient) -> int:

@@ -7,6 +7,7 @@ exec nsjail, stream output, wait4 for usage, map nsjail's log to the exit-code c
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import resource
@@ -156,6 +157,7 @@ class NsjailBackend:
             layers = OverlayLayers(lower=snap.lower, upper=snap.upper, work=snap.work,
                                    mask=snap.mask)
             preexec = root_preexec(layers, userns_fd, spec.image_root)
+        preexec = _tied_to_parent(preexec)
         # Config and log go by fd: nsjail opens them from its own mount namespace.
         cfg_fd = os.open(cfg_path, os.O_RDONLY)
         log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
@@ -199,12 +201,14 @@ class NsjailBackend:
         mem_watcher.start()
         try:
             _, status, usage = _wait4(proc, spec.limits.timeout_s)
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-            _, status, usage = _wait4(proc, 5.0)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (Cancelled)
+            _stop(proc, getattr(exc, "signum", signal.SIGINT))
+            raise
         finally:
             watcher.stop()
             mem_watcher.stop()
+            if proc.returncode is None:
+                _stop(proc)  # any other way out: nothing the run started survives
         for t in pumps:
             t.join(timeout=5)
         if self._capture:
@@ -231,6 +235,38 @@ class NsjailBackend:
             backend_error=err,
         )
 
+
+
+_PR_SET_PDEATHSIG = 1
+_STOP_GRACE_S = 0.5
+
+
+def _tied_to_parent(inner: Callable[[], None] | None) -> Callable[[], None]:
+    """nsjail gets SIGKILL when `sandbox run` dies, however it dies (even SIGKILL); nsjail
+    ties its jail to its own life the same way, so the whole sandbox goes with it."""
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork: no dlopen in the child
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(EXIT_SANDBOX_FAILED)
+        if inner is not None:
+            inner()
+
+    return preexec
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Stop nsjail and its jail: the signal (nsjail passes it on and cleans up), then SIGKILL
+    if it has not ended within the grace (the jail dies with it)."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout=_STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _with_env_lookup(spec: LaunchSpec) -> LaunchSpec:

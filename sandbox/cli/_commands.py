@@ -15,9 +15,10 @@ from typing import Any
 from sandbox._home import HomeLayout
 from sandbox.audit import AuditLog
 from sandbox.cli import _render as render
-from sandbox.errors import EXIT_USAGE, SandboxError, UsageError
+from sandbox.errors import EXIT_USAGE, ConflictError, UsageError
+from sandbox.lifecycle import Lifecycle
 from sandbox.policy import Layer, load_policy, parse_duration, parse_size
-from sandbox.store import Store
+from sandbox.store import ResolvedRef, Store
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Ctx:
     layout: HomeLayout
     store: Store
     audit: AuditLog
+    lifecycle: Lifecycle
 
 
 @contextmanager
@@ -38,7 +40,15 @@ def _context() -> Iterator[Ctx]:
         for note in recover_interrupted(layout.journal_dir):
             print(f"sandbox: recovered an interrupted commit: {note}", file=sys.stderr)
     with Store(layout) as store:
-        yield Ctx(layout, store, AuditLog(layout.audit))
+        audit = AuditLog(layout.audit)
+        ctx = Ctx(layout, store, audit, Lifecycle(layout, store, audit))
+        # Runs whose `sandbox run` died (SIGKILL, a crash) are marked lost: one indexed query
+        # when there are none, so this costs nothing on the usual call.
+        if store.running_runs():
+            for run in ctx.lifecycle.reap_lost():
+                print(f"sandbox: run {run.id} was lost (its `sandbox run` process died); "
+                      "its changes so far stay pending", file=sys.stderr)
+        yield ctx
 
 
 def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -99,6 +109,8 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 return _approve(ctx, args)
             case "reject":
                 return _reject(ctx, args)
+            case "kill":
+                return _kill(ctx, args)
             case "audit":
                 return _audit(ctx, args)
     parser.print_help()
@@ -158,6 +170,7 @@ def _load(workspace: Path, policy_file: str | None, flags: list[Layer], *,
 
 def _run(ctx: Ctx, args: argparse.Namespace) -> int:
     from sandbox._runner import Runner, RunRequest, check_workspace
+    from sandbox._workspace import locate_workspace
     from sandbox.backends import get_backend
 
     command = list(args.command)
@@ -165,7 +178,8 @@ def _run(ctx: Ctx, args: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise UsageError("no command given", hint="sandbox run [OPTIONS] -- COMMAND [ARG...]")
-    workspace = check_workspace(Path(args.workspace))
+    located = locate_workspace(args.workspace)
+    workspace = check_workspace(located.workspace)
     effective = _load(workspace, args.policy, _flags(args), for_run=True)
     render.repository_policy_note(effective)
     env: dict[str, str | None] = {}
@@ -178,9 +192,13 @@ def _run(ctx: Ctx, args: argparse.Namespace) -> int:
         from sandbox.cli._person import TerminalPerson
 
         person = TerminalPerson(True)
+    if args.workspace is None and str(workspace) != os.path.realpath(os.getcwd()):
+        print(f"sandbox: workspace {render.esc(str(workspace))} (the git work tree), "
+              f"starting in {render.esc(located.subdir or '.')}", file=sys.stderr)
     runner = Runner(ctx.layout, ctx.store, ctx.audit, backend, person)
     outcome = runner.run(RunRequest(argv=tuple(command), workspace=workspace, policy=effective,
-                                    session=args.session, env=env, capture=args.json))
+                                    session=args.session, env=env, capture=args.json,
+                                    cwd=located.subdir))
     if args.json:
         data = outcome.to_json()
         data["changes"] = render.changes_json(outcome.changeset, effective.policy)
@@ -208,7 +226,7 @@ def _ls(ctx: Ctx, args: argparse.Namespace) -> int:
     recent runs (all of them with --all)."""
     from sandbox.store import SessionState
 
-    waiting = [run for state in (SessionState.PENDING,)
+    waiting = [run for state in (SessionState.PENDING, SessionState.PARTIAL)
                for session in ctx.store.list_sessions(state=state, limit=1_000_000)
                for run in ctx.store.list_runs(limit=1, session_id=session.id)]
     if args.last < 0:
@@ -217,53 +235,31 @@ def _ls(ctx: Ctx, args: argparse.Namespace) -> int:
     return render.ls(waiting, recent, json_out=args.json)
 
 
-def _resolve(ctx: Ctx, ref: str) -> Any:
-    return ctx.store.resolve(ref)
+def _ref(ctx: Ctx, args: argparse.Namespace) -> ResolvedRef:
+    """RUN: `last` is the last run of the current workspace unless --all-workspaces."""
+    from sandbox._workspace import locate_workspace
 
-
-def _pending(ctx: Ctx, ref: str, *, include_ignored: bool = False) -> tuple[Any, Any, Path]:
-    """(resolved run, its session's proposed changes, the upper dir)."""
-    resolved = _resolve(ctx, ref)
-    upper = ctx.layout.session_dirs(resolved.session.id).upper
-    cs, ignored = _proposed(ctx, resolved.session, upper)
-    if include_ignored:
-        from sandbox.fs import ChangeSet
-
-        cs = ChangeSet(cs.changes + ignored.changes)
-    return resolved, cs, upper
-
-
-def _proposed(ctx: Ctx, session: Any, upper: Path) -> tuple[Any, Any]:
-    """(the session's pending changes as it made them, the ignored output left out)."""
-    from sandbox.fs import ChangeSet, Ignored, compute_changeset, rebase, split_ignored
-    from sandbox.policy import DEFAULT_HIDE, DEFAULT_IGNORE
-
-    if not upper.exists():
-        return ChangeSet(()), Ignored()
-    policy = _session_policy(session.workspace)
-    hide = tuple(policy.hide) if policy is not None else DEFAULT_HIDE
-    cs = compute_changeset(upper, session.workspace, hidden=hide,
-                           unhidden=policy.hide_except if policy is not None else ())
-    cs = rebase(cs, ctx.layout.session_dir(session.id), session.workspace, upper)
-    return split_ignored(cs, session.workspace,
-                         policy.changes_ignore if policy is not None else DEFAULT_IGNORE)
-
-
-def _session_policy(workspace: Path) -> Any:
-    """The workspace's policy for listing its changes; None (no protected marks) if broken."""
-    try:
-        return _load(workspace, None, []).policy
-    except SandboxError:
-        return None
+    everywhere = getattr(args, "all_workspaces", False)
+    if args.ref.strip().lower() != "last" or everywhere:
+        return ctx.lifecycle.resolve(args.ref)
+    here = Path(os.path.realpath(os.getcwd()))
+    # The innermost workspace around the current directory that has runs: `-C sub` of a git
+    # work tree, the work tree itself, or an enclosing (non-git) workspace.
+    for ws in (here, *here.parents):
+        if ctx.store.list_runs(1, workspace=ws):
+            return ctx.lifecycle.resolve("last", workspace=ws)
+    # raises "no runs yet in ..."
+    return ctx.lifecycle.resolve("last", workspace=locate_workspace(None).workspace)
 
 
 def _show(ctx: Ctx, args: argparse.Namespace) -> int:
     from sandbox.fs import git_work
 
-    resolved = _resolve(ctx, args.ref)
-    upper = ctx.layout.session_dirs(resolved.session.id).upper
-    cs, ignored = _proposed(ctx, resolved.session, upper)
-    git = git_work(upper, resolved.session.workspace, cs.changes) if cs else None
+    resolved = _ref(ctx, args)
+    ctx.lifecycle.settle(resolved)
+    pending = ctx.lifecycle.pending(resolved)
+    cs = pending.changeset
+    git = git_work(pending.upper, resolved.session.workspace, cs.changes) if cs else None
     runs = ctx.store.list_runs(limit=1000, session_id=resolved.session.id)
     events = list(ctx.audit.records(session=resolved.session.id))
     # `sandbox agent`: the agent process is a run of its own session; its LLM calls belong on
@@ -271,48 +267,45 @@ def _show(ctx: Ctx, args: argparse.Namespace) -> int:
     agent = f"{resolved.session.id}-agent"
     if any(e.event == "tool.call" for e in events) and len(agent) <= 64:
         events = sorted(events + list(ctx.audit.records(session=agent)), key=lambda e: e.seq)
-    policy = _session_policy(resolved.session.workspace)
-    return render.show(resolved, runs, cs, events, json_out=args.json, policy=policy, git=git,
-                       ignored=ignored)
+    return render.show(pending.ref, runs, cs, events, json_out=args.json,
+                       policy=pending.policy, git=git, ignored=pending.ignored)
 
 
 def _diff(ctx: Ctx, args: argparse.Namespace) -> int:
     from sandbox.fs import ChangeSet, diffstat, iter_patch
     from sandbox.fs._patch import Conflicted
+    from sandbox.lifecycle import normalize_paths
 
-    resolved, cs, upper = _pending(ctx, args.ref)
-    paths = list(args.paths) or None
-    if paths:
-        missing = cs.unmatched(paths)
-        if missing:
-            raise UsageError(f"no pending change at: {', '.join(missing)}")
+    p = ctx.lifecycle.pending(_ref(ctx, args))
+    chosen = normalize_paths(args.paths, p.changeset, workspace=p.session.workspace)
+    paths = list(chosen) if chosen is not None else None
     if args.json:
         from sandbox.fs import git_work
 
-        git = git_work(upper, resolved.session.workspace, cs.changes)
-        print(json.dumps(render.changes_json(cs, _session_policy(resolved.session.workspace))
+        git = git_work(p.upper, p.session.workspace, p.changeset.changes)
+        print(json.dumps(render.changes_json(p.changeset, p.policy)
                          | {"git": git.to_json() if git else None}, indent=2))
     elif args.stat:
-        print(diffstat(cs, paths=paths), end="")
+        print(diffstat(p.changeset, paths=paths), end="")
     else:
         conflicted: list[Conflicted] = []
 
         def patch_of(changes: ChangeSet) -> Iterator[bytes]:
-            return iter_patch(changes, upper=upper, lower=resolved.session.workspace,
-                              paths=paths, session_dir=ctx.layout.session_dir(resolved.session.id),
+            return iter_patch(changes, upper=p.upper, lower=p.session.workspace,
+                              paths=paths, session_dir=ctx.layout.session_dir(p.session.id),
                               conflicted=conflicted)
 
         def pieces() -> Iterator[bytes]:
             # Forbidden changes stay out of the patch (`diff | git apply` must never write
             # what approve refuses); --include-forbidden adds each after a marker, for
             # forensics. Streamed: a million-line change starts printing at once.
-            yield from patch_of(cs.permitted())
+            yield from patch_of(p.changeset.permitted())
             for c in forbidden:
                 if args.include_forbidden:
                     yield render.forbidden_marker(c)
                     yield from patch_of(ChangeSet((c,)))
 
-        forbidden = [c for c in cs.select(paths) if c.forbidden]
+        forbidden = [c for c in p.changeset.select(paths) if c.forbidden]
         render.write_patch(pieces())
         render.forbidden_left_out(forbidden, included=args.include_forbidden)
         render.conflicted(conflicted)
@@ -322,92 +315,55 @@ def _diff(ctx: Ctx, args: argparse.Namespace) -> int:
 def _review(ctx: Ctx, args: argparse.Namespace) -> int:
     from sandbox.cli._review import review
 
-    return review(ctx, args)
+    return review(ctx, _ref(ctx, args), args)
 
 
 def _export(ctx: Ctx, args: argparse.Namespace) -> int:
     from sandbox.cli._review import export
 
-    return export(ctx, args)
+    return export(ctx, _ref(ctx, args), args)
 
 
 def _approve(ctx: Ctx, args: argparse.Namespace) -> int:
-    from sandbox.audit import AuditEvent
-    from sandbox.errors import ConflictError
-    from sandbox.governance import Risk, classify, commit_paths, split_conflicts
-
-    resolved, cs, upper = _pending(ctx, args.ref, include_ignored=args.include_ignored)
-    if not cs:
-        print("nothing pending")
-        return 0
-    paths = list(args.paths) or None
-    if paths:
-        missing = cs.unmatched(paths)
-        if missing:
-            raise UsageError(f"no pending change at: {', '.join(missing)}")
-    eff = _load(resolved.session.workspace, None, [])
-    chosen = cs.select(paths)
-    verdicts = [classify(c, eff.policy) for c in chosen]
-    forbidden = [v for v in verdicts if v.risk is Risk.FORBIDDEN]
-    if forbidden and paths:
-        from sandbox.errors import ForbiddenChangeError
-
-        raise ForbiddenChangeError("refused: " + "; ".join(f"{v.path}: {v.reason}"
-                                                           for v in forbidden))
-    protected = [v for v in verdicts if v.risk is Risk.PROTECTED]
-    if protected and not args.include_protected:
-        raise UsageError("protected changes need --include-protected: " + "; ".join(
-            f"{v.path} ({v.reason})" for v in protected))
-    to_commit, conflicts = split_conflicts(
-        [v.path for v in verdicts if v.risk is not Risk.FORBIDDEN], cs, args.force)
-    committed = commit_paths(ctx.layout, ctx.audit, resolved.session, cs, upper, to_commit,
-                             run_id=resolved.run.id if resolved.run else None, actor=None,
-                             force=args.force, message=args.message)
-    if conflicts:
-        ctx.audit.append(AuditEvent.DECISION, session=resolved.session.id, data={
-            "decision": "keep-pending", "conflicts": [
-                {"path": p, "reason": why} for p, why in conflicts]})
-    state = _after_decision(ctx, resolved.session.id, upper)
+    done = ctx.lifecycle.approve(_ref(ctx, args), args.paths, force=args.force,
+                                 include_protected=args.include_protected,
+                                 include_ignored=args.include_ignored, message=args.message)
     if args.json:
-        print(json.dumps({"committed": list(committed), "refused": [
-            {"path": v.path, "reason": v.reason} for v in forbidden], "conflicts": [
-            {"path": p, "reason": why} for p, why in conflicts], "state": state}))
+        print(json.dumps({"session": done.session_id, "committed": list(done.committed),
+                          "refused": [{"path": v.path, "reason": v.reason}
+                                      for v in done.refused],
+                          "conflicts": [{"path": p, "reason": why} for p, why in done.conflicts],
+                          "state": done.state.value}))
+    elif not done.committed and not done.refused and not done.conflicts:
+        print(f"nothing pending; session {done.session_id} is {done.state.value}")
     else:
-        render.committed(committed, forbidden)
-        render.conflicts(conflicts)
-    return ConflictError.exit_code if conflicts else 0
+        render.committed(done.committed, done.refused)
+        render.conflicts(done.conflicts)
+    return ConflictError.exit_code if done.conflicts else 0
 
 
 def _reject(ctx: Ctx, args: argparse.Namespace) -> int:
-    from sandbox.governance import reject_paths
-
-    resolved, cs, upper = _pending(ctx, args.ref)
-    rejected = reject_paths(ctx.audit, resolved.session, cs, upper, list(args.paths) or None,
-                            message=args.message)
-    state = _after_decision(ctx, resolved.session.id, upper, rejected=True)
+    done = ctx.lifecycle.reject(_ref(ctx, args), args.paths, message=args.message)
     if args.json:
-        print(json.dumps({"rejected": list(rejected), "state": state}))
+        print(json.dumps({"session": done.session_id, "rejected": list(done.rejected),
+                          "state": done.state.value}))
+    elif not done.rejected:
+        print(f"nothing pending; session {done.session_id} is {done.state.value}")
     else:
-        print(f"rejected {len(rejected)} change(s); session {resolved.session.id} is {state}")
+        print(f"rejected {len(done.rejected)} change(s); session {done.session_id} is "
+              f"{done.state.value}")
     return 0
 
 
-def _after_decision(ctx: Ctx, session_id: str, upper: Path, *, rejected: bool = False) -> str:
-    from sandbox.store import Decision, SessionState
-
-    session = ctx.store.get_session(session_id)
-    left, _ = _proposed(ctx, session, upper)  # ignored output left over is not pending
-    if left:
-        state = SessionState.PENDING
-    elif rejected:
-        state = SessionState.REJECTED
+def _kill(ctx: Ctx, args: argparse.Namespace) -> int:
+    run = ctx.lifecycle.cancel(_ref(ctx, args))
+    if args.json:
+        print(json.dumps({"run": run.id, "session": run.session_id,
+                          "status": run.status.value, "exit_code": run.exit_code}))
     else:
-        state = SessionState.COMMITTED
-    ctx.store.set_session_state(session_id, state)
-    for run in ctx.store.list_runs(limit=1, session_id=session_id):
-        ctx.store.set_decision(run.id, Decision(state.value) if state.value in
-                               {d.value for d in Decision} else Decision.PENDING)
-    return state.value
+        print(f"run {run.id} is {run.status.value}; its changes so far stay pending in "
+              f"session {render.esc(run.session_id)}")
+    return 0
 
 
 def _audit(ctx: Ctx, args: argparse.Namespace) -> int:
@@ -420,16 +376,17 @@ def _audit(ctx: Ctx, args: argparse.Namespace) -> int:
         return render.audit_verify(report, json_out=args.json)
     session = None
     if args.ref:
-        session = _resolve(ctx, args.ref).session.id
+        session = _ref(ctx, args).session.id
     records = [r for r in ctx.audit.records() if session is None or r.session == session]
     return render.audit(records, json_out=args.json)
 
 
 def _policy_show(args: argparse.Namespace) -> int:
     from sandbox._runner import check_workspace
+    from sandbox._workspace import locate_workspace
     from sandbox.policy import Untrusted
 
-    ws = check_workspace(Path(args.workspace))
+    ws = check_workspace(locate_workspace(args.workspace).workspace)
     eff = load_policy(ws, policy_file=Path(args.policy) if args.policy else None,
                       untrusted=Untrusted.IGNORE)
     return render.policy(eff, json_out=args.json)

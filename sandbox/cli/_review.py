@@ -1,42 +1,39 @@
 """`sandbox review` (interactive, per file and per hunk) and `sandbox export` (PR-style branch).
 
-Both hold the session's lock for their whole duration, so a run of the same session cannot
-change the pending changes while they are looked at: what the person saw is what is applied.
+Both go through the library's session lifecycle (`sandbox.lifecycle`), which holds the
+session's lock for their whole duration, so a run of the same session cannot change the pending
+changes while they are looked at: what the person saw is what is applied.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sandbox.errors import UsageError
 
 if TYPE_CHECKING:
     from sandbox.cli._commands import Ctx
     from sandbox.review import ApplyResult
+    from sandbox.store import ResolvedRef
 
 
-def review(ctx: Ctx, args: argparse.Namespace) -> int:
-    from sandbox.cli._commands import _load, _pending
-    from sandbox.governance import by_risk, classify
+def review(ctx: Ctx, ref: ResolvedRef, args: argparse.Namespace) -> int:
+    from sandbox.governance import by_risk
     from sandbox.review import (
         Finish,
         Loader,
         ReviewApp,
-        Target,
-        apply_plan,
         build_state,
         make_plan,
         run_tui,
         utf8_terminal,
     )
 
-    session = ctx.store.resolve(args.ref).session
-    with ctx.store.session_lock(session.id, timeout=0):
-        resolved, cs, upper = _pending(ctx, args.ref)
+    with ctx.lifecycle.reviewing(ref) as pending:
+        cs = pending.changeset
         if not cs:
             print("nothing pending")
             return 0
@@ -44,14 +41,13 @@ def review(ctx: Ctx, args: argparse.Namespace) -> int:
             raise UsageError("`sandbox review` needs a terminal",
                              hint="use `sandbox diff RUN` and `sandbox approve RUN [PATH...]` "
                              "or `sandbox reject RUN [PATH...]`")
-        workspace = resolved.session.workspace
-        policy = _load(workspace, None, []).policy
-        state = build_state(cs, [classify(c, policy) for c in cs.changes],
-                            order=by_risk(cs, policy))
+        workspace = pending.session.workspace
+        state = build_state(cs, pending.verdicts(), order=by_risk(cs, pending.policy))
         ascii_only = not utf8_terminal()
-        run_id = resolved.run.id if resolved.run else None
-        title = session.id + (f" (run {run_id})" if run_id else "")
-        app = ReviewApp(state, Loader(upper, workspace, ascii_only=ascii_only, changes=cs).detail,
+        run_id = pending.run_id
+        title = pending.session.id + (f" (run {run_id})" if run_id else "")
+        app = ReviewApp(state, Loader(pending.upper, workspace, ascii_only=ascii_only,
+                                      changes=cs).detail,
                         title=title, ascii_only=ascii_only)
         finish = run_tui(app)
         if finish is Finish.CANCEL:
@@ -62,38 +58,9 @@ def review(ctx: Ctx, args: argparse.Namespace) -> int:
         if plan.empty:
             print("nothing to apply")
             return 0
-        target = Target(session.id, ctx.layout.session_dir(session.id), upper, workspace,
-                        ctx.layout.journal_dir, resolved.session.started_ns, run_id)
-        result = apply_plan(plan, cs, target, ctx.audit, message=args.message, force=args.force)
-        left = _settle(ctx, session.id, result)
-    _print_result(result, left)
+        done = ctx.lifecycle.apply_review(pending, plan, message=args.message, force=args.force)
+    _print_result(done.result, done.left)
     return 0
-
-
-def _settle(ctx: Ctx, session_id: str, result: ApplyResult) -> int:
-    """Record the session's new state; return how many changes are still pending."""
-    from sandbox.review import Choice
-    from sandbox.store import Decision, SessionState
-
-    session = ctx.store.get_session(session_id)
-    upper = ctx.layout.session_dirs(session_id).upper
-    from sandbox.cli._commands import _proposed
-
-    left, _ = _proposed(ctx, session, upper)  # ignored output left over is not pending
-    committed = bool(result.committed or result.partial)
-    discarded = bool(result.discarded) or any(p.rest is Choice.REJECT for p in result.partial)
-    if left:
-        state, decision = SessionState.PENDING, Decision.PENDING
-    elif committed and discarded:
-        state, decision = SessionState.PARTIAL, Decision.PARTIAL
-    elif committed:
-        state, decision = SessionState.COMMITTED, Decision.COMMITTED
-    else:
-        state, decision = SessionState.REJECTED, Decision.REJECTED
-    ctx.store.set_session_state(session_id, state)
-    for run in ctx.store.list_runs(limit=1, session_id=session_id):
-        ctx.store.set_decision(run.id, decision)
-    return len(left.changes) if left else 0
 
 
 def _print_result(result: ApplyResult, left: int) -> None:
@@ -114,31 +81,11 @@ def _print_result(result: ApplyResult, left: int) -> None:
         print(f"  still pending: {esc(path)} (needs changes you did not accept)")
 
 
-def export(ctx: Ctx, args: argparse.Namespace) -> int:
-    from sandbox.audit import AuditEvent
-    from sandbox.cli._commands import _load, _pending
-    from sandbox.governance import classify
-    from sandbox.review import esc, export_changeset
+def export(ctx: Ctx, ref: ResolvedRef, args: argparse.Namespace) -> int:
+    from sandbox.review import esc
 
-    session = ctx.store.resolve(args.ref).session
-    with ctx.store.session_lock(session.id, timeout=10):
-        # export judges ignored output itself (and says what it left out, and why)
-        resolved, cs, upper = _pending(ctx, args.ref, include_ignored=True)
-        if not cs:
-            raise UsageError(f"nothing pending in session {session.id} to export")
-        workspace = resolved.session.workspace
-        policy = _load(workspace, None, []).policy
-        message = args.message or _default_message(resolved)
-        result = export_changeset(cs, [classify(c, policy) for c in cs.changes], upper=upper,
-                                  workspace=workspace, branch=args.branch, message=message,
+    result = ctx.lifecycle.export(ref, args.branch, message=args.message,
                                   include_protected=args.include_protected)
-    ctx.audit.append(AuditEvent.DECISION, run=resolved.run.id if resolved.run else None,
-                     session=session.id, data={
-                         "decision": "export", "branch": result.branch,
-                         "commit": result.commit, "base": result.base,
-                         "paths": list(result.paths),
-                         "skipped": [{"path": p, "reason": r} for p, r in result.skipped],
-                         "carried": list(result.carried), "message": args.message})
     if args.json:
         print(json.dumps({"branch": result.branch, "commit": result.commit,
                           "base": result.base, "paths": list(result.paths),
@@ -154,16 +101,3 @@ def export(ctx: Ctx, args: argparse.Namespace) -> int:
     for path, why in result.skipped:
         print(f"  left out {esc(path)}: {esc(why)}")
     return 0
-
-
-def _default_message(resolved: Any) -> str:
-    # Escaped: `git log` prints a message's control characters as they are, so a command
-    # line from the run must not carry escape sequences into every reviewer's terminal.
-    from sandbox.review import esc
-
-    run = resolved.run
-    subject = f"sandbox: changes of session {resolved.session.id}"
-    body = [f"Session: {resolved.session.id}"]
-    if run is not None:
-        body += [f"Run: {run.id}", f"Command: {esc(shlex.join(run.command))}"]
-    return subject + "\n\n" + "\n".join(body) + "\n"

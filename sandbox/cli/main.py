@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from sandbox.errors import EXIT_USAGE, SandboxError
@@ -19,14 +20,43 @@ examples:
   sandbox run --json --level 2 -- pytest       for CI: machine-readable outcome, changes pending
 
 exit status: the command's own; 2 usage/policy error; 124 timeout; 125 the sandbox failed;
-126 not executable; 127 not found; 128+N killed by signal N.
+126 not executable; 127 not found; 128+N killed by signal N. SIGINT, SIGTERM or SIGHUP to
+`sandbox run` stops the sandbox, records the run cancelled and exits 130, 143 or 129; its
+changes so far stay pending. A commit that cannot happen (conflict, forbidden change) never
+replaces the command's status: it is reported, and the changes stay pending.
+
+Without -C, inside a git work tree the workspace is its top level and the command starts in
+the current subdirectory (as git and the agents do); elsewhere it is the current directory.
+"""
+
+DECISION_EPILOG = """\
+RUN is a run id, a session id, or `last`: the last run of the current workspace (the git work
+tree's top level, else the current directory); --all-workspaces makes `last` look everywhere.
+PATH may be workspace-relative, relative to the current directory, or absolute inside the
+workspace; a directory means everything pending under it.
+
+exit status: 0 done; 2 usage error (unknown RUN, no pending change at PATH, session already
+closed); 3 conflict: a file changed in the workspace since the run (nothing committed; --force
+to overwrite); 4 forbidden change named (never committed); 5 protected change without
+--include-protected; 6 the session is busy (a run of it is going; nothing changed);
+125 the sandbox failed (state or audit log unusable).
 """
 
 
 class _Parser(argparse.ArgumentParser):
+    json_errors = False  # `--json` was on the command line: errors are one JSON object too
+
     def error(self, message: str) -> NoReturn:  # argparse exits 2 too; keep its usage line
         self.print_usage(sys.stderr)
+        if _Parser.json_errors:
+            _json_error(message, EXIT_USAGE)
         self.exit(EXIT_USAGE, f"sandbox: error: {message}\n")
+
+
+def _json_error(message: str, code: int) -> None:
+    import json
+
+    print(json.dumps({"error": message, "exit_code": code}))
 
 
 HELP = {
@@ -39,6 +69,7 @@ HELP = {
               "(working tree and index untouched)",
     "approve": "commit pending changes (all, or the PATHs given)",
     "reject": "discard pending changes (all, or the PATHs given)",
+    "kill": "stop a running run (its changes so far stay pending)",
     "audit": "show or verify the hash-chained audit log",
     "policy": "effective policy and where each field comes from",
     "trust": "let a workspace's sandbox.toml loosen your policy (pinned to its content)",
@@ -86,6 +117,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             from sandbox.cli._report import add_report_parser
 
             add_report_parser(sub)
+        elif name in ("approve", "reject", "export", "review", "kill"):
+            _BUILDERS[name](sub.add_parser(
+                name, help=helptext, epilog=DECISION_EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter))
         elif name == "run":
             _run_args(sub.add_parser(
                 name, help=helptext, epilog=RUN_EPILOG,
@@ -121,8 +156,9 @@ def _agent_args(a: argparse.ArgumentParser) -> None:
 def _run_options(r: argparse.ArgumentParser) -> None:
     """The options of a run (workspace, session, policy, limits...): shared by run, mcp and
     agent, whose tool calls are runs."""
-    r.add_argument("-C", dest="workspace", default=".", metavar="DIR",
-                   help="workspace directory (default: current directory)")
+    r.add_argument("-C", dest="workspace", default=None, metavar="DIR",
+                   help="workspace directory (default: the git work tree's top level, else "
+                   "the current directory)")
     r.add_argument("--level", type=int, choices=(1, 2, 3, 4), help=(
         "1 confirm before and after; 2 hold changes for approval (default); "
         "3 auto-commit low-risk changes; 4 auto-commit (forbidden still refused)"))
@@ -154,9 +190,24 @@ def _ls_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--json", action="store_true")
 
 
+_RUN_HELP = ("run id, session id, or `last` (the last run of the current workspace; "
+             "with --all-workspaces, of any)")
+
+
+def _ref_arg(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("ref", metavar="RUN", help=_RUN_HELP)
+    sp.add_argument("--all-workspaces", action="store_true",
+                    help="let `last` name the last run of any workspace")
+
+
 def _show_args(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("ref", metavar="RUN", help="run id, session id, or `last`")
+    _ref_arg(sp)
     sp.add_argument("--json", action="store_true")
+
+
+def _kill_args(k: argparse.ArgumentParser) -> None:
+    _ref_arg(k)
+    k.add_argument("--json", action="store_true")
 
 
 def _review_args(sp: argparse.ArgumentParser) -> None:
@@ -168,7 +219,7 @@ def _review_args(sp: argparse.ArgumentParser) -> None:
 
 
 def _diff_args(d: argparse.ArgumentParser) -> None:
-    d.add_argument("ref", metavar="RUN")
+    _ref_arg(d)
     d.add_argument("paths", nargs="*", metavar="PATH")
     d.add_argument("--json", action="store_true", help="structured changeset")
     d.add_argument("--stat", action="store_true", help="diffstat only")
@@ -178,7 +229,7 @@ def _diff_args(d: argparse.ArgumentParser) -> None:
 
 
 def _export_args(x: argparse.ArgumentParser) -> None:
-    x.add_argument("ref", metavar="RUN")
+    _ref_arg(x)
     x.add_argument("--branch", required=True, metavar="NAME", help="the new branch's name")
     x.add_argument("-m", "--message", help="commit message (default: session, run, command)")
     x.add_argument("--include-protected", action="store_true",
@@ -187,7 +238,7 @@ def _export_args(x: argparse.ArgumentParser) -> None:
 
 
 def _approve_args(a: argparse.ArgumentParser) -> None:
-    a.add_argument("ref", metavar="RUN")
+    _ref_arg(a)
     a.add_argument("paths", nargs="*", metavar="PATH")
     a.add_argument("--force", action="store_true",
                    help="commit even where the workspace changed since the session saw it "
@@ -201,7 +252,7 @@ def _approve_args(a: argparse.ArgumentParser) -> None:
 
 
 def _reject_args(j: argparse.ArgumentParser) -> None:
-    j.add_argument("ref", metavar="RUN")
+    _ref_arg(j)
     j.add_argument("paths", nargs="*", metavar="PATH")
     j.add_argument("-m", "--message", help="kept in the audit record")
     j.add_argument("--json", action="store_true")
@@ -209,6 +260,8 @@ def _reject_args(j: argparse.ArgumentParser) -> None:
 
 def _audit_args(au: argparse.ArgumentParser) -> None:
     au.add_argument("ref", nargs="?", metavar="RUN", help="only this run's or session's records")
+    au.add_argument("--all-workspaces", action="store_true",
+                    help="let `last` name the last run of any workspace")
     au.add_argument("--verify", action="store_true",
                     help="check the chain and the signed checkpoints; non-zero if broken")
     au.add_argument("--pubkey", metavar="FILE", help="with --verify: the ed25519 public key "
@@ -219,7 +272,7 @@ def _audit_args(au: argparse.ArgumentParser) -> None:
 def _policy_args(pol: argparse.ArgumentParser) -> None:
     pol_sub = pol.add_subparsers(dest="policy_cmd", metavar="SUBCOMMAND", parser_class=_Parser)
     ps = pol_sub.add_parser("show", help="print each effective field with the file that set it")
-    ps.add_argument("-C", dest="workspace", default=".", metavar="DIR")
+    ps.add_argument("-C", dest="workspace", default=None, metavar="DIR")
     ps.add_argument("--policy", metavar="FILE")
     ps.add_argument("--json", action="store_true")
 
@@ -235,12 +288,14 @@ _BUILDERS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "ls": _ls_args, "show": _show_args, "review": _review_args,
     "diff": _diff_args, "export": _export_args, "approve": _approve_args,
     "reject": _reject_args, "audit": _audit_args, "policy": _policy_args, "trust": _trust_args,
-    "doctor": _json_only, "mcp": _mcp_args, "agent": _agent_args,
+    "doctor": _json_only, "mcp": _mcp_args, "agent": _agent_args, "kill": _kill_args,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
+    command = words[: words.index("--")] if "--" in words else words
+    _Parser.json_errors = "--json" in command
     parser = build_parser(only=words[0] if words and words[0] in HELP else None)
     tail: list[str] = []
     if words[:1] == ["agent"] and "--" in words:  # what follows `--` is the agent's own
@@ -253,18 +308,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     from sandbox.cli import _commands
 
+    if args.cmd == "run":
+        from sandbox.lifecycle._signals import install
+
+        install()  # SIGINT/SIGTERM/SIGHUP stop the sandbox and are recorded, never orphan it
     try:
-        return _commands.dispatch(args, parser)
+        code = _commands.dispatch(args, parser)
     except SandboxError as exc:
         print(f"sandbox: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
+        code = exc.exit_code
+        if _Parser.json_errors:
+            _json_error(str(exc), code)
+    except KeyboardInterrupt as exc:
+        code = getattr(exc, "exit_code", 130)
         print("sandbox: interrupted", file=sys.stderr)
-        return 130
+        if _Parser.json_errors:
+            _json_error("interrupted", code)
     except BrokenPipeError:
         # `sandbox diff | head`: the reader left; that is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # a bug: one line, the traceback in a log, exit 125
+        code = _crash(exc)
+    if args.cmd == "run":
+        from sandbox.lifecycle._signals import received
+
+        sig = received()
+        if sig is not None and code < 128:
+            code = 128 + sig  # a signal came while the run was being recorded
+    return code
+
+
+def _crash(exc: Exception) -> int:
+    import tempfile
+    import time
+    import traceback
+
+    from sandbox.errors import EXIT_SANDBOX_FAILED
+
+    text = "".join(traceback.format_exception(exc))
+    log: str | None = None
+    try:
+        from sandbox._home import sandbox_home
+
+        logs = sandbox_home() / "logs"
+        logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = logs / f"crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    except OSError:
+        path = Path(tempfile.gettempdir()) / f"sandbox-crash-{os.getpid()}.log"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        log = str(path)
+    except OSError:
+        log = None
+    if os.environ.get("SANDBOX_DEBUG") == "1":
+        sys.stderr.write(text)
+    where = f"; the traceback is in {log}" if log else ""
+    message = f"internal error: {type(exc).__name__}: {exc}{where}"
+    print(f"sandbox: {message}", file=sys.stderr)
+    if _Parser.json_errors:
+        _json_error(message, EXIT_SANDBOX_FAILED)
+    return EXIT_SANDBOX_FAILED
 
 
 if __name__ == "__main__":

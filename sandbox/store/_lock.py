@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sandbox._home import HomeLayout, check_id
-from sandbox.errors import StateError
+from sandbox.errors import SessionBusyError, StateError
 
 __all__ = ["session_lock"]
 
@@ -46,7 +46,7 @@ def session_lock(
     """Hold the session's lock for the `with` body; yields the lock file's path.
 
     timeout None waits as long as it takes; a number waits at most that many seconds (0: try
-    once) and then raises StateError naming the busy session.
+    once) and then raises SessionBusyError naming the busy session.
     """
     path = layout.locks_dir / f"{check_id('session', session_id)}.lock"
     try:
@@ -56,7 +56,7 @@ def session_lock(
         raise StateError(f"cannot open lock {path}: {exc.strerror}") from exc
     try:
         if not _acquire(fd, timeout):
-            raise StateError(
+            raise SessionBusyError(
                 f"session {session_id} is busy (another run, approve or reject holds it)",
                 hint="wait for it to finish, or check `sandbox ls`",
             )

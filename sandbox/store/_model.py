@@ -32,11 +32,13 @@ _TIME_FMT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 class SessionState(StrEnum):
-    OPEN = "open"  # runs may still add changes; nothing decided yet
-    PENDING = "pending"  # changes held for a person
-    COMMITTED = "committed"
-    REJECTED = "rejected"
-    PARTIAL = "partial"  # some paths committed, the rest rejected
+    """Where a session is; the allowed moves are in `sandbox.lifecycle` (one state machine)."""
+
+    OPEN = "open"  # nothing pending: no changes yet, or all auto-committed (levels 3-4)
+    PENDING = "pending"  # changes held for a person; nothing of the session committed yet
+    PARTIAL = "partial"  # some of the session's changes committed, the rest still pending
+    COMMITTED = "committed"  # a person closed it with its changes committed (final)
+    REJECTED = "rejected"  # a person discarded all of it, nothing was committed (final)
 
 
 class RunStatus(StrEnum):
@@ -44,6 +46,8 @@ class RunStatus(StrEnum):
     FINISHED = "finished"  # the command ran and exited (any exit code)
     FAILED = "failed"  # the sandbox itself failed (exit 125 class)
     TIMEOUT = "timeout"
+    CANCELLED = "cancelled"  # stopped by a signal to `sandbox run` or by `sandbox kill`
+    LOST = "lost"  # its `sandbox run` process died without recording the end (SIGKILL, crash)
 
 
 class Decision(StrEnum):
@@ -87,6 +91,8 @@ class SessionRecord:
     level: int
     policy_digest: str
     started_ns: int  # wall clock (time_ns) when the session's snapshot began: conflict baseline
+    policy: Mapping[str, object] = MappingProxyType({})  # the effective policy of its last run
+    committed: int = 0  # how many of its changes were committed so far (any actor)
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,9 @@ class RunRecord:
     cpu_ms: int | None
     decision: Decision
     summary: Mapping[str, object]
+    launcher_pid: int | None = None  # the `sandbox run` process that holds the run
+    launcher_start: float | None = None  # its start time (psutil), so a reused pid is not it
+    backend_ref: str | None = None  # e.g. the Docker container, removed if the run is lost
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,14 @@ def session_from_row(row: sqlite3.Row) -> SessionRecord:
         level=row["level"],
         policy_digest=row["policy_digest"],
         started_ns=row["started_ns"],
+        policy=MappingProxyType(_dict(row["policy"])),
+        committed=row["committed"],
     )
+
+
+def _dict(text: str) -> dict[str, object]:
+    data = json.loads(text)
+    return data if isinstance(data, dict) else {}
 
 
 def run_from_row(row: sqlite3.Row) -> RunRecord:
@@ -159,4 +175,7 @@ def run_from_row(row: sqlite3.Row) -> RunRecord:
         cpu_ms=row["cpu_ms"],
         decision=Decision(row["decision"]),
         summary=MappingProxyType(summary if isinstance(summary, dict) else {}),
+        launcher_pid=row["launcher_pid"],
+        launcher_start=row["launcher_start"],
+        backend_ref=row["backend_ref"],
     )

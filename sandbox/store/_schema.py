@@ -57,6 +57,53 @@ _V1 = (
 )
 
 
+# v2: the session keeps the effective policy its runs were decided under and whether any of its
+# changes were committed; a run may end `cancelled` or `lost`, and keeps its launcher's pid and
+# start time (so a later invocation can tell a live run from one whose process died).
+# SQLite cannot alter a CHECK constraint: the runs table is rebuilt.
+_V2 = (
+    "ALTER TABLE sessions ADD COLUMN policy TEXT NOT NULL DEFAULT '{}'",
+    "ALTER TABLE sessions ADD COLUMN committed INTEGER NOT NULL DEFAULT 0",
+    """
+    CREATE TABLE runs_v2 (
+        id          TEXT PRIMARY KEY,
+        session_id  TEXT NOT NULL REFERENCES sessions(id),
+        seq         INTEGER NOT NULL,
+        command     TEXT NOT NULL,
+        workspace   BLOB NOT NULL,
+        level       INTEGER NOT NULL,
+        backend     TEXT NOT NULL,
+        profile     TEXT NOT NULL,
+        status      TEXT NOT NULL
+                    CHECK (status IN ('running', 'finished', 'failed', 'timeout', 'cancelled',
+                                      'lost')),
+        exit_code   INTEGER,
+        started     TEXT NOT NULL,
+        finished    TEXT,
+        duration_ms INTEGER,
+        peak_mem_kb INTEGER,
+        cpu_ms      INTEGER,
+        decision    TEXT NOT NULL
+                    CHECK (decision IN ('none', 'pending', 'committed', 'rejected', 'partial')),
+        summary     TEXT NOT NULL DEFAULT '{}',
+        launcher_pid   INTEGER,
+        launcher_start REAL,
+        backend_ref    TEXT,
+        UNIQUE (session_id, seq)
+    ) STRICT
+    """,
+    "INSERT INTO runs_v2 (id, session_id, seq, command, workspace, level, backend, profile,"
+    " status, exit_code, started, finished, duration_ms, peak_mem_kb, cpu_ms, decision, summary)"
+    " SELECT id, session_id, seq, command, workspace, level, backend, profile, status,"
+    " exit_code, started, finished, duration_ms, peak_mem_kb, cpu_ms, decision, summary"
+    " FROM runs",
+    "DROP TABLE runs",
+    "ALTER TABLE runs_v2 RENAME TO runs",
+    "CREATE INDEX runs_started ON runs (started)",
+    "CREATE INDEX runs_status ON runs (status)",
+)
+
+
 def _statements(stmts: tuple[str, ...]) -> Callable[[sqlite3.Connection], None]:
     # Not executescript(): it COMMITs first, which would break the surrounding transaction.
     def apply(conn: sqlite3.Connection) -> None:
@@ -66,7 +113,8 @@ def _statements(stmts: tuple[str, ...]) -> Callable[[sqlite3.Connection], None]:
     return apply
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_statements(_V1),)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _statements(_V1), _statements(_V2))
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -205,15 +205,25 @@ class Store:
             )
         return [session_from_row(r) for r in rows]
 
-    def set_session_state(self, session_id: str, state: SessionState) -> SessionRecord:
+    def set_session_state(self, session_id: str, state: SessionState, *,
+                          committed: int = 0) -> SessionRecord:
+        """Move the session to `state` (the caller checked the move) and count `committed`
+        more of its changes as committed."""
         with self._tx() as conn:
             cur = conn.execute(
-                "UPDATE sessions SET state = ?, updated = ? WHERE id = ?",
-                (state, format_time(_now()), session_id),
+                "UPDATE sessions SET state = ?, updated = ?, committed = committed + ?"
+                " WHERE id = ?",
+                (state, format_time(_now()), committed, session_id),
             )
             if cur.rowcount == 0:
                 raise NotFoundError(f"no session {session_id!r}")
         return self.get_session(session_id)
+
+    def set_session_policy(self, session_id: str, policy: Mapping[str, object]) -> None:
+        """Keep the effective policy the session's latest run was decided under."""
+        with self._tx() as conn:
+            conn.execute("UPDATE sessions SET policy = ? WHERE id = ?",
+                         (_json(dict(policy)), session_id))
 
     # -- runs -----------------------------------------------------------------------------
 
@@ -306,6 +316,20 @@ class Store:
                 ),
             )
         return self.get_run(run_id)
+
+    def set_launcher(self, run_id: str, *, pid: int, start: float | None,
+                     backend_ref: str | None = None) -> None:
+        """Which process holds the run (and its start time), so a dead holder can be told."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE runs SET launcher_pid = ?, launcher_start = ?,"
+                " backend_ref = COALESCE(?, backend_ref) WHERE id = ?",
+                (pid, start, backend_ref, run_id))
+
+    def running_runs(self) -> list[RunRecord]:
+        """Runs recorded as running (index on status: cheap on every invocation)."""
+        rows = self._all("SELECT * FROM runs WHERE status = ?", (RunStatus.RUNNING,))
+        return [run_from_row(r) for r in rows]
 
     def set_decision(self, run_id: str, decision: Decision) -> RunRecord:
         with self._tx() as conn:

@@ -37,7 +37,7 @@ def test_a_persons_deletions_are_not_undone(sbx: tuple[Cli, Path]) -> None:
     shutil.rmtree(ws / "dir")
     r = cli("approve", "d")
     err = r.stderr.decode()
-    assert r.returncode == 1, err
+    assert r.returncode == 3, err  # a conflict: exit 3
     assert "README.md: was deleted from the workspace" in err
     assert "dir: was deleted from the workspace" in err and "dir/new.txt" in err
     # the person's deletions stand; the change that did not conflict went in
@@ -71,7 +71,7 @@ def test_every_kind_of_change_by_a_person_is_a_conflict(sbx: tuple[Cli, Path]) -
     (ws / "created.txt").write_text("person made this\n")
     r = cli("approve", "k")
     err = r.stderr.decode()
-    assert r.returncode == 1
+    assert r.returncode == 3
     assert "content.txt: was modified in the workspace at" in err
     assert "mode.txt: had its mode changed in the workspace (644 -> 600)" in err
     assert "type.txt: was replaced by a symlink" in err
@@ -102,7 +102,7 @@ def test_a_mode_only_change_commits_as_chmod(sbx: tuple[Cli, Path]) -> None:
     (ws / "script.sh").write_text("echo edited by a person\n")
     change = _pending(cli, "m")["script.sh"]
     assert change["kind"] == "mode_changed" and change["conflict"]
-    assert cli("approve", "m").returncode == 1
+    assert cli("approve", "m").returncode == 3
     cli("approve", "m", "--force", check=True)
     assert (ws / "script.sh").read_text() == "echo edited by a person\n"
     assert (ws / "script.sh").stat().st_mode & 0o111
@@ -126,5 +126,5 @@ def test_a_diff_shows_the_sessions_change_not_the_worlds(sbx: tuple[Cli, Path]) 
     show = cli("show", "s2", check=True).stdout.decode()
     assert "a.txt +1 -0  (CONFLICT: was modified in the workspace" in show
     # the person's line survives an approve; with --force the session's version wins
-    assert cli("approve", "s2").returncode == 1
+    assert cli("approve", "s2").returncode == 3
     assert (ws / "a.txt").read_text() == "x\nA\n"

@@ -130,8 +130,8 @@ def test_ctrl_c_reaches_the_command_and_the_container_goes(dcli: Cli, workspace:
     assert proc.stdout.readline() == b"started\n"  # streamed live, before the command ends
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
-    assert out == b"got-int\n", err
-    assert proc.returncode == 9, err  # the command's own status after handling SIGINT
+    assert out == b"got-int\n", err  # the command was told, and could clean up
+    assert proc.returncode == 130, err  # the run was cancelled: 128 + SIGINT
 
 
 def test_killed_sandbox_leftovers_are_reaped_by_the_next_run(dcli: Cli, workspace: Path,

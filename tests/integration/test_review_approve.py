@@ -46,10 +46,10 @@ def test_forbidden_is_refused_by_rule_and_protected_needs_the_flag(cli: Cli,
                                                                   workspace: Path) -> None:
     cli("run", "-C", str(workspace), "--", "sh", "-c", RUN, check=True)
     r = cli("approve", "last", "pw")
-    assert r.returncode == 1 and b"symlink-escape" in r.stderr
+    assert r.returncode == 4 and b"symlink-escape" in r.stderr  # forbidden: a code of its own
     assert not (workspace / "pw").is_symlink()
     r = cli("approve", "last", ".github")
-    assert r.returncode == 2 and b"--include-protected" in r.stderr
+    assert r.returncode == 5 and b"--include-protected" in r.stderr  # protected: its own too
     assert not (workspace / ".github").exists()
     cli("approve", "last", ".github", "--include-protected", check=True)
     assert (workspace / ".github" / "workflows" / "ci.yml").read_text() == "ci\n"

@@ -35,7 +35,7 @@ def _show(cli: Cli) -> str:
 
 def test_small_change_inside_the_allowed_paths_commits(cli: Cli, workspace: Path) -> None:
     out = _run(cli, workspace, "echo 'x = 1' >> src/app.py; echo more >> README.md")
-    assert out["state"] == "committed"
+    assert out["state"] == "open"  # all committed: the session stays open for the next run
     assert (workspace / "src" / "app.py").read_text() == "print('hi')\nx = 1\n"
     assert "auto-commits" in cli("audit", "last", check=True).stdout.decode()
 
@@ -67,7 +67,7 @@ def test_deletions_rule(cli: Cli, workspace: Path) -> None:
     (workspace / "docs").mkdir()
     (workspace / "docs" / "a.md").write_text("a\n")
     (workspace / "docs" / "b.md").write_text("b\n")
-    assert _run(cli, workspace, "rm docs/a.md", allow_del)["state"] == "committed"
+    assert _run(cli, workspace, "rm docs/a.md", allow_del)["state"] == "open"
     assert not (workspace / "docs" / "a.md").exists()
     no_del = POLICY + "deletions = false\n"
     assert _run(cli, workspace, "rm docs/b.md", no_del)["state"] == "pending"
@@ -82,7 +82,7 @@ def test_protected_change_is_held_while_the_rest_commits(cli: Cli, workspace: Pa
                policy)
     assert (workspace / "README.md").read_text() == "hello\nmore\n"
     assert not (workspace / ".github" / "workflows" / "ci.yml").exists()
-    assert out["state"] == "pending"
+    assert out["state"] == "partial"  # README.md committed, the protected file still pending
     assert "held: touches .github/workflows/ci.yml (protected path" in _show(cli)
     pending = json.loads(cli("diff", "last", "--json", check=True).stdout)["changes"]
     assert ".github/workflows/ci.yml" in {c["path"] for c in pending}
@@ -90,4 +90,4 @@ def test_protected_change_is_held_while_the_rest_commits(cli: Cli, workspace: Pa
 
 def test_new_directory_for_allowed_files_does_not_hold(cli: Cli, workspace: Path) -> None:
     out = _run(cli, workspace, "mkdir docs; echo a > docs/a.md")
-    assert out["state"] == "committed"
+    assert out["state"] == "open"  # all committed: the session stays open for the next run

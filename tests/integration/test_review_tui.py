@@ -98,7 +98,8 @@ def test_per_file_decisions_and_discarding_the_rest(cli: Cli, workspace: Path) -
     assert (workspace / "README.md").read_text() == "hello\n"
     show = cli("show", "last", "--json", check=True).stdout
     data = json.loads(show)
-    assert data["state"] == "partial" and data["pending"]["changes"] == []
+    # some committed, the rest discarded: committed (a rejection never relabels committed work)
+    assert data["state"] == "committed" and data["pending"]["changes"] == []
 
 
 def test_quit_or_ctrl_c_applies_nothing(cli: Cli, workspace: Path) -> None:
@@ -204,16 +205,16 @@ def test_edits_made_in_the_workspace_meanwhile_are_never_overwritten(
     edited = OLD.replace("line10\n", "mine\n")
     (workspace / "f.txt").write_text(edited)  # the person edits after the run
     status, out = _accept_first_hunk(cli)
-    assert status == 1 and "f.txt: was modified in the workspace at" in out
+    assert status == 3 and "f.txt: was modified in the workspace at" in out  # conflict: 3
     assert (workspace / "f.txt").read_text() == edited
-    assert _accept_first_hunk(cli)[0] == 1  # still the person's: needs --force
+    assert _accept_first_hunk(cli)[0] == 3  # still the person's: needs --force
     (workspace / "f.txt").write_text(OLD)  # the bytes the session saw: nothing to lose
     assert _accept_first_hunk(cli)[0] == 0
     assert (workspace / "f.txt").read_text() == HUNK1
     # After a partial commit, an edit to the file is a conflict again for the rest.
     (workspace / "f.txt").write_text(HUNK1 + "tail\n")
     status, out = _accept_first_hunk(cli)
-    assert status == 1 and "after it was reviewed" in out
+    assert status == 3 and "after it was reviewed" in out
     assert (workspace / "f.txt").read_text() == HUNK1 + "tail\n"
 
 

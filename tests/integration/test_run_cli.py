@@ -68,7 +68,7 @@ def test_level4_commits_but_refuses_protected(cli: Cli, workspace: Path) -> None
 def test_level3_commits_small_change_and_holds_large(cli: Cli, workspace: Path) -> None:
     out = _json(cli("run", "-C", str(workspace), "--level", "3", "--json", "--",
                     "sh", "-c", "echo fix >> README.md"))
-    assert out["state"] == "committed"
+    assert out["state"] == "open"  # all committed: the session stays open for the next run
     assert (workspace / "README.md").read_text() == "hello\nfix\n"
     out = _json(cli("run", "-C", str(workspace), "--level", "3", "--json", "--", "sh", "-c",
                     "printf '#!/bin/sh\\n' > tool.sh; chmod +x tool.sh"))
@@ -176,7 +176,7 @@ def test_conflict_refused_per_file_unless_force(cli: Cli, workspace: Path) -> No
         "echo agent > README.md; echo agent > src/app.py", check=True)
     (workspace / "README.md").write_text("edited by a person meanwhile\n")
     r = cli("approve", "last")
-    assert r.returncode == 1 and b"README.md" in r.stderr and b"src/app.py" not in r.stderr
+    assert r.returncode == 3 and b"README.md" in r.stderr and b"src/app.py" not in r.stderr
     assert (workspace / "README.md").read_text() == "edited by a person meanwhile\n"
     assert (workspace / "src/app.py").read_text() == "agent\n"  # the others proceed
     cli("approve", "last", "--force", check=True)

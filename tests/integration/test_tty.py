@@ -35,7 +35,7 @@ def test_level2_no_keeps_pending(cli: Cli, workspace: Path) -> None:
     child.sendline("n")
     child.expect(pexpect.EOF)
     assert not (workspace / "new.txt").exists()
-    assert b"new.txt" in cli("diff", "last", check=True).stdout
+    assert b"new.txt" in cli("diff", "last", cwd=workspace, check=True).stdout
 
 
 def test_level1_confirms_command_first(cli: Cli, workspace: Path) -> None:

@@ -301,7 +301,7 @@ def test_planting_git_hooks_needs_a_person(sbx: tuple[Cli, Path]) -> None:
         "chmod +x .git/hooks/post-checkout", "--level", "3")
     assert not (workspace / ".git/hooks/post-checkout").exists()
     r = cli("approve", "last")
-    assert r.returncode == 2 and b"--include-protected" in r.stderr
+    assert r.returncode == 5 and b"--include-protected" in r.stderr  # protected: exit 5
     assert not (workspace / ".git/hooks/post-checkout").exists()
 
 

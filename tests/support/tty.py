@@ -31,8 +31,10 @@ class Tty:
         if cli.user is not None:  # as the unprivileged user, on the same terminal
             argv = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", cli.user, "--",
                     "env", "-i", *[f"{k}={v}" for k, v in env.items()], *argv]
+        here = cli.here.get("ws")  # run from the test's workspace, as a person would
         self.child = pexpect.spawn(argv[0], argv[1:], env=env, timeout=30,
-                                   dimensions=(rows, cols))
+                                   dimensions=(rows, cols),
+                                   cwd=str(here) if here is not None and here.is_dir() else None)
         self.screen = pyte.Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
         self.raw = bytearray()

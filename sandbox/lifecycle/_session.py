@@ -1,0 +1,356 @@
+"""The life of a session after its runs: approve, reject, review's partial commit, export,
+settle, cancel. One implementation for the CLI, the library and (later) the servers.
+
+Every step that changes a session holds its lock (refusing at once, with the run that holds
+it, rather than committing part of a run still going), judges with the policy the session
+recorded, writes its audit records, and moves the state machine of `_states` by one step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sandbox.audit import AuditEvent
+from sandbox.errors import (
+    ForbiddenChangeError,
+    ProtectedChangeError,
+    SessionBusyError,
+    SessionClosedError,
+    UsageError,
+)
+from sandbox.fs import ChangeSet
+from sandbox.governance import (
+    Risk,
+    Verdict,
+    classify,
+    commit_paths,
+    reject_paths,
+    split_conflicts,
+)
+from sandbox.lifecycle._liveness import stop_run
+from sandbox.lifecycle._paths import normalize_paths
+from sandbox.lifecycle._policy import policy_from_record
+from sandbox.lifecycle._states import FINAL, Closing, check_move, next_state, run_decision
+from sandbox.policy import Policy
+from sandbox.store import ResolvedRef, RunRecord, RunStatus, SessionRecord, SessionState
+
+if TYPE_CHECKING:
+    from sandbox._home import HomeLayout
+    from sandbox.audit import AuditLog
+    from sandbox.fs import Ignored
+    from sandbox.review import ApplyResult, ExportResult, Plan
+    from sandbox.store import Store
+
+__all__ = ["Approved", "Lifecycle", "Pending", "Rejected", "Reviewed"]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A session's pending changes as of now, and the policy they are judged by."""
+
+    ref: ResolvedRef
+    changeset: ChangeSet
+    upper: Path
+    policy: Policy
+    ignored: Ignored = field(default_factory=lambda: _no_ignored())  # output left out
+
+    @property
+    def session(self) -> SessionRecord:
+        return self.ref.session
+
+    @property
+    def run_id(self) -> str | None:
+        return self.ref.run.id if self.ref.run else None
+
+    def verdicts(self) -> list[Verdict]:
+        return [classify(c, self.policy) for c in self.changeset.changes]
+
+
+@dataclass(frozen=True)
+class Approved:
+    session_id: str
+    committed: tuple[str, ...]
+    refused: tuple[Verdict, ...]  # forbidden changes left pending
+    state: SessionState
+    # (path, why): the workspace moved there since the session saw it; kept pending (--force)
+    conflicts: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Rejected:
+    session_id: str
+    rejected: tuple[str, ...]
+    state: SessionState
+
+
+@dataclass(frozen=True)
+class Reviewed:
+    result: ApplyResult
+    state: SessionState
+    left: int  # changes still pending
+
+
+def _no_ignored() -> Ignored:
+    from sandbox.fs import Ignored
+
+    return Ignored()
+
+
+class Lifecycle:
+    def __init__(self, layout: HomeLayout, store: Store, audit: AuditLog) -> None:
+        self.layout, self.store, self.audit = layout, store, audit
+
+    # -- looking ------------------------------------------------------------------------
+
+    def resolve(self, ref: str, *, workspace: Path | None = None) -> ResolvedRef:
+        """RUN as a person means it: `last` is the last run of `workspace` (None: any)."""
+        return self.store.resolve(ref, workspace=workspace)
+
+    def policy_of(self, session: SessionRecord) -> Policy:
+        """The policy the session's runs were decided under (recorded with the session)."""
+        recorded = policy_from_record(session.policy)
+        if recorded is not None:
+            return recorded
+        from sandbox.errors import SandboxError
+        from sandbox.policy import load_policy
+
+        try:  # a session recorded before policies were kept: today's workspace policy
+            return load_policy(session.workspace).policy
+        except SandboxError:
+            return Policy()  # a policy broken since must not block its pending changes
+
+    def pending(self, ref: ResolvedRef, *, include_ignored: bool = False) -> Pending:
+        """The session's proposed changes (with `include_ignored`, the ignored output too)."""
+        session = self.store.get_session(ref.session.id)  # fresh: the state may have moved
+        ref = ResolvedRef(ref.ref, ref.kind, session, ref.run)
+        upper = self.layout.session_dirs(session.id).upper
+        policy = self.policy_of(session)
+        cs, ignored = self._changes(session, upper, policy)
+        if include_ignored:
+            cs = ChangeSet(cs.changes + ignored.changes)
+        return Pending(ref, cs, upper, policy, ignored)
+
+    def _changes(self, session: SessionRecord, upper: Path,
+                 policy: Policy) -> tuple[ChangeSet, Ignored]:
+        """(each pending change as the session made it, against what it saw; the ignored
+        output left out of the proposal)."""
+        from sandbox.fs import compute_changeset, rebase, split_ignored
+
+        if not upper.exists():
+            return ChangeSet(()), _no_ignored()
+        cs = compute_changeset(upper, session.workspace, hidden=policy.hide,
+                               unhidden=policy.hide_except)
+        cs = rebase(cs, self.layout.session_dir(session.id), session.workspace, upper)
+        return split_ignored(cs, session.workspace, policy.changes_ignore)
+
+    # -- locking ------------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self, session_id: str) -> Iterator[None]:
+        """The session's lock, or SessionBusyError naming the run that holds it: a decision
+        never waits for, nor takes part of, a run still going."""
+        try:
+            with self.store.session_lock(session_id, timeout=0):
+                yield
+        except SessionBusyError as exc:
+            running = [r for r in self.store.list_runs(5, session_id=session_id)
+                       if r.status is RunStatus.RUNNING]
+            if not running:
+                raise
+            raise SessionBusyError(
+                f"session {session_id} has a run going ({running[0].id}); nothing was changed",
+                hint=f"wait for it to end, or stop it with `sandbox kill {running[0].id}`",
+            ) from exc
+
+    # -- decisions ----------------------------------------------------------------------
+
+    def approve(self, ref: ResolvedRef, paths: Sequence[str] = (), *, force: bool = False,
+                include_protected: bool = False, include_ignored: bool = False,
+                message: str | None = None, cwd: Path | None = None) -> Approved:
+        """Commit the pending changes (all, or those under `paths`), journaled and atomic.
+        ForbiddenChangeError / ProtectedChangeError / ConflictError: nothing was committed."""
+        with self.locked(ref.session.id):
+            p = self.pending(ref, include_ignored=include_ignored)
+            if not p.changeset:
+                return Approved(p.session.id, (), (), self._settle(p))
+            chosen = normalize_paths(paths, p.changeset, workspace=p.session.workspace, cwd=cwd)
+            verdicts = [classify(c, p.policy) for c in p.changeset.select(chosen)]
+            forbidden = tuple(v for v in verdicts if v.risk is Risk.FORBIDDEN)
+            if forbidden and chosen is not None:
+                raise ForbiddenChangeError("refused: " + "; ".join(
+                    f"{v.path}: {v.reason}" for v in forbidden), hint="nothing was committed")
+            protected = [v for v in verdicts if v.risk is Risk.PROTECTED]
+            if protected and not include_protected:
+                raise ProtectedChangeError(
+                    "protected changes need --include-protected: " + "; ".join(
+                        f"{v.path} ({v.reason})" for v in protected),
+                    hint="nothing was committed")
+            to_commit, conflicts = split_conflicts(
+                [v.path for v in verdicts if v.risk is not Risk.FORBIDDEN], p.changeset, force)
+            committed = commit_paths(self.layout, self.audit, p.session, p.changeset, p.upper,
+                                     to_commit, run_id=p.run_id, actor=None, force=force,
+                                     message=message)
+            if conflicts:
+                self.audit.append(AuditEvent.DECISION, run=p.run_id, session=p.session.id,
+                                  data={"decision": "keep-pending", "conflicts": [
+                                      {"path": q, "reason": why} for q, why in conflicts]})
+            state = self.advance(p, Closing.APPROVE, committed=len(committed))
+        return Approved(p.session.id, committed, forbidden, state, tuple(conflicts))
+
+    def reject(self, ref: ResolvedRef, paths: Sequence[str] = (), *,
+               message: str | None = None, cwd: Path | None = None) -> Rejected:
+        """Discard the pending changes (all, or those under `paths`); the workspace is
+        untouched. A closed session is refused: rejecting never relabels committed work."""
+        with self.locked(ref.session.id):
+            p = self.pending(ref)
+            self._refuse_closed(p.session, "reject")
+            if not p.changeset:
+                return Rejected(p.session.id, (), self._settle(p))
+            chosen = normalize_paths(paths, p.changeset, workspace=p.session.workspace, cwd=cwd)
+            rejected = reject_paths(self.audit, p.session, p.changeset, p.upper, chosen,
+                                    message=message)
+            state = self.advance(p, Closing.REJECT)
+        return Rejected(p.session.id, rejected, state)
+
+    @contextmanager
+    def reviewing(self, ref: ResolvedRef) -> Iterator[Pending]:
+        """Hold the lock while a person looks: what they saw is what `apply_review` applies."""
+        with self.locked(ref.session.id):
+            yield self.pending(ref)
+
+    def apply_review(self, p: Pending, plan: Plan, *, message: str | None = None,
+                     force: bool = False) -> Reviewed:
+        """Review's commit: accepted parts committed, rejected ones discarded, the rest kept.
+        Call inside `reviewing` with the Pending it gave."""
+        from sandbox.review import Target, apply_plan
+
+        target = Target(p.session.id, self.layout.session_dir(p.session.id), p.upper,
+                        p.session.workspace, self.layout.journal_dir, p.session.started_ns,
+                        p.run_id)
+        result = apply_plan(plan, p.changeset, target, self.audit, message=message, force=force)
+        count = len(result.committed) + len(result.partial)
+        state = self.advance(p, Closing.APPROVE if count else Closing.REJECT, committed=count)
+        left = self.pending(p.ref).changeset
+        return Reviewed(result, state, len(left.changes))
+
+    def export(self, ref: ResolvedRef, branch: str, *, message: str | None = None,
+               include_protected: bool = False) -> ExportResult:
+        """The pending changes as one commit on a new branch; the working tree, the index and
+        the pending changes stay as they are (a merge later settles the session)."""
+        from sandbox.review import export_changeset
+
+        with self.locked(ref.session.id):
+            # export judges ignored output itself (and says what it left out, and why)
+            p = self.pending(ref, include_ignored=True)
+            if not p.changeset:
+                raise UsageError(f"nothing pending in session {p.session.id} to export")
+            result = export_changeset(p.changeset, p.verdicts(), upper=p.upper,
+                                      workspace=p.session.workspace, branch=branch,
+                                      message=message or default_message(p.ref),
+                                      include_protected=include_protected)
+            self.audit.append(AuditEvent.DECISION, run=p.run_id, session=p.session.id, data={
+                "decision": "export", "branch": result.branch, "commit": result.commit,
+                "base": result.base, "paths": list(result.paths),
+                "skipped": [{"path": q, "reason": r} for q, r in result.skipped],
+                "carried": list(result.carried), "message": message})
+        return result
+
+    def settle(self, ref: ResolvedRef) -> SessionState:
+        """Bring the recorded state up to what is pending now (after an export was merged,
+        nothing is left: the session is committed). Skipped while the session is busy."""
+        try:
+            with self.locked(ref.session.id):
+                return self._settle(self.pending(ref))
+        except SessionBusyError:
+            return self.store.get_session(ref.session.id).state
+
+    def cancel(self, ref: ResolvedRef) -> RunRecord:
+        """Stop a running run (its `sandbox run` records it cancelled and keeps its changes
+        pending); a run whose process is gone is marked lost."""
+        run = ref.run
+        if ref.kind.value == "session" or run is None:
+            running = [r for r in self.store.list_runs(5, session_id=ref.session.id)
+                       if r.status is RunStatus.RUNNING]
+            if not running:
+                raise UsageError(f"session {ref.session.id} has no run going")
+            run = running[0]
+        if run.status is not RunStatus.RUNNING:
+            raise UsageError(f"run {run.id} is not running (it is {run.status.value})")
+        if not stop_run(run):
+            from sandbox.lifecycle._liveness import reap_lost
+
+            reap_lost(self.store, self.audit)
+        return self.store.get_run(run.id)
+
+    def reap_lost(self) -> list[RunRecord]:
+        """Mark runs whose `sandbox run` died as lost; their sessions show what they left
+        pending (the changes made so far are kept, like a cancelled run's)."""
+        from sandbox.lifecycle._liveness import reap_lost
+        from sandbox.store import RefKind
+
+        lost = reap_lost(self.store, self.audit)
+        for run in lost:
+            self.settle(ResolvedRef(run.id, RefKind.RUN, self.store.get_session(run.session_id),
+                                    run))
+        return lost
+
+    # -- the state machine --------------------------------------------------------------
+
+    def advance(self, p: Pending, closing: Closing, *, committed: int = 0,
+                left: ChangeSet | None = None) -> SessionState:
+        """Move the session one step: what is left pending, whether anything of it was ever
+        committed, and whether a person closed it decide the state (see `_states`)."""
+
+        session = self.store.get_session(p.session.id)
+        if left is None:  # ignored output left over is not pending
+            left = self._changes(session, p.upper, p.policy)[0]
+        if session.state in FINAL and not left and not committed:
+            return session.state
+        state = next_state(session.state, pending=bool(left),
+                           committed_any=session.committed + committed > 0, closing=closing)
+        check_move(session.state, state)
+        self.store.set_session_state(session.id, state, committed=committed)
+        for run in self.store.list_runs(1, session_id=session.id):
+            self.store.set_decision(run.id, run_decision(state))
+        if state is not session.state and closing is Closing.SETTLE:
+            self.audit.append(AuditEvent.DECISION, run=p.run_id, session=session.id, data={
+                "decision": "settle", "state": state.value,
+                "reason": "nothing is pending any more: its changes are in the workspace"})
+        return state
+
+    def _settle(self, p: Pending) -> SessionState:
+        if p.session.state in FINAL:
+            return p.session.state
+        return self.advance(p, Closing.SETTLE, left=p.changeset)
+
+    @staticmethod
+    def _refuse_closed(session: SessionRecord, what: str) -> None:
+        match session.state:
+            case SessionState.COMMITTED:
+                raise SessionClosedError(
+                    f"session {session.id} is already committed: its changes are in the "
+                    f"workspace; nothing to {what}", hint="undo them with git, if needed")
+            case SessionState.REJECTED:
+                raise SessionClosedError(f"session {session.id} is already rejected; "
+                                         f"nothing to {what}")
+            case SessionState.OPEN | SessionState.PENDING | SessionState.PARTIAL:
+                return
+
+
+def default_message(ref: ResolvedRef) -> str:
+    # Escaped: `git log` prints a message's control characters as they are, so a command
+    # line from the run must not carry escape sequences into every reviewer's terminal.
+    import shlex
+
+    from sandbox.review import esc
+
+    run = ref.run
+    subject = f"sandbox: changes of session {ref.session.id}"
+    body = [f"Session: {ref.session.id}"]
+    if run is not None:
+        body += [f"Run: {run.id}", f"Command: {esc(shlex.join(run.command))}"]
+    return subject + "\n\n" + "\n".join(body) + "\n"
