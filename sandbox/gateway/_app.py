@@ -76,7 +76,7 @@ def _presented_key(request: Request) -> str | None:
     return h.get("api-key") or None
 
 
-def _output_cap(api: Api, body: dict[str, object], default: int) -> int:
+def _output_cap(api: Api, body: dict[str, object], default: int) -> tuple[int, bool]:
     """The request's output cap; one is added (the gateway's default) when it has none."""
     names = {
         Api.MESSAGES: ("max_tokens",),
@@ -86,9 +86,9 @@ def _output_cap(api: Api, body: dict[str, object], default: int) -> int:
     for name in names:
         value = body.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
+            return value, False
     body[names[0]] = default
-    return default
+    return default, True
 
 
 class Gateway:
@@ -238,6 +238,7 @@ class Gateway:
             return admitted
         key, body = admitted
         model = str(body["model"])
+        changed = False
         if cfg.content is not ContentMode.OFF:
             rules: set[str] = set()
             for text in strings(body):
@@ -251,7 +252,7 @@ class Gateway:
             if rules:
                 redacted = redact_json(self.scanner, body, set())
                 assert isinstance(redacted, dict)
-                body = redacted
+                body, changed = redacted, True
         providers = cfg.route(model, family)
         if not providers:
             return _error(family, Kind.NOT_FOUND, f"model {model} is not routed by this gateway")
@@ -263,14 +264,17 @@ class Gateway:
                 )
             price = Price(0.0, 0.0)
         stream = body.get("stream") is True
-        max_out = _output_cap(api, body, cfg.default_max_tokens)
+        max_out, capped = _output_cap(api, body, cfg.default_max_tokens)
+        changed = changed or capped
         hide_usage = False
         if api is Api.CHAT and stream:
             opts = body.get("stream_options")
             if not (isinstance(opts, dict) and opts.get("include_usage") is True):
                 body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+                changed = True
                 hide_usage = True
-        payload = json.dumps(body).encode()
+        # Unchanged requests leave as the client sent them (no re-encoding of long transcripts).
+        payload = json.dumps(body).encode() if changed else await request.body()
         limited = self.limits.admit(key.id, cfg.limits, stream)
         if limited is not None:
             self.metrics.refused.labels("rate").inc()
