@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, give
+from tests.conftest import SANDBOX_BIN, Cli, give
 from tests.support.gateway import UPSTREAM_KEY, config_text
 from tests.support.provider_standin import ProviderStandIn
 
@@ -136,3 +136,38 @@ def test_run_llm_with_a_bad_gateway_config_exits_2(sbx: tuple[Cli, Path], upstre
     give(cli, bad)
     r = cli("run", "-C", str(ws), "--llm", "--", "true", env={"SANDBOX_GATEWAY_CONFIG": str(bad)})
     assert r.returncode == 2 and b"unknown provider type 'nope'" in r.stderr
+
+
+def test_run_llm_through_a_running_gateway(cli: Cli, workspace: Path, upstream: ProviderStandIn) -> None:
+    """$SANDBOX_GATEWAY_URL: the run's key is minted in the shared state, the sandbox reaches
+    the running gateway through a relay on its own loopback, and nothing else."""
+    import socket
+    import time
+    import urllib.request
+
+    env = _gateway_config(cli, upstream)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve = subprocess.Popen([str(SANDBOX_BIN), "gateway", "serve", "--listen", f"127.0.0.1:{port}"],
+                             env=cli.env(env), stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        (workspace / "probe.py").write_text(PROBE)
+        (workspace / "needle").write_text(base64.b64encode(UPSTREAM_KEY[::-1].encode()).decode())
+        r = cli("run", "-C", str(workspace), "--llm", "--", "python3", "probe.py",
+                env={**env, "SANDBOX_GATEWAY_URL": f"http://127.0.0.1:{port}"}, timeout=180)
+    finally:
+        serve.terminate()
+        serve.wait(30)
+    assert r.returncode == 0, r.stderr.decode()
+    out = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    assert out["answer"] == upstream.text and out["found"] == []
+    assert [rec.headers["x-api-key"] for rec in upstream.received] == [UPSTREAM_KEY]
+    calls = [json.loads(line) for line in (cli.home / "audit.log").read_text().splitlines()]
+    assert [c["data"]["status"] for c in calls if c["event"] == "llm.call"] == [200]
