@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         GitWork,
         RefMove,
         branch_work,
+        commit_patch,
         git_work,
         is_git_internal,
         pack_commits,
@@ -47,8 +48,8 @@ _LAZY = {
     "diffstat": "sandbox.fs._patch",
     "render_patch": "sandbox.fs._patch",
     "iter_patch": "sandbox.fs._patch",
-    **dict.fromkeys(("GitCommit", "GitWork", "RefMove", "branch_work", "git_work",
-                     "is_git_internal", "pack_commits"), "sandbox.fs._gitwork"),
+    **dict.fromkeys(("GitCommit", "GitWork", "RefMove", "branch_work", "commit_patch",
+                     "git_work", "is_git_internal", "pack_commits"), "sandbox.fs._gitwork"),
 }
 
 
@@ -105,6 +106,7 @@ __all__ = [
     "branch_work",
     "build_mask",
     "commit_changeset",
+    "commit_patch",
     "compute_changeset",
     "diffstat",
     "discard_paths",

@@ -277,3 +277,14 @@ def pack_commits(upper: Path, workspace: Path, tip: str, base: str | None) -> by
     r = _git(workspace, "pack-objects", "--revs", "--stdout", "-q", data=spec.encode(),
              objects=objects if objects.is_dir() else None)
     return r.stdout if r is not None and r.returncode == 0 else None
+
+
+def commit_patch(upper: Path, workspace: Path, sha: str, limit: int = 1 << 20) -> bytes:
+    """The diff a commit made inside introduces (against its first parent), up to `limit`
+    bytes; b"" when it cannot be read."""
+    objects = upper / ".git" / "objects"
+    r = _git(workspace, "show", "--format=", "--no-color", "--no-ext-diff", "--no-textconv",
+             "--first-parent", "--patch", sha, objects=objects if objects.is_dir() else None)
+    if r is None or r.returncode != 0:
+        return b""
+    return r.stdout[:limit]

@@ -107,6 +107,7 @@ class Rows(Sequence[Row]):
 
 
 _SIGN_KIND = {" ": RowKind.CONTEXT, "-": RowKind.DEL, "+": RowKind.ADD}
+_PATCH_KIND = {b"-": RowKind.DEL, b"+": RowKind.ADD}
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ class Loader:
     def _git_rows(self, c: Change, rows: Rows) -> None:
         """A ref the run moved: the commits behind it (author, message, files), which
         accepting it brings along with their objects."""
-        from sandbox.fs import git_work
+        from sandbox.fs import commit_patch, git_work
 
         if self._git_changes is None:
             return
@@ -191,6 +192,12 @@ class Loader:
                     for path, added, removed in commit.files:
                         counts = "binary" if added is None else f"+{added} -{removed or 0}"
                         rows.add(Row(RowKind.INFO, f"    {self._esc(path)}  {counts}"))
+                    patch = commit_patch(self.upper.root, self.lower.root, commit.sha)
+                    for raw in patch.splitlines():
+                        kind = _PATCH_KIND.get(raw[:1], RowKind.CONTEXT)
+                        if raw.startswith((b"diff --git", b"@@")):
+                            kind = RowKind.HUNK
+                        rows.add(Row(kind, esc_line(raw, ascii_only=self.ascii_only)))
 
     def _header(self, item: Item) -> str:
         c = item.change

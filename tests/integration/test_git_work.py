@@ -99,6 +99,8 @@ def test_review_accepts_the_branch_with_its_commits(sbx: tuple[Cli, Path]) -> No
         screen = tty.press("j")
     screen = tty.press("\r", then="agent two")  # the ref is shown by its commits
     assert "2 new commits" in screen and "Agent <agent@example.com>" in screen, screen
+    screen = tty.press("G", then="+more")  # and each commit's diff
+    assert "+++ b/README.md" in screen, screen
     tty.press("a", then="accepted")  # protected: accepted on its own, objects come along
     tty.press("q", then="Apply your decisions?")
     tty.press("y")
