@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -265,3 +266,40 @@ def test_piped_stdin_reaches_the_command(dcli: Cli, workspace: Path) -> None:
              input=data)
     assert r.returncode == 0, r.stderr
     assert r.stdout == f"{hashlib.sha256(data).hexdigest()}  -\nafter-eof\n".encode()
+
+
+def test_sigterm_stops_the_container_and_records_the_run_cancelled(
+        dcli: Cli, workspace: Path, clean_slate: None) -> None:
+    from tests.support.procs import Running
+
+    run = Running(dcli, "run", "-C", str(workspace), "--", "sh", "-c",
+                  "echo so-far > made.txt; exec sleep 60")
+    deadline = time.monotonic() + 20
+    while not sandbox_containers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    sent = run.signal(signal.SIGTERM)
+    code, _, err = run.finish()
+    assert code == 143, err
+    assert time.monotonic() - sent < 5  # stopped promptly (grace 0.5 s, then SIGKILL)
+    assert sandbox_containers() == [] and stage_mounts() == []
+    runs = json.loads(dcli("ls", "--json", check=True).stdout)
+    assert runs[0]["status"] == "cancelled" and runs[0]["exit_code"] == 143
+    assert b"made.txt" in dcli("diff", "last", check=True).stdout  # kept pending
+
+
+def test_sigkill_the_next_invocation_marks_lost_and_removes_the_container(
+        dcli: Cli, workspace: Path, clean_slate: None) -> None:
+    proc = subprocess.Popen([str(SANDBOX_BIN), "run", "-C", str(workspace), "--", "sleep", "60"],
+                            env=dcli.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not sandbox_containers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    assert sandbox_containers()
+    r = dcli("ls", "--json", cwd=workspace)  # any invocation, not only the next docker run
+    assert r.returncode == 0 and b"was lost" in r.stderr, r.stderr
+    assert json.loads(r.stdout)[0]["status"] == "lost"
+    assert sandbox_containers() == [] and stage_mounts() == []
