@@ -352,6 +352,9 @@ class Runner:
                          "checks this host's prerequisites, each with its fix")
         if result.timed_out:
             notes.append(f"timed out after {lim.timeout_s:g}s" if lim.timeout_s else "timed out")
+        if _out_of_memory(result, lim.memory_bytes, notes):
+            notes.append(f"killed: out of memory (limit {_size_text(lim.memory_bytes or 0)})")
+            return notes
         if result.signal is not None or result.exit_code > 128:
             from sandbox.seccomp import denial_note
 
@@ -412,6 +415,24 @@ def _decide(cs: ChangeSet, policy: Policy, interactive: bool) -> Decision:
     from sandbox.governance import decide
 
     return decide(cs, policy, interactive=interactive)
+
+
+def _out_of_memory(result: LaunchResult, limit: int | None, notes: list[str]) -> bool:
+    """A SIGKILL with the peak at the memory limit is the kernel's OOM kill (cgroup), named
+    like a timeout is; a backend that said so itself (the polling fallback) is not repeated."""
+    if limit is None or result.exit_code != 128 + 9 or result.timed_out:
+        return False
+    if any("memory limit" in n for n in notes):
+        return False
+    return result.peak_memory_kb * 1024 >= 0.9 * limit
+
+
+def _size_text(n: int) -> str:
+    """4294967296 -> "4g", as a person writes --memory."""
+    for unit, shift in (("g", 30), ("m", 20), ("k", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return f"{n} bytes"
 
 
 def _refuse_closed(session: SessionRecord, name: str | None) -> None:

@@ -202,3 +202,16 @@ def test_unexpected_error_is_125_with_a_log(cli: Cli, workspace: Path,
     assert len(logs) == 1 and "RuntimeError: a bug" in logs[0].read_text()
     assert os.stat(logs[0]).st_mode & 0o077 == 0
     time.sleep(0)
+
+
+def test_an_out_of_memory_kill_is_named(sbx: tuple[Cli, Path]) -> None:
+    cli, ws = sbx
+    r = cli("run", "-C", str(ws), "--json", "--memory", "64m", "--", "python3", "-c",
+            "a = bytearray(512 << 20); print('allocated')")
+    data = _json(r)
+    assert r.returncode == 137 and "allocated" not in str(data["stdout"])  # it really ran out
+    notes = " ".join(str(n) for n in data["notes"])  # type: ignore[union-attr]
+    if cli.user is None:  # the cgroup's OOM kill, named like a timeout is
+        assert "killed: out of memory (limit 64m)" in notes, notes
+    else:  # no memory cgroup for the user here: the polling fallback says it stopped the run
+        assert "memory limit" in notes, notes
