@@ -87,7 +87,9 @@ def per_call(n: int, base: Path) -> dict[str, float]:
     return results
 
 
-def make_workspace(root: Path, files: int) -> None:
+def make_workspace(root: Path, files: int, *, git: bool = False) -> None:
+    """`files` modules and 10 files to edit; with `git`, a repository tracking all of them
+    and a hidden `.env` (the sandbox's index view marks it; bases, ignore rules run git)."""
     root.mkdir()
     per_dir = 1000
     for d in range(max(1, files // per_dir)):
@@ -98,6 +100,12 @@ def make_workspace(root: Path, files: int) -> None:
     (root / "src").mkdir()
     for i in range(10):
         (root / "src" / f"edit{i}.py").write_text(f"x = {i}\n")
+    if git:
+        (root / ".env").write_text("SECRET=1\n")
+        (root / ".gitignore").write_text("build/\n")
+        ident = ["-c", "user.email=bench@example.com", "-c", "user.name=bench"]
+        for argv in (["init", "-q"], ["add", "-A"], [*ident, "commit", "-qm", "bench"]):
+            subprocess.run(["git", "-C", str(root), *argv], check=True)
 
 
 TEN_CHANGES = ("for i in 0 1 2 3 4 5 6 7 8 9; do echo 'y = 1' >> src/edit$i.py; done")
@@ -112,10 +120,11 @@ def snapshot_cost(n: int, base: Path) -> dict[str, float]:
     from sandbox.store import Store
 
     runs: dict[str, Callable[[], object]] = {}
-    for files in (10, 100_000):
-        ws = base / f"ws{files}"
-        make_workspace(ws, files)
-        layout = HomeLayout(base / f"home{files}").ensure()
+    for files, git in ((10, False), (100_000, False), (10, True), (100_000, True)):
+        tag = f"{files}{'-git' if git else ''}"
+        ws = base / f"ws{tag}"
+        make_workspace(ws, files, git=git)
+        layout = HomeLayout(base / f"home{tag}").ensure()
         runner = Runner(layout, Store(layout), AuditLog(layout.audit), get_backend("nsjail"))
         policy = merge([Layer("flags", "--level", {"level": 4})])
         req = RunRequest(argv=("sh", "-c", TEN_CHANGES), workspace=ws, policy=policy)
@@ -124,7 +133,8 @@ def snapshot_cost(n: int, base: Path) -> dict[str, float]:
             outcome = runner.run(req)
             assert len(outcome.committed) == 10, outcome.committed
 
-        runs[f"{files} files: run + snapshot + diff + commit (10 changes)"] = once
+        where = "git repository, tracked .env" if git else "files"
+        runs[f"{files:,} {where}: run + snapshot + diff + commit (10 changes)"] = once
     return interleaved_ms(runs, n, warmup=1)
 
 
@@ -147,10 +157,12 @@ def main() -> int:
             lines.append(f"| {name} | {ms:.1f} | {ms / nsj:.2f}x bare nsjail |")
     if "npx srt true" in calls:
         lines.append(f"| sandbox CLI / npx srt | | {calls['sandbox CLI'] / calls['npx srt true']:.2f} |")
-    small, big = snap.values()
+    small, big, gsmall, gbig = snap.values()
     for name, ms in snap.items():
         lines.append(f"| {name} | {ms:.1f} | |")
     lines.append(f"| 100,000-file / 10-file | | {big / small:.2f} |")
+    lines.append(f"| git: 100,000-file / 10-file | | {gbig / gsmall:.2f} |")
+    lines.append(f"| git repository / plain directory, 10 files | | {gsmall / small:.2f} |")
     table = "\n".join(lines)
     print(table)
     if args.json:

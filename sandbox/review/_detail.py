@@ -162,6 +162,10 @@ class Loader:
         elif item.protected:
             rows.add(Row(RowKind.NOTE, "protected: " + self._esc(item.verdict.reason)
                          + "; accept it on its own (y), bulk accept skips it"))
+        if c.conflict:
+            rows.add(Row(RowKind.NOTE, "CONFLICT: " + self._esc(c.conflict) + "; shown against "
+                         "the workspace as it is now (`sandbox diff` shows the session's own "
+                         "change and the workspace's); applying it needs --force"))
         if c.setid:
             rows.add(Row(RowKind.NOTE, "sets setuid/setgid"))
         if c.path.startswith(".git/refs/") or c.path == ".git/packed-refs":
