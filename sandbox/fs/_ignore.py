@@ -12,7 +12,7 @@ The cost follows the changes: one .gitignore read per directory that holds a cha
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,10 +108,10 @@ def split_ignored(cs: ChangeSet, workspace: Path, patterns: Sequence[str]) -> tu
 
     candidates = [c for c in cs.changes if not c.forbidden
                   and matcher.match(c.path, is_dir=is_dir(c)) is None]
-    by_git = _git_ignored(workspace, [c.path + ("/" if is_dir(c) else "") for c in candidates])
+    by_git = _git_ignored(workspace, candidates, is_dir)
     out: set[str] = {c.path for c in cs.changes if not c.forbidden} - {c.path for c in candidates}
     if by_git is not None:
-        out |= {p.rstrip("/") for p in by_git}
+        out |= by_git
     elif (workspace / ".gitignore").exists() or any("/" in c.path for c in candidates):
         with DirFds(workspace) as dirs:
             rules = _GitIgnores(dirs)
@@ -120,16 +120,31 @@ def split_ignored(cs: ChangeSet, workspace: Path, patterns: Sequence[str]) -> tu
     return ChangeSet(kept), Ignored(tuple(c for c in cs.changes if c.path in out))
 
 
-def _git_ignored(workspace: Path, paths: list[str]) -> set[str] | None:
-    """What git itself ignores of `paths` in a repository (None: not one, or no git)."""
+def _git_ignored(workspace: Path, changes: list[Change],
+                 is_dir: Callable[[Change], bool]) -> set[str] | None:
+    """What git itself ignores of `changes` in a repository (None: not one, or no git).
+
+    Asked without the index (reading a 100,000-entry index costs more than the whole diff);
+    git ignores untracked files only, so a matched path the workspace has is then checked
+    against the index, which is needed only in that rare case."""
     if not (workspace / ".git").exists():
         return None
-    if not paths:
+    if not changes:
         return set()
     from sandbox.fs._gitview import run_git
 
-    r = run_git(workspace, "check-ignore", "-z", "--stdin",
-                data=b"".join(os.fsencode(p) + b"\0" for p in paths))
+    r = run_git(workspace, "check-ignore", "--no-index", "-z", "--stdin",
+                data=b"".join(os.fsencode(c.path + ("/" if is_dir(c) else "")) + b"\0"
+                              for c in changes))
     if r is None or r.returncode not in (0, 1):
         return None
-    return {os.fsdecode(p) for p in r.stdout.split(b"\0") if p}
+    found = {os.fsdecode(p).rstrip("/") for p in r.stdout.split(b"\0") if p}
+    existing = [c.path for c in changes if c.path in found and c.old_type is not None]
+    if existing:
+        r = run_git(workspace, "ls-files", "-z", "--", *(f":(literal){p}" for p in existing))
+        if r is None or r.returncode != 0:
+            return found - set(existing)
+        tracked = {os.fsdecode(p) for p in r.stdout.split(b"\0") if p}
+        found -= {p for p in existing
+                  if p in tracked or any(t.startswith(p + "/") for t in tracked)}
+    return found

@@ -128,3 +128,12 @@ def test_a_diff_shows_the_sessions_change_not_the_worlds(sbx: tuple[Cli, Path]) 
     # the person's line survives an approve; with --force the session's version wins
     assert cli("approve", "s2").returncode == 3
     assert (ws / "a.txt").read_text() == "x\nA\n"
+
+
+def test_a_move_is_shown_as_a_rename(sbx: tuple[Cli, Path]) -> None:
+    cli, ws = sbx
+    cli("run", "-C", str(ws), "--session", "mv", "--", "mv", "src/app.py", "src/main.py",
+        check=True)
+    patch = cli("diff", "mv", check=True).stdout
+    assert patch == (b"diff --git a/src/app.py b/src/main.py\nsimilarity index 100%\n"
+                     b"rename from src/app.py\nrename to src/main.py\n"), patch

@@ -26,14 +26,19 @@ def _paths(cli: Cli, ref: str, *args: str) -> set[str]:
 
 def test_ignored_output_is_not_proposed(sbx: tuple[Cli, Path]) -> None:
     cli, ws = sbx
-    (ws / ".gitignore").write_text("build/\n")
+    (ws / ".gitignore").write_text("build/\n*.log\n")
+    (ws / "kept.log").write_text("tracked although it matches\n")
     subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    subprocess.run(["git", "-c", "safe.directory=*", "-C", str(ws), "add", "-f", "kept.log"],
+                   check=True)
     give(cli, ws)
-    r = cli("run", "-C", str(ws), "--session", "b", "--", "sh", "-c", BUILD, check=True)
+    r = cli("run", "-C", str(ws), "--session", "b", "--", "sh", "-c",
+            BUILD + "; echo more >> kept.log", check=True)
     err = r.stderr.decode()
     assert "4 ignored files (0.0 MB) not proposed" in err, err
     assert "forbidden" not in err.lower() and "refused" not in err, err
-    assert _paths(cli, "b") == {"README.md", "tool", "certs", "certs/cacert.pem"}
+    # git ignores untracked files only: an edit to a tracked one is proposed
+    assert _paths(cli, "b") == {"README.md", "tool", "certs", "certs/cacert.pem", "kept.log"}
     show = cli("show", "b", check=True).stdout.decode()
     assert "tool [symlink]  (protected)" in show and "4 ignored files" in show
     cli("approve", "b", "--include-protected", check=True)
