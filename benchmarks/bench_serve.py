@@ -59,6 +59,57 @@ def write_log(path: Path, n: int) -> None:
     path.with_suffix(".head").write_text(f"v1 {seq:020d} {prev}\n")
 
 
+def _pending_pages(tmp: Path) -> None:
+    """One session holding 1,000 changed files: the console's pending list and session page,
+    served over the owner's unix socket, next to `sandbox diff` of the same session."""
+    import http.client
+    import socket
+    import time
+
+    home, ws = tmp / "pstate", tmp / "ws"
+    ws.mkdir()
+    for i in range(1000):
+        (ws / f"f{i:04d}.txt").write_text("".join(f"line {j}\n" for j in range(20)))
+    env = {**os.environ, "SANDBOX_HOME": str(home)}
+    subprocess.run([str(SANDBOX), "run", "--level", "2", "--session", "big", "--", "sh", "-c",
+                    "for f in f*.txt; do echo changed >> $f; done"], cwd=ws, env=env,
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sock = tmp / "serve.sock"
+    proc = subprocess.Popen([str(SANDBOX), "serve", "--listen", f"unix:{sock}"], env=env,
+                            stderr=subprocess.DEVNULL)
+    try:
+        while not sock.exists():
+            time.sleep(0.05)
+
+        class Conn(http.client.HTTPConnection):
+            def connect(self) -> None:
+                self.sock = socket.socket(socket.AF_UNIX)
+                self.sock.connect(str(sock))
+
+        def get(path: str) -> None:
+            c = Conn("localhost", timeout=600)
+            c.request("GET", path)
+            r = c.getresponse()
+            assert r.status == 200, r.status
+            r.read()
+            c.close()
+
+        times = interleaved_ms({
+            "console: pending list (/)": lambda: get("/"),
+            "console: session page, 1,000 file diffs (/s/big)": lambda: get("/s/big"),
+            "API: diff JSON (/api/v1/sessions/big/diff)": lambda: get("/api/v1/sessions/big/diff"),
+            "peer: sandbox diff big (CLI, same changes)": lambda: subprocess.run(
+                [str(SANDBOX), "diff", "big"], env=env, check=True, stdout=subprocess.DEVNULL),
+        }, n=5, warmup=1)
+        print("\n| one session, 1,000 changed files | median |")
+        print("|---|---:|")
+        for name, ms in times.items():
+            print(f"| {name} | {ms:.0f} ms |")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def main() -> None:
     jq = shutil.which("jq")
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
@@ -96,6 +147,7 @@ def main() -> None:
         print("|---|---:|---:|")
         for name, ms in times.items():
             print(f"| {name} | {ms / 1000:.2f} s | {ms / base:.2f}x |")
+        _pending_pages(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -14,7 +14,8 @@ DEV=0
 PKGS=(libnl-route-3-200 libseccomp2 tini git ca-certificates)
 # default-jre-headless and nodejs: runtimes that reserve address space, started under --memory.
 [ "$DEV" = 1 ] && PKGS+=(bubblewrap gcc libc6-dev uidmap procps curl netcat-openbsd docker.io debootstrap
-                        default-jre-headless nodejs)
+                        default-jre-headless nodejs
+                        chromium chromium-driver)  # the serve console's browser tests
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

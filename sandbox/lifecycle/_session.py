@@ -223,15 +223,17 @@ class Lifecycle:
             yield self.pending(ref)
 
     def apply_review(self, p: Pending, plan: Plan, *, message: str | None = None,
-                     force: bool = False) -> Reviewed:
+                     force: bool = False, actor: str | None = None) -> Reviewed:
         """Review's commit: accepted parts committed, rejected ones discarded, the rest kept.
-        Call inside `reviewing` with the Pending it gave."""
+        Call inside `reviewing` with the Pending it gave. `actor`: who decided, for the audit
+        records (default: this process's user; `sandbox serve` names the token's person)."""
         from sandbox.review import Target, apply_plan
 
         target = Target(p.session.id, self.layout.session_dir(p.session.id), p.upper,
                         p.session.workspace, self.layout.journal_dir, p.session.started_ns,
                         p.run_id)
-        result = apply_plan(plan, p.changeset, target, self.audit, message=message, force=force)
+        result = apply_plan(plan, p.changeset, target, self.audit, message=message, force=force,
+                            actor=actor)
         count = len(result.committed) + len(result.partial)
         state = self.advance(p, Closing.APPROVE if count else Closing.REJECT, committed=count)
         left = self.pending(p.ref).changeset

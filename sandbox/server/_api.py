@@ -69,6 +69,16 @@ def guarded(server: Server, needed: Role, handler: Handler) -> Callable[[Request
     return endpoint
 
 
+def query_limit(request: Request, default: int, most: int) -> int:
+    try:
+        limit = int(request.query_params.get("limit", str(default)))
+    except ValueError as exc:
+        raise UsageError("limit must be a number") from exc
+    if not 1 <= limit <= most:
+        raise UsageError(f"limit must be between 1 and {most}")
+    return limit
+
+
 async def read_json(request: Request) -> dict[str, object]:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise UsageError("the body must be JSON (Content-Type: application/json)")
@@ -90,12 +100,7 @@ def api_routes(server: Server) -> list[Route]:
 
     async def audit(request: Request, _who: Principal) -> Response:
         session = request.query_params.get("session") or None
-        try:
-            limit = int(request.query_params.get("limit", "1000"))
-        except ValueError as exc:
-            raise UsageError("limit must be a number") from exc
-        if not 1 <= limit <= 100_000:
-            raise UsageError("limit must be between 1 and 100000")
+        limit = query_limit(request, 1000, 100_000)
 
         def read() -> list[dict[str, object]]:
             records = [r.to_json() for r in server.audit.records(session=session)]
@@ -135,4 +140,54 @@ def api_routes(server: Server) -> list[Route]:
         Route(f"{v}/events", guarded(server, Role.VIEWER, events)),
         Route("/metrics", guarded(server, Role.VIEWER, metrics)),
     ]
-    return routes
+    return routes + _session_routes(server)
+
+
+def _session_routes(server: Server) -> list[Route]:
+    from sandbox.server import _sessions
+
+    async def sessions(request: Request, _who: Principal) -> Response:
+        limit = query_limit(request, 200, 10_000)
+        rows = await asyncio.to_thread(_sessions.list_sessions, server,
+                                       request.query_params.get("state"), limit)
+        return JSONResponse({"sessions": rows})
+
+    async def one(request: Request, _who: Principal) -> Response:
+        sid = request.path_params["sid"]
+        return JSONResponse(await asyncio.to_thread(_sessions.session_json, server, sid))
+
+    async def diff(request: Request, _who: Principal) -> Response:
+        sid = request.path_params["sid"]
+        return JSONResponse(await asyncio.to_thread(_sessions.diff_json, server, sid))
+
+    def deciding(accept: bool) -> Handler:
+        async def handler(request: Request, who: Principal) -> Response:
+            req = _sessions.parse_decision(await read_json(request))
+            sid = request.path_params["sid"]
+            out = await asyncio.to_thread(_sessions.decide, server, sid, req, accept=accept,
+                                          actor=who.actor)
+            server.metrics.decisions.labels("approve" if accept else "reject").inc()
+            await asyncio.to_thread(server.sign_now)  # the decision is signed at once
+            return JSONResponse(out)
+
+        return handler
+
+    async def watch(request: Request, _who: Principal) -> Response:
+        from sandbox.server._watch import watch_session
+
+        sid = request.path_params["sid"]
+        where = await asyncio.to_thread(_sessions.watch_target, server, sid)
+        return StreamingResponse(watch_session(*where), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
+    v = "/api/v1/sessions"
+    return [
+        Route(v, guarded(server, Role.VIEWER, sessions)),
+        Route(v + "/{sid}", guarded(server, Role.VIEWER, one)),
+        Route(v + "/{sid}/diff", guarded(server, Role.VIEWER, diff)),
+        Route(v + "/{sid}/watch", guarded(server, Role.VIEWER, watch)),
+        Route(v + "/{sid}/approve", guarded(server, Role.REVIEWER, deciding(True)),
+              methods=["POST"]),
+        Route(v + "/{sid}/reject", guarded(server, Role.REVIEWER, deciding(False)),
+              methods=["POST"]),
+    ]

@@ -17,7 +17,8 @@ MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 
 async def _bash(url: str, token: str, command: str) -> str:
     from mcp import Client as McpClient
-    from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
 
     async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http, \
             McpClient(streamable_http_client(url, http_client=http)) as client:
