@@ -63,7 +63,8 @@ def test_review_screen_shows_names_and_contents_escaped(cli: Cli, workspace: Pat
     assert "+bad utf8 \\xff\\xfe" in screen
     term.child.send("q")
     screen = term.wait("tool.bin")
-    term.child.send("G\r")
+    rows = [line for line in screen.splitlines() if "] A " in line]  # listed risk-first
+    term.child.send("g" + "j" * next(i for i, r in enumerate(rows) if "tool.bin" in r) + "\r")
     screen = term.wait("sha256")
     assert "DOS/Windows executable" in screen and "sha256" in screen
     term.child.send("qq")
