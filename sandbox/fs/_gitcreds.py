@@ -41,6 +41,8 @@ class _Entry:
 
 def _read(workspace: Path) -> bytes | None:
     try:
+        if not stat.S_ISDIR(os.lstat(workspace / ".git").st_mode):
+            return None  # a gitdir file or symlink: the repository is elsewhere
         fd = os.open(workspace / GIT_CONFIG, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
