@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from sandbox.errors import SandboxError
 from sandbox.server._auth import COOKIE, Denied, Principal, authenticate, csrf_token
+from sandbox.server._highlight import MAX_ROWS, highlighter
 from sandbox.server._tokens import Role
 
 if TYPE_CHECKING:
@@ -89,7 +90,10 @@ def _file_html(f: dict[str, object]) -> str:
     badges = " ".join(f"<span class=\"mark {'bad' if m == 'FORBIDDEN' else 'warn'}\">{_t(m)}"
                       "</span>" for m in marks)
     lines, current = [], None
-    for kind, text, part in f["rows"]:  # type: ignore[attr-defined]
+    rows = f["rows"]
+    assert isinstance(rows, list)
+    paint = highlighter(path) if len(rows) <= MAX_ROWS else None
+    for kind, text, part in rows:
         if kind == "hunk" and part is not None:
             if current is not None:
                 lines.append("</div>")
@@ -100,7 +104,11 @@ def _file_html(f: dict[str, object]) -> str:
                 f"approve hunk</button> <button data-act=\"reject\" data-hunk=\"{int(part) + 1}\">"
                 "reject hunk</button></div>")
             continue
-        lines.append(f"<pre class=\"{_t(kind)}\">{_t(text)}</pre>")
+        if paint is not None and kind in ("add", "del", "context") and text:
+            body = _t(text[0]) + paint(text[1:])  # the sign, then the code
+        else:
+            body = _t(text)
+        lines.append(f"<pre class=\"{_t(kind)}\">{body}</pre>")
     if current is not None:
         lines.append("</div>")
     return (f"<section class=\"file\" data-path=\"{_t(path)}\" data-etag=\"{_t(f['etag'])}\">"
