@@ -98,11 +98,13 @@ class Server:
     def app(self) -> Starlette:
         from starlette.routing import BaseRoute, Mount
 
+        from sandbox.server._admin import admin_routes
         from sandbox.server._api import api_routes
         from sandbox.server._console import console_routes
         from sandbox.server._mcp import mcp_routes
 
-        routes: list[BaseRoute] = [*api_routes(self), *mcp_routes(self), *console_routes(self)]
+        routes: list[BaseRoute] = [*api_routes(self), *admin_routes(self), *mcp_routes(self),
+                                   *console_routes(self)]
         if self.gateway is not None:
             # The gateway authenticates its own callers (virtual keys), as `gateway serve` does.
             self._gateway_app = self.gateway.app()

@@ -104,3 +104,31 @@ def test_events_stream_audit_records_as_they_land(home: Path) -> None:
         conn.close()
         assert lines[0] == b"id: 2\n" and lines[1] == b"event: run.started\n"
         assert b'"session":"s9"' in lines[2]
+
+
+def test_admins_manage_tokens_and_gateway_keys(home: Path) -> None:
+    cli = Cli(home=home)
+    admin, rita = make_token(cli, "ada", "admin"), make_token(cli, "rita", "reviewer")
+    listen = f"127.0.0.1:{free_port()}"
+    with serving(cli, listen):
+        c = Client(listen)
+        assert c.with_token(rita).get("/api/v1/tokens").status == 403
+        assert c.with_token(rita).post("/api/v1/gateway/keys", {"budget_usd": 1}).status == 403
+        r = c.with_token(admin).post("/api/v1/tokens", {"name": "vic", "role": "viewer"})
+        assert r.status == 201, r.body
+        vic = str(r.json()["token"])
+        assert c.with_token(vic).get("/api/v1/whoami").json()["name"] == "vic"
+        listed = c.with_token(admin).get("/api/v1/tokens").body
+        assert b"vic" in listed and vic.encode() not in listed
+        assert c.with_token(admin).post("/api/v1/tokens", {"name": "x", "role": "boss"}).status == 400
+        r = c.with_token(admin).post("/api/v1/gateway/keys",
+                                     {"budget_usd": 2.5, "models": ["claude-*"], "label": "ci"})
+        assert r.status == 201, r.body
+        key = r.json()
+        keys = c.with_token(admin).get("/api/v1/gateway/keys").json()["keys"]
+        assert isinstance(keys, list) and keys[0]["budget_usd"] == 2.5
+        assert str(key["key"]).encode() not in c.with_token(admin).get("/api/v1/gateway/keys").body
+        assert c.with_token(admin).post("/api/v1/gateway/keys", {"budget_usd": -1}).status == 400
+        r = c.with_token(admin).request("DELETE", f"/api/v1/gateway/keys/{key['id']}")
+        assert r.status == 200
+        assert c.with_token(admin).get("/api/v1/gateway/keys").json()["keys"][0]["status"] == "revoked"  # type: ignore[index]
