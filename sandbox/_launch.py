@@ -77,7 +77,10 @@ def sandbox_env(policy: Policy, extra: Mapping[str, str | None],
                 env[key] = host[key]
         else:
             env[key] = value
-    env.update({"HOME": "/root", "USER": "root", "SANDBOX": "1", "PWD": "/workspace"})
+    # IS_SANDBOX: agents that refuse to skip their own prompts as root (Claude Code's
+    # --dangerously-skip-permissions) know they are in a sandbox, which is where people skip them.
+    env.update({"HOME": "/root", "USER": "root", "SANDBOX": "1", "IS_SANDBOX": "1",
+                "PWD": "/workspace"})
     return env
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, require
+from tests.conftest import Cli, give, require
 from tests.support.llm_standin import MessagesStandIn, Text, ToolUse, Turn
 
 E2E = Path(__file__).resolve().parent
@@ -191,3 +191,34 @@ def test_claude_code_behind_the_egress_plumbing_alone(tmp_path: Path) -> None:
         ("llm.test", "allowed"),
         ("evil.example", "denied"),
     }
+
+
+def test_skipping_its_own_prompts_works_unchanged(sbx: tuple[Cli, Path]) -> None:
+    """`sandbox run -- claude -p ... --dangerously-skip-permissions`, as people run agents
+    (root inside is where it used to refuse), as root and as the unprivileged caller; what it
+    wrote is owned by the workspace's owner once committed."""
+    cli, workspace = sbx
+    agent = place_agent(workspace, claude_binary())
+    give(cli, workspace)
+    script = [
+        Turn(ToolUse("Bash", {"command": "echo skipped-prompts > done.txt",
+                              "description": "Write the file"})),
+        Turn(Text("Done.")),
+    ]
+    with MessagesStandIn(script, api_key=API_KEY) as llm:
+        env_flags = [f"ANTHROPIC_BASE_URL={llm.url}", f"ANTHROPIC_API_KEY={API_KEY}"]
+        env_flags += [f"{k}={v}" for k, v in QUIET.items()]
+        proc = cli(
+            "run", "-C", str(workspace), "--level", "2",
+            "--allow", f"127.0.0.1:{llm.port}",
+            *[arg for kv in env_flags for arg in ("-e", kv)],
+            "--", agent, "-p", "Write done.txt", "--dangerously-skip-permissions",
+            timeout=240,
+        )  # fmt: skip
+    out = (proc.stdout + proc.stderr).decode(errors="replace")
+    assert proc.returncode == 0, out[-3000:]
+    assert "cannot be used with root" not in out
+    assert not (workspace / "done.txt").exists()  # pending until approved
+    cli("approve", "last", "done.txt", check=True)
+    assert (workspace / "done.txt").read_text() == "skipped-prompts\n"
+    assert (workspace / "done.txt").stat().st_uid == workspace.stat().st_uid
