@@ -33,7 +33,7 @@ def verdicts_json(vs: tuple[Verdict, ...]) -> list[dict[str, str]]:
     return [{"path": v.path, "reason": v.reason} for v in vs]
 
 
-def apply_decision(lc: Lifecycle, p: Pending, decision: Decision, *, run_id: str,
+def apply_decision(lc: Lifecycle, p: Pending, decision: Decision, *, run_id: str | None,
                    records: list[Entry], ask: Callable[[], bool]) -> Applied:
     """Carry out `decision` on the session's pending changes. Its audit record joins
     `records`, which are flushed before anything is committed (a commit is always preceded

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from sandbox._runner import RunOutcome
     from sandbox.fs import ChangeSet
     from sandbox.governance import Decision
+    from sandbox.lifecycle import Lifecycle
     from sandbox.policy import EffectivePolicy
 
 MAX_OUTPUT_CHARS = 30_000  # of each stream in one bash answer; the rest is cut with a note
@@ -304,60 +305,53 @@ class McpSession:
 
     def diff(self, path: str | None) -> str:
         def go(_: dict[str, Any]) -> str:
-            from sandbox.fs import render_patch
+            from sandbox.fs import iter_patch
 
             cs = self.changeset()
             paths = [normalize(path, self.cfg.workspace)] if path else None
-            patch = render_patch(cs, upper=self.dirs.upper, lower=self.cfg.workspace,
-                                 paths=paths).decode("utf-8", "replace")
-            return _cut(patch, MAX_OUTPUT_CHARS * 2, "diff") if patch else "no pending changes" \
-                + (f" under {path}" if path else "")
+            # Forbidden changes stay out of the patch (as in `sandbox diff`): only named.
+            patch = b"".join(iter_patch(cs.permitted(), upper=self.dirs.upper,
+                                        lower=self.cfg.workspace, paths=paths,
+                                        session_dir=self.dirs.root))
+            text = patch.decode("utf-8", "replace")
+            notes = [f"[forbidden, never committed, not shown: {c.path}: {'; '.join(c.forbidden)}]"
+                     for c in cs.select(paths) if c.forbidden]
+            if not text and not notes:
+                return "no pending changes" + (f" under {path}" if path else "")
+            return "\n".join([_cut(text, MAX_OUTPUT_CHARS * 2, "diff"), *notes]).strip()
 
         return self.call("diff", {"path": path}, go, subject=path)
 
-    def changeset(self) -> ChangeSet:
-        from sandbox.fs import compute_changeset
+    def _lifecycle(self) -> Lifecycle:
+        from sandbox.lifecycle import Lifecycle
 
-        return compute_changeset(self.dirs.upper, self.cfg.workspace,
-                                 hidden=tuple(self.policy.hide))
+        return Lifecycle(self.layout, self.store, self.audit)
+
+    def changeset(self) -> ChangeSet:
+        """What approve would be offered: the session's changes against what it saw, the
+        ignored output left out (the lifecycle's view, not a raw diff of the upper dir)."""
+        lc = self._lifecycle()
+        return lc.pending(lc.resolve(self.id)).changeset
 
     # -- the end --------------------------------------------------------------------------
 
     def finish(self) -> Finished:
         """The level decides on everything the agent changed (levels 3-4 may commit; 1-2 keep
-        it pending for `sandbox approve`/`review`), under the session lock."""
-        from sandbox.governance import AutoCommit, Hold, NothingToDo, commit_paths, decide
+        it pending for `sandbox approve`/`review`), under the session lock, by the library's
+        own decision code (what follows a run in `sandbox run`)."""
+        from sandbox.governance import decide
+        from sandbox.lifecycle import policy_record
+        from sandbox.lifecycle._after_run import apply_decision
 
         self.flush_audit()
-        with self.store.session_lock(self.id):
-            cs = self.changeset()
-            decision = decide(cs, self.policy, interactive=False)
-            committed: tuple[str, ...] = ()
-            error = None
-            match decision:
-                case AutoCommit(paths=paths):
-                    self._decision_record(decision)
-                    try:
-                        committed = commit_paths(self.layout, self.audit, self.record, cs,
-                                                 self.dirs.upper, paths, run_id=None,
-                                                 actor="policy")
-                    except SandboxError as exc:  # a conflict: the changes stay pending
-                        error = str(exc)
-                case Hold():
-                    self._decision_record(decision)
-                case _:
-                    pass
-            left = self.changeset() if committed else cs
-            state = (SessionState.PENDING if left else
-                     SessionState.COMMITTED if committed else self.record.state)
-            if not isinstance(decision, NothingToDo):
-                self.record = self.store.set_session_state(self.id, state)
-            return Finished(self.store.get_session(self.id), left, decision, committed, error)
-
-    def _decision_record(self, decision: Decision) -> None:
-        from sandbox._runner import describe_decision
-
-        self.audit.append(AuditEvent.DECISION, session=self.id, actor="policy",
-                          data=describe_decision(decision) | {"when": "agent finished",
-                                                              "tool_calls": self.tool_calls})
-
+        lc = self._lifecycle()
+        # The runs were held at level 2; the session is judged by its own policy.
+        self.store.set_session_policy(self.id, policy_record(self.policy))
+        with lc.locked(self.id):
+            p = lc.pending(lc.resolve(self.id))
+            decision = decide(p.changeset, self.policy, interactive=False)
+            applied = apply_decision(lc, p, decision, run_id=p.run_id, records=[],
+                                     ask=lambda: False)
+        self.record = self.store.get_session(self.id)
+        left = self.changeset() if applied.committed else p.changeset
+        return Finished(self.record, left, decision, applied.committed, applied.commit_error)

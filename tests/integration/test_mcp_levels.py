@@ -25,6 +25,8 @@ async def _work(cli: Cli, ws: Path, *extra: str, mode: str = "legacy",
         await t.ok("write_file", {"path": "notes.txt", "content": "from the agent\n"})
         if protected:
             await t.ok("write_file", {"path": ".github/workflows/ci.yml", "content": "on: push\n"})
+            # build output ([changes] ignore) is never proposed, so never auto-committed
+            await t.ok("bash", {"command": "mkdir -p __pycache__ && echo junk > __pycache__/x.pyc"})
         await t.ok("edit_file", {"path": "src/app.py", "old_string": "'hi'",
                                  "new_string": "'hello'"})
         text = await t.ok("bash", {"command": "rm old.txt && echo made > made.txt && ls"})
@@ -56,6 +58,7 @@ def test_level4_commits_when_the_agent_finishes_protected_still_refused(
     assert not (workspace / "old.txt").exists()
     assert (workspace / "src/app.py").read_text() == "print('hello')\n"
     assert not (workspace / ".github/workflows/ci.yml").exists()
+    assert not (workspace / "__pycache__").exists()
     shown = json.loads(cli("diff", "l4", "--json", check=True).stdout)
     assert [c["path"] for c in shown["changes"]] == [".github/workflows/ci.yml"]
 
