@@ -181,3 +181,21 @@ def test_codex_offering_tools_we_cannot_switch_off_fails_closed(cli: Cli, worksp
     assert "mcp__sandbox" in offered  # our server's tools were there (a namespace)
     for gone in ("shell", "exec_command", "apply_patch", "web_search", "create_goal"):
         assert gone not in offered, offered
+
+
+def test_claude_on_the_docker_backend(cli: Cli, workspace: Path, base_dir: Path) -> None:
+    """`--backend docker`: the agent's own sandbox and every `bash` call are containers."""
+    from tests.integration.test_docker_backend import require_docker
+
+    require_docker()
+    pwned = base_dir / "PWNED"
+    with MessagesStandIn(_script(pwned), api_key=UPSTREAM_KEY) as llm:
+        r = _agent(cli, workspace, "dk", "--backend", "docker", "--", "-p", "Add a note",
+                   "--model", MODEL, env=_gateway(cli, llm.url))
+        assert r.returncode == 0, (r.stdout + r.stderr).decode(errors="replace")[-3000:]
+        wrote, ran, bash, _write = llm.main_loop()[-1].tool_results()
+    assert "pending" in wrote and "written-by-claude" in ran and "No such tool" in bash
+    assert not pwned.exists() and not (workspace / "notes").exists()
+    for session in ("dk", "dk-agent"):
+        runs = json.loads(cli("show", session, "--json", check=True).stdout)["runs"]
+        assert runs and {run["backend"] for run in runs} == {"docker"}, runs
