@@ -62,3 +62,19 @@ def test_level1_without_terminal_refuses(cli: Cli, workspace: Path) -> None:
     r = cli("run", "-C", str(workspace), "--level", "1", "--", "touch", "made")
     assert r.returncode == 2 and b"terminal" in r.stderr
     assert not (workspace / "made").exists()
+
+
+def test_ctrl_c_at_the_prompt_keeps_pending_and_records_the_run(cli: Cli,
+                                                                workspace: Path) -> None:
+    import json
+
+    child = _spawn(cli, "run", "-C", str(workspace), "--", "sh", "-c", "echo x > new.txt")
+    child.expect(r"Commit to the workspace\?")
+    child.sendintr()  # Ctrl-C at the prompt
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert not (workspace / "new.txt").exists()
+    [run] = json.loads(cli("ls", "--json", cwd=workspace, check=True).stdout)
+    assert run["status"] == "finished" and run["decision"] == "pending"  # not `running`
+    assert b"new.txt" in cli("diff", "last", cwd=workspace, check=True).stdout
