@@ -22,6 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sandbox.audit._record import RecordFormatError, decode_line
 from sandbox.backends import BindMount
 from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError
 from sandbox.gateway._attach import INSIDE_PORT as LLM_PORT
@@ -31,6 +32,7 @@ from sandbox.policy import Level
 
 if TYPE_CHECKING:
     from sandbox._runner import RunOutcome
+    from sandbox.audit import AuditRecord
     from sandbox.mcp._server import Worker
     from sandbox.policy import EffectivePolicy
 
@@ -262,13 +264,35 @@ class _OfferedTools:
 
         self.session, self.agent_session = session, agent_session
         self.bodies = BodyStore(session.layout.root / "gateway" / "bodies")
-        self.seen: set[int] = set()
+        self.log = session.audit.path
+        try:  # only what is appended from now on is read (twice a second: never the whole log)
+            self.offset = self.log.stat().st_size
+        except FileNotFoundError:
+            self.offset = 0
+
+    def _new_records(self) -> list[AuditRecord]:
+        try:
+            with open(self.log, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        complete = data[: data.rfind(b"\n") + 1]  # a record being written is read next time
+        self.offset += len(complete)
+        mine = self.agent_session.encode()
+        out = []
+        for raw in complete.splitlines(keepends=True):
+            if b'"llm.call"' in raw and mine in raw:
+                try:
+                    rec = decode_line(raw)
+                except RecordFormatError:
+                    continue  # `sandbox audit --verify` reports it; not ours to judge here
+                if rec.session == self.agent_session and rec.event.value == "llm.call":
+                    out.append(rec)
+        return out
 
     def check(self) -> str | None:
-        for rec in self.session.audit.records(session=self.agent_session):
-            if rec.event.value != "llm.call" or rec.seq in self.seen:
-                continue
-            self.seen.add(rec.seq)
+        for rec in self._new_records():
             names = self._names(rec.data.get("request"))
             if names is None:
                 continue
