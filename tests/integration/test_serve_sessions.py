@@ -4,6 +4,7 @@ and per hunk, who may decide, and stale or malformed decisions that must change 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,3 +195,22 @@ def test_watch_shows_files_as_written_and_coming_conflicts(served: Served) -> No
         seen.add(kind + b" " + data)
     assert any(s.startswith(b"written") and b'"live.txt"' in s for s in seen)
     conn.close()
+
+
+def test_sessions_over_the_owner_socket(cli: Cli, workspace: Path, base_dir: Path) -> None:
+    """On the owner-only unix socket no token is needed: the decision is the owner's."""
+    import pwd
+
+    pending_session(cli, workspace, "sock-1")
+    sock = base_dir / "s" / "serve.sock"
+    with serving(cli, f"unix:{sock}"):
+        owner = Client(f"unix:{sock}")
+        rows = owner.get("/api/v1/sessions?state=pending").json()["sessions"]
+        assert isinstance(rows, list) and [s["id"] for s in rows] == ["sock-1"]
+        r = owner.post("/api/v1/sessions/sock-1/approve", {"paths": ["new.txt"]})
+        assert r.status == 200, r.body
+    assert (workspace / "new.txt").read_text() == "new\n"
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    decisions = [rec for rec in AuditLog(cli.home / "audit.log").records(session="sock-1")
+                 if rec.event == "decision" and rec.actor != "policy"]
+    assert decisions and all(d.actor == me for d in decisions)
