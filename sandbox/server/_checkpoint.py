@@ -76,25 +76,32 @@ class Checkpointer:
         finally:
             os.close(fd)
 
-    def _read_new(self, size: int) -> list[AuditRecord]:
-        with open(self.log.path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read(size - self.offset)
+    def _read_new(self, size: int, *, keep: bool) -> tuple[Head, list[AuditRecord]]:
+        """(the new head, the new records if `keep`): streamed line by line, so checking a
+        long log at start-up holds one record at a time."""
         records: list[AuditRecord] = []
         prev = self.head
-        for line in data.splitlines(keepends=True):
-            try:
-                rec = decode_line(line)
-            except RecordFormatError as exc:
-                raise AuditError(f"record after seq {prev.seq} is malformed: {exc}") from exc
-            if compute_hash(rec.body()) != rec.hash:
-                raise AuditError(f"record seq {rec.seq} does not match its hash (edited)")
-            if rec.seq != prev.seq + 1 or rec.prev != prev.hash:
-                raise AuditError(f"record seq {rec.seq} does not extend the checked chain "
-                                 f"(expected seq {prev.seq + 1} after {prev.hash[:12]})")
-            records.append(rec)
-            prev = Head(rec.seq, rec.hash)
-        return records
+        with open(self.log.path, "rb") as f:
+            f.seek(self.offset)
+            remaining = size - self.offset
+            while remaining > 0:
+                line = f.readline(remaining)
+                if not line:
+                    break
+                remaining -= len(line)
+                try:
+                    rec = decode_line(line)
+                except RecordFormatError as exc:
+                    raise AuditError(f"record after seq {prev.seq} is malformed: {exc}") from exc
+                if compute_hash(rec.body()) != rec.hash:
+                    raise AuditError(f"record seq {rec.seq} does not match its hash (edited)")
+                if rec.seq != prev.seq + 1 or rec.prev != prev.hash:
+                    raise AuditError(f"record seq {rec.seq} does not extend the checked chain "
+                                     f"(expected seq {prev.seq + 1} after {prev.hash[:12]})")
+                if keep:
+                    records.append(rec)
+                prev = Head(rec.seq, rec.hash)
+        return prev, records
 
     def poll(self, *, forward: bool = True) -> Checkpoint | None:
         """Check, forward and sign what was appended since the last poll; None if nothing was.
@@ -111,16 +118,17 @@ class Checkpointer:
                                "(truncated or replaced)")
             elif size == self.offset and self.checkpoints:
                 return None
+            head = self.head
+            records: list[AuditRecord] = []
             try:
-                records = [] if self.broken or size == self.offset else self._read_new(size)
+                if not self.broken and size != self.offset:
+                    head, records = self._read_new(size, keep=forward)
             except (AuditError, OSError) as exc:
                 self.broken = str(exc)
             if self.broken is not None:
                 print(f"sandbox serve: audit signing stopped: {self.broken}", file=sys.stderr)
                 return None
-            if records:
-                self.head = Head(records[-1].seq, records[-1].hash)
-            self.offset = size
+            self.head, self.offset = head, size
             if self.head.seq == 0:
                 return None  # an empty log: nothing to vouch for yet
             cp = self.key.sign(self.head.seq, self.head.hash)
