@@ -8,7 +8,7 @@ keep one answer small (a huge file or a grep over everything never floods the co
 from __future__ import annotations
 
 import os
-import re
+import time
 from dataclasses import dataclass
 
 from sandbox.fs._globs import PathMatcher
@@ -22,6 +22,7 @@ MAX_FILE_BYTES = 10 * 1024 * 1024  # larger files are read in pieces (offset/lim
 MAX_LIST = 1000  # entries of one list_files answer
 MAX_GREP_MATCHES = 200
 MAX_GREP_FILE = 5 * 1024 * 1024  # grep skips larger files (say so)
+GREP_TIMEOUT_S = 10.0  # one grep call, all files: a pathological pattern stops here
 _SNIFF = 8192
 SKIP_DIRS = frozenset({".git"})  # like ripgrep: never searched or listed by a pattern
 
@@ -138,10 +139,13 @@ def list_files(view: View, path: str | None, pattern: str | None) -> str:
 
 
 def grep(view: View, pattern: str, path: str | None, glob: str | None) -> str:
+    import regex  # `re` has no time limit: one catastrophic pattern would hang the server
+
     try:
-        rx = re.compile(pattern)
-    except re.error as exc:
+        rx = regex.compile(pattern)
+    except regex.error as exc:
         raise ToolRefused(f"pattern {pattern!r} is not a valid regular expression: {exc}") from exc
+    deadline = time.monotonic() + GREP_TIMEOUT_S
     rel = normalize(path or ".", view.workspace)
     matcher = PathMatcher.of([glob]) if glob else None
     top = view.lookup(rel)
@@ -166,7 +170,13 @@ def grep(view: View, pattern: str, path: str | None, glob: str | None) -> str:
         if binary:
             continue
         for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-            if rx.search(line):
+            try:
+                found = rx.search(line, timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                out.append(f"[grep stopped after {GREP_TIMEOUT_S:g}s (at {node.rel}:{n}): "
+                           "simplify the pattern or narrow the path]")
+                return "\n".join(out)
+            if found:
                 matches += 1
                 if matches <= MAX_GREP_MATCHES:
                     cut = line if len(line) <= 500 else line[:500] + "..."

@@ -1,0 +1,49 @@
+"""The file tools' reading side without a sandbox: a pathological grep pattern stops at its time
+limit with a note (the server must keep answering), and the overlay rules hold."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox.mcp import _files
+from sandbox.mcp._errors import ToolRefused
+from sandbox.mcp._view import View
+
+
+def _view(tmp_path: Path) -> View:
+    ws, upper = tmp_path / "ws", tmp_path / "upper"
+    ws.mkdir()
+    upper.mkdir()
+    (ws / "slow.txt").write_text("a" * 40 + "b\n")
+    (ws / "gone.txt").write_text("deleted in the session\n")
+    (ws / ".env").write_text("SECRET=1\n")
+    (upper / "new.txt").write_text("added in the session\n")
+    os.mknod(upper / "gone.txt", stat.S_IFCHR | 0o000, os.makedev(0, 0))  # a whiteout
+    return View(ws, upper, (".env",))
+
+
+def test_catastrophic_pattern_stops_at_the_limit(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_files, "GREP_TIMEOUT_S", 0.5)
+    view = _view(tmp_path)
+    start = time.monotonic()
+    out = _files.grep(view, r"(a|aa)+$", None, None)  # exponential backtracking on "aaa...b"
+    assert time.monotonic() - start < 5
+    assert "grep stopped after 0.5s" in out
+
+
+def test_view_follows_the_overlay(tmp_path: Path) -> None:
+    view = _view(tmp_path)
+    assert "added in the session" in _files.read_file(view, "new.txt", None, None)
+    with pytest.raises(ToolRefused):
+        _files.read_file(view, "gone.txt", None, None)  # whiteout: deleted
+    with pytest.raises(ToolRefused):
+        _files.read_file(view, ".env", None, None)  # hidden: not there
+    listing = _files.list_files(view, None, None)
+    assert "new.txt" in listing and "gone.txt" not in listing and ".env" not in listing
+    assert "no matches" in _files.grep(view, "SECRET|deleted", None, None)
