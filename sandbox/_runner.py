@@ -89,6 +89,7 @@ class RunRequest:
     # `sandbox agent`, the agent's own binary.
     mounts: tuple[BindMount, ...] = ()
     cwd: str = ""  # where the command starts, relative to the workspace (a subdirectory)
+    user: str = "root"  # who the command runs as inside (see LaunchSpec.user)
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,15 @@ def check_workspace(path: Path) -> Path:
     return ws
 
 
+def check_user(name: str) -> None:
+    """`--user`: root, or a plain login name (it becomes /etc/passwd and /home/NAME inside)."""
+    import re
+
+    if name != "root" and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", name):
+        raise UsageError(f"--user {name!r}: expected root or a login name like dev",
+                         hint="lower-case letters, digits, _ and -, starting with a letter")
+
+
 def check_home_outside(layout: HomeLayout, workspace: Path) -> None:
     """The state dir holds pending changes, the journal and the audit log: a sandbox must never
     see it, and a commit must never write into it, so it may not live in the workspace."""
@@ -190,6 +200,9 @@ class Runner:
             if not self.person.confirm_run(req.argv, req.policy):
                 raise UsageError("not run: the command was not confirmed")
         env = sandbox_env(policy, req.env, os.environ)
+        check_user(req.user)
+        if req.user != "root":
+            env.update({"HOME": f"/home/{req.user}", "USER": req.user, "LOGNAME": req.user})
         if req.cwd:
             env["PWD"] = f"/workspace/{req.cwd}"
         from sandbox.seccomp import load_for_run
@@ -245,6 +258,8 @@ class Runner:
             spec = replace(spec, extra_mounts=(*spec.extra_mounts, *req.mounts))
         if req.cwd:
             spec = replace(spec, cwd=f"{snapshot.mount_point}/{req.cwd}")
+        if req.user != "root":
+            spec = replace(spec, user=req.user)
         started = time.monotonic()
         egress_notes: list[str] = []
         history = git_history_note(self.layout, workspace, policy)

@@ -79,6 +79,9 @@ class LaunchSpec:
     cwd: str = "/workspace"
     hostname: str = "sandbox"
     image_root: Path | None = None  # None: a read-only view of the host system
+    # Who the command runs as inside: "root" (uid 0 inside, never root outside), or the name
+    # of an unprivileged user (uid 1000, home /home/NAME) for tools that refuse root.
+    user: str = "root"
     # argv prefix run on the host around the backend's launcher process (the profile tools'
     # ptrace tracer): it runs the rest as its child and exits with its status. Backends that
     # cannot put a host process there (docker) refuse a spec that sets it.

@@ -83,6 +83,10 @@ class DockerBackend:
                                    hint="use a daemon built with seccomp (Debian's docker.io)")
 
     def launch(self, spec: LaunchSpec) -> LaunchResult:
+        if spec.user != "root":  # the staged workspace belongs to the remapped root
+            raise EnforcementError(f"--user {spec.user}: the docker backend runs commands as "
+                                   "root inside (never root outside)",
+                                   hint="use the nsjail backend for an unprivileged user inside")
         if spec.tracer:  # the container's processes are dockerd's children, not ours
             raise EnforcementError("the docker backend cannot trace a command's system calls",
                                    hint="profile test/record need the nsjail backend")

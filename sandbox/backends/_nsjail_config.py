@@ -53,6 +53,7 @@ PASSWD = b"root:x:0:0:sandbox:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexi
 GROUP = b"root:x:0:\nnogroup:x:65534:\n"
 HOSTS = b"127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost\n"
 DEFAULT_TMPFS_BYTES = 1 << 30
+USER_ID = 1000  # `--user NAME`: the unprivileged user inside
 
 
 def build_config(
@@ -90,9 +91,14 @@ def build_config(
         if p.exists():
             mounts.append(mp(src=str(source / "etc" / name), dst=f"/etc/{name}", is_bind=True,
                              mandatory=False, nosuid=True, nodev=True, is_dir=p.is_dir()))
+    passwd, group, inside = PASSWD, GROUP, "0"
+    if spec.user != "root":  # an unprivileged user inside, who owns what root owned
+        inside = str(USER_ID)
+        passwd += f"{spec.user}:x:{USER_ID}:{USER_ID}::/home/{spec.user}:/bin/sh\n".encode()
+        group += f"{spec.user}:x:{USER_ID}:\n".encode()
     mounts += [
-        mp(src_content=PASSWD, dst="/etc/passwd"),
-        mp(src_content=GROUP, dst="/etc/group"),
+        mp(src_content=passwd, dst="/etc/passwd"),
+        mp(src_content=group, dst="/etc/group"),
         mp(src_content=HOSTS, dst="/etc/hosts"),
         mp(src_content=b"sandbox\n", dst="/etc/hostname"),
         mp(dst="/dev", fstype="tmpfs", rw=True, is_dir=True, options="mode=0755,size=1m",
@@ -112,8 +118,9 @@ def build_config(
         mp(dst="/proc", fstype="proc", rw=False, is_dir=True),
         mp(dst="/tmp", fstype="tmpfs", rw=True, is_dir=True,
            options=f"size={_tmpfs_size(spec)},mode=1777", nosuid=True, nodev=True),
-        mp(dst="/root", fstype="tmpfs", rw=True, is_dir=True,
-           options=f"size={_tmpfs_size(spec)},mode=0700", nosuid=True, nodev=True),
+        mp(dst="/root" if spec.user == "root" else f"/home/{spec.user}", fstype="tmpfs",
+           rw=True, is_dir=True, options=f"size={_tmpfs_size(spec)},mode=0700", nosuid=True,
+           nodev=True),
     ]
     snap = spec.snapshot
     layers = OverlayLayers(lower=snap.lower, upper=snap.upper, work=snap.work, mask=snap.mask)
@@ -139,8 +146,10 @@ def build_config(
         envar=[f"{k}={v}" for k, v in spec.env.items()],
         clone_newnet=True,  # loopback only; the egress proxy, if any, is bridged in
         iface_no_lo=False,
-        uidmap=[idmap(inside_id="0", outside_id=str(outside_uid), count=1)],
-        gidmap=[idmap(inside_id="0", outside_id=str(outside_gid), count=1)],
+        # One id inside, the sandbox's owner outside: root, or the unprivileged user (who then
+        # owns the workspace view, the home and what the command writes, as root did).
+        uidmap=[idmap(inside_id=inside, outside_id=str(outside_uid), count=1)],
+        gidmap=[idmap(inside_id=inside, outside_id=str(outside_gid), count=1)],
         mount=mounts,
         seccomp_string=[spec.seccomp.kafel],
         rlimit_as_type=rl.INF,

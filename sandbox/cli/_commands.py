@@ -198,7 +198,7 @@ def _run(ctx: Ctx, args: argparse.Namespace) -> int:
     runner = Runner(ctx.layout, ctx.store, ctx.audit, backend, person)
     outcome = runner.run(RunRequest(argv=tuple(command), workspace=workspace, policy=effective,
                                     session=args.session, env=env, capture=args.json,
-                                    cwd=located.subdir))
+                                    cwd=located.subdir, user=args.user))
     if args.json:
         data = outcome.to_json()
         data["changes"] = render.changes_json(outcome.changeset, effective.policy)

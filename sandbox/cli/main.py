@@ -159,6 +159,10 @@ def _run_options(r: argparse.ArgumentParser) -> None:
     r.add_argument("-C", dest="workspace", default=None, metavar="DIR",
                    help="workspace directory (default: the git work tree's top level, else "
                    "the current directory)")
+    r.add_argument("--user", default="root", metavar="root|USER",
+                   help="who the command runs as inside: root (default; never root outside, "
+                   "and agents see IS_SANDBOX=1) or an unprivileged USER with home /home/USER "
+                   "(nsjail backend)")
     r.add_argument("--level", type=int, choices=(1, 2, 3, 4), help=(
         "1 confirm before and after; 2 hold changes for approval (default); "
         "3 auto-commit low-risk changes; 4 auto-commit (forbidden still refused)"))

@@ -303,3 +303,8 @@ def test_sigkill_the_next_invocation_marks_lost_and_removes_the_container(
     assert r.returncode == 0 and b"was lost" in r.stderr, r.stderr
     assert json.loads(r.stdout)[0]["status"] == "lost"
     assert sandbox_containers() == [] and stage_mounts() == []
+
+
+def test_user_is_refused_with_what_to_use(dcli: Cli, workspace: Path, clean_slate: None) -> None:
+    r = dcli("run", "-C", str(workspace), "--user", "dev", "--", "true")
+    assert r.returncode == 125 and b"nsjail backend" in r.stderr, r.stderr

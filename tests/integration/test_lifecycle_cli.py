@@ -215,3 +215,20 @@ def test_an_out_of_memory_kill_is_named(sbx: tuple[Cli, Path]) -> None:
         assert "killed: out of memory (limit 64m)" in notes, notes
     else:  # no memory cgroup for the user here: the polling fallback says it stopped the run
         assert "memory limit" in notes, notes
+
+
+def test_user_runs_the_command_as_an_unprivileged_user_inside(sbx: tuple[Cli, Path]) -> None:
+    cli, ws = sbx
+    r = cli("run", "-C", str(ws), "--session", "u", "--user", "dev", "--json", "--", "sh", "-c",
+            "id -u; id -un; echo $HOME; touch $HOME/ok && echo home-writable; "
+            "echo more >> README.md && echo x > made.txt && echo ws-writable")
+    assert r.returncode == 0, r.stderr
+    assert _json(r)["stdout"] == "1000\ndev\n/home/dev\nhome-writable\nws-writable\n"
+    r = cli("run", "-C", str(ws), "--json", "--", "id", "-u")  # root is the default
+    assert _json(r)["stdout"] == "0\n"
+    cli("approve", "u", check=True)
+    owner = ws.stat().st_uid
+    assert (ws / "made.txt").stat().st_uid == owner  # the workspace's owner's, once committed
+    assert (ws / "README.md").read_text() == "hello\nmore\n"
+    bad = cli("run", "-C", str(ws), "--user", "../x", "--", "true")
+    assert bad.returncode == 2 and b"--user" in bad.stderr
