@@ -112,8 +112,9 @@ class McpHost:
                 await stop.wait()
 
         task = asyncio.create_task(lifespan())
-        await asyncio.wait([task, asyncio.create_task(started.wait())],
-                           return_when=asyncio.FIRST_COMPLETED)
+        waiter = asyncio.create_task(started.wait())
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
         if task.done():
             await asyncio.to_thread(worker.sync, session.close)
             worker.close()
