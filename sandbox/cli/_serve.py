@@ -18,10 +18,12 @@ the audit signing key: --audit-key, default $SANDBOX_HOME/serve/audit-key (0600;
 
 def add_serve_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "serve", help="control plane: sign the audit log, API, console",
+        "serve", help="control plane: console, API, MCP, gateway; signs the audit log",
         epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="One long-running process that holds the audit signing key: it checks and "
-        "signs the head of the audit log as records arrive and forwards them off the host.")
+        description="One long-running process: the web console at /, the JSON API under "
+        "/api/v1/, MCP over streamable HTTP at /mcp/ID, the LLM gateway at /llm (when "
+        "configured) and /metrics. It holds the audit signing key: it checks and signs the "
+        "head of the audit log as records arrive and forwards them off the host.")
     p.add_argument("--listen", metavar="unix:PATH|HOST:PORT",
                    help="default unix:$SANDBOX_HOME/serve/serve.sock")
     p.add_argument("--allow-remote", action="store_true",

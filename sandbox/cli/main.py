@@ -78,7 +78,7 @@ HELP = {
     "image": "build and list sandbox images",
     "gateway": "LLM gateway: serve, virtual keys, usage",
     "mcp": "MCP server (stdio) whose tools are runs and file operations of one session",
-    "serve": "control plane: sign the audit log, API, console",
+    "serve": "control plane: console, API, MCP, gateway; signs the audit log",
     "agent": "run Claude Code or Codex with its loop outside: our MCP tools are its only tools",
     "report": "what the agents did and what it cost, from the audit log",
 }
