@@ -123,3 +123,26 @@ def test_azure_openai_deployment_url_and_api_key(tmp_path: Path, cloud: CloudSta
     assert out.choices[0].message.content == cloud.text
     assert cloud.received[0].path == "/openai/deployments/gpt-test/chat/completions"
     assert cloud.received[0].headers["api-key"] == "azure-key-0123456789"
+
+
+def test_openai_compatible_without_a_key_never_gets_the_virtual_one(tmp_path: Path) -> None:
+    from tests.support.provider_standin import ProviderStandIn
+
+    with ProviderStandIn(api_key=None) as local:  # vLLM / Ollama: no credential
+        text = (
+            f'[providers.local]\ntype = "openai-compatible"\nbase_url = "{local.url}/v1"\n'
+            '[routes]\n"gpt-*" = ["local"]\n' + PRICES
+        )
+        with running_gateway(tmp_path, text) as gw:
+            key, _ = KeyStore.at_home(tmp_path).create()
+            client = openai.OpenAI(base_url=url_of(gw) + "/openai/v1", api_key=key, max_retries=0)
+            out = client.chat.completions.create(
+                model="gpt-test",
+                messages=[{"role": "user", "content": "hi"}],
+                extra_headers={"x-api-key": key, "api-key": key},
+            )
+        received = local.received
+    assert out.choices[0].message.content == local.text
+    headers = received[0].headers
+    assert "authorization" not in headers and "x-api-key" not in headers and "api-key" not in headers
+    assert key not in json.dumps(dict(headers))
