@@ -202,6 +202,9 @@ def console_routes(server: Server) -> list[Route]:
             return _page("log in", "<h1>Log in</h1><form method=\"post\" action=\"/login\">"
                          "<label>Token <input type=\"password\" name=\"token\" size=\"50\">"
                          "</label> <button>Log in</button></form>", None, server)
+        origin = request.headers.get("origin")
+        if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
+            return HTMLResponse("cross-origin login refused", 403, headers=_HEADERS)
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         secret = (form.get("token") or [""])[0].strip()
         if not secret or server.tokens.lookup(secret) is None:

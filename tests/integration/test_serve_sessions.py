@@ -151,6 +151,9 @@ def test_console_posts_need_the_csrf_token(served: Served) -> None:
     login = served.anon.post("/login", f"token={token}".encode(),
                              headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert login.status == 303
+    forced = served.anon.post("/login", f"token={token}".encode(), headers={
+        "Content-Type": "application/x-www-form-urlencoded", "Origin": "http://evil.example"})
+    assert forced.status == 403 and "set-cookie" not in forced.headers
     cookie = login.headers["set-cookie"].split(";")[0]
     assert "HttpOnly" in login.headers["set-cookie"] and "SameSite=strict" in login.headers["set-cookie"]
     report = served.anon.get("/report", headers={"Cookie": cookie})
