@@ -439,7 +439,7 @@ def _out_of_memory(result: LaunchResult, limit: int | None, notes: list[str]) ->
         return False
     if any("memory limit" in n for n in notes):
         return False
-    return result.peak_memory_kb * 1024 >= 0.9 * limit
+    return result.oom_killed or result.peak_memory_kb * 1024 >= 0.9 * limit
 
 
 def _size_text(n: int) -> str:

@@ -100,6 +100,7 @@ class LaunchResult:
     backend_error: str | None = None  # set when the sandbox itself failed (exit 125): one line
     backend_log: tuple[str, ...] = ()  # then: the backend's own log lines, for `sandbox show`
     notes: tuple[str, ...] = ()  # what the person should know (a limit enforced weaker, hit)
+    oom_killed: bool = False  # the kernel killed it at the memory limit (when the backend knows)
 
 
 class Backend(Protocol):

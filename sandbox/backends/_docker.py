@@ -194,7 +194,7 @@ class DockerBackend:
         return LaunchResult(exit_code=code, timed_out=timed_out.is_set(), signal=sig,
                             duration_ms=duration_ms, cpu_ms=usage.cpu_ms,
                             peak_memory_kb=usage.peak_memory_kb,
-                            write_limit_hit=watcher.hit)
+                            write_limit_hit=watcher.hit, oom_killed=_oom_killed(client, cid))
 
 
 def ensure_host_view(client: DockerClient) -> str:
@@ -214,6 +214,17 @@ def ensure_host_view(client: DockerClient) -> str:
     except DockerException as exc:
         raise BackendError(f"could not import the host-view skeleton image: {exc}") from exc
     return ref
+
+
+def _oom_killed(client: DockerClient, cid: str) -> bool:
+    """Docker records the container cgroup's OOM kill in its state."""
+    from docker.errors import DockerException
+
+    try:
+        state = client.api.inspect_container(cid).get("State") or {}
+    except DockerException:
+        return False
+    return bool(state.get("OOMKilled"))
 
 
 def reap_lost_containers() -> int:

@@ -308,3 +308,11 @@ def test_sigkill_the_next_invocation_marks_lost_and_removes_the_container(
 def test_user_is_refused_with_what_to_use(dcli: Cli, workspace: Path, clean_slate: None) -> None:
     r = dcli("run", "-C", str(workspace), "--user", "dev", "--", "true")
     assert r.returncode == 125 and b"nsjail backend" in r.stderr, r.stderr
+
+
+def test_an_out_of_memory_kill_is_named(dcli: Cli, workspace: Path, clean_slate: None) -> None:
+    r = dcli("run", "-C", str(workspace), "--json", "--memory", "64m", "--", "python3", "-c",
+             "a = bytearray(512 << 20); print('allocated')")
+    data = json.loads(r.stdout)
+    assert r.returncode == 137 and "allocated" not in data["stdout"], r.stderr
+    assert "killed: out of memory (limit 64m)" in data["notes"], data["notes"]
