@@ -119,6 +119,17 @@ def make_tree(root: Path, files: Mapping[str, str | bytes]) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def _reap_terminals() -> Iterator[None]:
+    """A test that failed while a program waited on its pseudo-terminal leaves nothing behind."""
+    yield
+    import sys as _sys
+
+    tty = _sys.modules.get("tests.support.tty")  # only if some test drove a terminal
+    if tty is not None:
+        tty.reap()
+
+
 @pytest.fixture
 def base_dir() -> Iterator[Path]:
     """A world-traversable temp dir (pytest's tmp_path is 0700 under root's tree)."""

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import time
 
 import pexpect  # type: ignore[import-untyped]
@@ -18,6 +21,21 @@ try:
     import pyte
 except ImportError:  # a dev dependency; `require` skips locally and fails in CI
     pyte = None  # type: ignore[assignment]
+
+
+# Every Tty a test opened; `reap()` (an autouse fixture in tests/conftest.py) kills what a
+# failing test left behind, so a program waiting for keys never blocks the rest of the suite.
+_OPEN: list[Tty] = []
+
+
+def reap() -> None:
+    while _OPEN:
+        child = _OPEN.pop().child
+        if child.isalive():
+            # the child leads its own session: its process group is its pid
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+        child.close(force=True)
 
 
 class Tty:
@@ -38,6 +56,7 @@ class Tty:
         self.screen = pyte.Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
         self.raw = bytearray()
+        _OPEN.append(self)
 
     def _pump(self, seconds: float) -> bool:
         """Feed output for up to `seconds`; False once the program has exited."""
