@@ -315,6 +315,8 @@ class Lifecycle:
         state = next_state(session.state, pending=bool(left),
                            committed_any=session.committed + committed > 0, closing=closing)
         check_move(session.state, state)
+        if state in FINAL and state is not session.state:
+            self._drop_ignored(session, p)
         self.store.set_session_state(session.id, state, committed=committed)
         for run in self.store.list_runs(1, session_id=session.id):
             self.store.set_decision(run.id, run_decision(state))
@@ -323,6 +325,15 @@ class Lifecycle:
                 "decision": "settle", "state": state.value,
                 "reason": "nothing is pending any more: its changes are in the workspace"})
         return state
+
+    def _drop_ignored(self, session: SessionRecord, p: Pending) -> None:
+        """Ignored output goes with the session it was made in (`approve --include-ignored`
+        was the way to keep it): a closed session leaves nothing behind in its upper dir."""
+        from sandbox.fs import discard_paths
+
+        ignored = self._changes(session, p.upper, p.policy)[1]
+        if ignored.changes:
+            discard_paths(p.upper, [c.path for c in ignored.changes], lower=session.workspace)
 
     def _settle(self, p: Pending) -> SessionState:
         if p.session.state in FINAL:

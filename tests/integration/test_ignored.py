@@ -45,6 +45,9 @@ def test_ignored_output_is_not_proposed(sbx: tuple[Cli, Path]) -> None:
     assert (ws / "tool").is_symlink() and (ws / "certs/cacert.pem").exists()
     assert not (ws / "build").exists() and not (ws / "venv").exists()
     assert json.loads(cli("show", "b", "--json", check=True).stdout)["state"] == "committed"
+    # the session is closed: its ignored output went with it
+    show = cli("show", "b", check=True).stdout.decode()
+    assert "ignored files" not in show and "nothing pending" in show
 
 
 def test_ignored_output_on_request_and_system_links_at_level4(sbx: tuple[Cli, Path]) -> None:
