@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sandbox.backends import _docker_lifeline
 from sandbox.backends._base import LaunchResult, LaunchSpec
 from sandbox.backends._docker_client import DaemonInfo, connect, daemon_info
 from sandbox.backends._docker_config import (
@@ -108,7 +109,11 @@ class DockerBackend:
                                       honours_default_errno=info.honours_default_errno,
                                       stdin=relay_in)
             cid = _create(client, config)
-            return self._run(client, cid, spec, started, relay_in)
+            lifeline = _docker_lifeline.start(cid)
+            try:
+                return self._run(client, cid, spec, started, relay_in)
+            finally:
+                _docker_lifeline.stop(lifeline)
         finally:
             if cid is not None:
                 _remove(client, cid)

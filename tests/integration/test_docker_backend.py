@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from sandbox.backends import LaunchSpec, Limits, Snapshot
@@ -135,16 +136,45 @@ def test_ctrl_c_reaches_the_command_and_the_container_goes(dcli: Cli, workspace:
     assert proc.returncode == 130, err  # the run was cancelled: 128 + SIGINT
 
 
-def test_killed_sandbox_leftovers_are_reaped_by_the_next_run(dcli: Cli, workspace: Path,
-                                                            clean_slate: None) -> None:
+def _start_and_wait_for_container(dcli: Cli, workspace: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([str(SANDBOX_BIN), "run", "-C", str(workspace), "--", "sleep", "60"],
                             env=dcli.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while not sandbox_containers() and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert sandbox_containers() and stage_mounts(), "the run never started its container"
     time.sleep(0.5)
-    proc.kill()  # no finally block runs: the container and the stage stay behind
+    return proc
+
+
+def _lifelines(owner: int) -> list[int]:
+    return [p.pid for p in psutil.process_iter(["ppid", "cmdline"])
+            if "sandbox.backends._docker_lifeline" in " ".join(p.info["cmdline"] or ())
+            and p.info["ppid"] in (owner, 1)]
+
+
+def test_sigkill_of_sandbox_run_takes_the_container_down_at_once(
+        dcli: Cli, workspace: Path, clean_slate: None) -> None:
+    proc = _start_and_wait_for_container(dcli, workspace)
+    assert _lifelines(proc.pid), "no lifeline watches the container"
+    proc.kill()  # no finally block runs in `sandbox run`: only the kernel knows it died
     proc.wait()
+    deadline = time.monotonic() + 15
+    while (sandbox_containers() or stage_mounts()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # without any later invocation: nothing of the run is left
+    assert not sandbox_containers() and not stage_mounts()
+    assert not _lifelines(proc.pid)
+
+
+def test_killed_sandbox_leftovers_are_reaped_by_the_next_run(dcli: Cli, workspace: Path,
+                                                            clean_slate: None) -> None:
+    proc = _start_and_wait_for_container(dcli, workspace)
+    for pid in _lifelines(proc.pid):  # the lifeline dies too (e.g. the whole group SIGKILLed)
+        os.kill(pid, signal.SIGKILL)
+    proc.kill()
+    proc.wait()
+    time.sleep(0.5)
     assert sandbox_containers() and stage_mounts()
     r = dcli("run", "-C", str(workspace), "--", "true")
     assert r.returncode == 0, r.stderr
