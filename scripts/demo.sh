@@ -13,10 +13,11 @@ printf 'def add(a, b):\n    return a - b  # bug\n' > "$WS/src/calc.py"
 printf 'obsolete\n' > "$WS/notes.txt"
 printf 'API_KEY=do-not-leak\n' > "$WS/.env"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+cd "$WS"  # as a person would: `last` below is the last run of the current workspace
 
 say "1. An 'agent' edits, creates and deletes files inside the sandbox (level 2: changes held)"
-echo "\$ sandbox run -C $WS -- sh -c '...'"
-"$SANDBOX" run -C "$WS" --level 2 -- sh -c '
+echo "\$ cd $WS && sandbox run -- sh -c '...'"
+"$SANDBOX" run --level 2 -- sh -c '
   sed -i "s/a - b  # bug/a + b/" src/calc.py
   printf "def test_add():\n    from calc import add\n    assert add(2, 3) == 5\n" > src/test_calc.py
   rm notes.txt
