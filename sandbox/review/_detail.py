@@ -15,7 +15,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import assert_never, overload
 
-from sandbox.fs import Change, ChangeKind, ChangeSet, FileType
+from sandbox.errors import SandboxError
+from sandbox.fs import Change, ChangeKind, ChangeSet, FileType, Seen, load_bases
+from sandbox.fs._base import seen_content
 from sandbox.review._hunks import NO_NEWLINE, Segment, TextDiff, text_diff
 from sandbox.review._io import Tree
 from sandbox.review._model import Item, hunkable
@@ -138,6 +140,10 @@ class Loader:
         self.upper, self.lower = Tree(upper), Tree(lower)
         self.ascii_only = ascii_only
         self._git_changes = changes  # the whole changeset: a ref is shown by its commits
+        # What the session saw where it changed things (kept beside its upper dir): a
+        # conflicting change is shown against that, never crediting a person's edit to it.
+        self._session_dir = Path(upper).parent
+        self._bases: dict[str, Seen] | None = None
 
     def _esc(self, text: str) -> str:
         return esc(text, ascii_only=self.ascii_only)
@@ -163,9 +169,8 @@ class Loader:
             rows.add(Row(RowKind.NOTE, "protected: " + self._esc(item.verdict.reason)
                          + "; accept it on its own (y), bulk accept skips it"))
         if c.conflict:
-            rows.add(Row(RowKind.NOTE, "CONFLICT: " + self._esc(c.conflict) + "; shown against "
-                         "the workspace as it is now (`sandbox diff` shows the session's own "
-                         "change and the workspace's); applying it needs --force"))
+            rows.add(Row(RowKind.NOTE, "CONFLICT: " + self._esc(c.conflict)))
+            self._both_sides(c, rows)
         if c.setid:
             rows.add(Row(RowKind.NOTE, "sets setuid/setgid"))
         if c.path.startswith(".git/refs/") or c.path == ".git/packed-refs":
@@ -174,6 +179,33 @@ class Loader:
             return self._hunked(c, rows)
         self._whole(c, rows)
         return Detail(rows, 1)
+
+    def _both_sides(self, c: Change, rows: Rows) -> None:
+        """A path the workspace changed since the session saw it: the session's own change
+        and the workspace's, each against what the session saw (not selectable), then the
+        parts to apply, which are against the workspace as it is now."""
+        if self._bases is None:
+            self._bases = load_bases(self._session_dir) or {}
+        seen = self._bases.get(c.path)
+        base = seen_content(self._session_dir, seen) if seen is not None else None
+        if seen is not None and seen.kind is None:
+            base = b""  # the session saw nothing there
+        try:  # either side may have moved on since the changeset was made
+            now = self.lower.read(c.path) if c.old_type is FileType.FILE else b""
+            new = self.upper.read(c.path) if c.new_type is FileType.FILE else b""
+        except (OSError, SandboxError):
+            base = None
+        if base is None:
+            rows.add(Row(RowKind.NOTE, "what the session saw there was not kept: the parts "
+                         "below are against the workspace as it is now"))
+        else:
+            rows.add(Row(RowKind.NOTE, "the session's own change (against what it saw):"))
+            self._segments(text_diff(base, new), rows, headers=True)
+            rows.add(Row(RowKind.NOTE, "the workspace's change since (a person's, not the "
+                         "session's):"))
+            self._segments(text_diff(base, now), rows, headers=True)
+        rows.add(Row(RowKind.NOTE, "applying it (needs --force) replaces the workspace's "
+                     "version with the session's:"))
 
     def _git_rows(self, c: Change, rows: Rows) -> None:
         """A ref the run moved: the commits behind it (author, message, files), which

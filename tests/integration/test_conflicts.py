@@ -137,3 +137,29 @@ def test_a_move_is_shown_as_a_rename(sbx: tuple[Cli, Path]) -> None:
     patch = cli("diff", "mv", check=True).stdout
     assert patch == (b"diff --git a/src/app.py b/src/main.py\nsimilarity index 100%\n"
                      b"rename from src/app.py\nrename to src/main.py\n"), patch
+
+
+def test_review_shows_both_sides_of_a_conflict(sbx: tuple[Cli, Path]) -> None:
+    """Review never credits a person's edit to the session: for a conflicting path it shows
+    the session's own change and the workspace's, each against what the session saw."""
+    from tests.support.tty import Tty
+
+    cli, ws = sbx
+    (ws / "a.txt").write_text("x\n")
+    give(cli, ws / "a.txt")
+    for session, line in (("s1", "AAA-person"), ("s2", "BBB-agent")):
+        cli("run", "-C", str(ws), "--session", session, "--", "sh", "-c",
+            f"echo {line} >> a.txt", check=True)
+    cli("approve", "s1", check=True)  # s1's line is now the workspace's, not s2's
+    tty = Tty(cli, "review", "s2")
+    tty.wait("a.txt")
+    screen = tty.press("\r", "the workspace's change since")
+    own = screen[screen.index("the session's own change"):screen.index("the workspace's change")]
+    theirs = screen[screen.index("the workspace's change"):]
+    assert "+BBB-agent" in own and "AAA-person" not in own, screen
+    assert "+AAA-person" in theirs and "BBB-agent" not in theirs.split("applying it")[0], screen
+    tty.press("q")
+    tty.press("q")
+    status, out = tty.finish()
+    assert status == 0, out
+    assert (ws / "a.txt").read_text() == "x\nAAA-person\n"  # nothing applied
