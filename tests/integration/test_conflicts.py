@@ -108,14 +108,20 @@ def test_a_mode_only_change_commits_as_chmod(sbx: tuple[Cli, Path]) -> None:
     assert (ws / "script.sh").stat().st_mode & 0o111
 
 
-def test_a_diff_shows_the_sessions_change_not_the_worlds(sbx: tuple[Cli, Path]) -> None:
-    cli, ws = sbx
+def _two_sessions_append(cli: Cli, ws: Path, first: str, second: str) -> None:
+    """Sessions s1 and s2 each append a line to a.txt; s1 is approved, so its line is the
+    workspace's (a person's, as far as s2 is concerned), never s2's."""
     (ws / "a.txt").write_text("x\n")
     give(cli, ws / "a.txt")
-    for session, line in (("s1", "A"), ("s2", "B")):
+    for session, line in (("s1", first), ("s2", second)):
         cli("run", "-C", str(ws), "--session", session, "--", "sh", "-c",
             f"echo {line} >> a.txt", check=True)
     cli("approve", "s1", check=True)
+
+
+def test_a_diff_shows_the_sessions_change_not_the_worlds(sbx: tuple[Cli, Path]) -> None:
+    cli, ws = sbx
+    _two_sessions_append(cli, ws, "A", "B")
     r = cli("diff", "s2", check=True)
     patch, err = r.stdout.decode(), r.stderr.decode()
     assert "+B\n" in patch and "-A" not in patch and "+A" not in patch, patch
@@ -145,12 +151,7 @@ def test_review_shows_both_sides_of_a_conflict(sbx: tuple[Cli, Path]) -> None:
     from tests.support.tty import Tty
 
     cli, ws = sbx
-    (ws / "a.txt").write_text("x\n")
-    give(cli, ws / "a.txt")
-    for session, line in (("s1", "AAA-person"), ("s2", "BBB-agent")):
-        cli("run", "-C", str(ws), "--session", session, "--", "sh", "-c",
-            f"echo {line} >> a.txt", check=True)
-    cli("approve", "s1", check=True)  # s1's line is now the workspace's, not s2's
+    _two_sessions_append(cli, ws, "AAA-person", "BBB-agent")
     tty = Tty(cli, "review", "s2")
     tty.wait("a.txt")
     screen = tty.press("\r", "the workspace's change since")
