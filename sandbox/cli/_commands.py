@@ -394,9 +394,11 @@ def _policy_show(args: argparse.Namespace) -> int:
 
 def _trust(args: argparse.Namespace) -> int:
     from sandbox._runner import check_workspace
+    from sandbox._workspace import locate_workspace
     from sandbox.policy import trust_command
 
     path = Path(args.path) if args.path else None
-    workspace = check_workspace(Path(".")) if path is None else Path(".")
+    workspace = (check_workspace(locate_workspace(None).workspace) if path is None
+                 else Path("."))
     result = trust_command(path, workspace, os.environ, revoke_it=args.revoke)
     return render.trusted(result)

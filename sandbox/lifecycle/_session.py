@@ -278,14 +278,14 @@ class Lifecycle:
             running = [r for r in self.store.list_runs(5, session_id=ref.session.id)
                        if r.status is RunStatus.RUNNING]
             if not running:
-                raise UsageError(f"session {ref.session.id} has no run going")
+                raise UsageError(f"session {ref.session.id} has no run going",
+                                 hint="`sandbox ls` lists the runs and their states")
             run = running[0]
         if run.status is not RunStatus.RUNNING:
-            raise UsageError(f"run {run.id} is not running (it is {run.status.value})")
+            raise UsageError(f"run {run.id} is not running (it is {run.status.value})",
+                             hint=f"`sandbox show {run.id}` shows how it ended")
         if not stop_run(run):
-            from sandbox.lifecycle._liveness import reap_lost
-
-            reap_lost(self.store, self.audit)
+            self.reap_lost()  # its process is gone: lost, and its session settled
         return self.store.get_run(run.id)
 
     def reap_lost(self) -> list[RunRecord]:

@@ -346,8 +346,8 @@ class McpSession:
         self.flush_audit()
         lc = self._lifecycle()
         # The runs were held at level 2; the session is judged by its own policy.
-        self.store.set_session_policy(self.id, policy_record(self.policy))
         with lc.locked(self.id):
+            self.store.set_session_policy(self.id, policy_record(self.policy))
             p = lc.pending(lc.resolve(self.id))
             decision = decide(p.changeset, self.policy, interactive=False)
             applied = apply_decision(lc, p, decision, run_id=p.run_id, records=[],

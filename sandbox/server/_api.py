@@ -21,6 +21,7 @@ from sandbox.errors import (
     ForbiddenChangeError,
     NotFoundError,
     SandboxError,
+    SessionBusyError,
     UsageError,
 )
 from sandbox.server._auth import Denied, Principal, authenticate
@@ -49,8 +50,7 @@ def status_of(exc: SandboxError) -> int:
         return 409
     if isinstance(exc, UsageError | CommitError):
         return 400 if isinstance(exc, UsageError) else 409
-    busy = type(exc).__name__ == "SessionBusyError"  # from the lifecycle: a run holds it
-    return 409 if busy else 500
+    return 409 if isinstance(exc, SessionBusyError) else 500  # a run of it is going
 
 
 def guarded(server: Server, needed: Role, handler: Handler) -> Callable[[Request], Awaitable[Response]]:

@@ -31,6 +31,12 @@ class Forwarder(Protocol):
 
 
 def _warn(what: str, exc: Exception) -> None:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(what)
+    if parts.username or parts.password:  # credentials in a collector URL stay out of logs
+        netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+        what = urlunsplit(parts._replace(netloc=netloc))
     print(f"sandbox serve: cannot forward audit records to {what}: {exc}", file=sys.stderr)
 
 

@@ -48,28 +48,49 @@ def lifecycle(server: Server) -> Iterator[Lifecycle]:
         store.close()
 
 
-def _side_digest(path: Path) -> str:
+def _side_digest(root: Path, rel: str) -> str:
+    """One side of a change as it is now, read without following a symlink anywhere on the
+    way (a workspace's symlinked directory must not lead the hash, and so the etag a viewer
+    sees, out of the tree): the commit's own no-follow walk."""
+    from sandbox.fs._safeio import O_DIR, UnsafePathError, lstat_at, open_dir_at, split
+
+    parent, name = split(rel)
     try:
-        st = path.lstat()
-    except FileNotFoundError:
+        root_fd = os.open(root, O_DIR)
+    except OSError:
         return "-"
-    head = f"{stat.S_IFMT(st.st_mode)}:{stat.S_IMODE(st.st_mode):o}:{st.st_size}"
-    if stat.S_ISLNK(st.st_mode):
-        return head + ":" + os.readlink(path)
-    if not stat.S_ISREG(st.st_mode) or st.st_size > _HASH_LIMIT:
-        return f"{head}:{st.st_mtime_ns}:{st.st_ino}"
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return head + ":" + h.hexdigest()
+    try:
+        dfd = open_dir_at(root_fd, parent)
+    except (UnsafePathError, OSError):
+        os.close(root_fd)
+        return "-"  # a parent that is missing or not a real directory: nothing there
+    os.close(root_fd)
+    try:
+        st = lstat_at(dfd, name)
+        if st is None:
+            return "-"
+        head = f"{stat.S_IFMT(st.st_mode)}:{stat.S_IMODE(st.st_mode):o}:{st.st_size}"
+        if stat.S_ISLNK(st.st_mode):
+            return head + ":" + os.readlink(name, dir_fd=dfd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _HASH_LIMIT:
+            return f"{head}:{st.st_mtime_ns}:{st.st_ino}"
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        h = hashlib.sha256()
+        with open(fd, "rb", buffering=0) as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        return head + ":" + h.hexdigest()
+    except OSError:
+        return "-"
+    finally:
+        os.close(dfd)
 
 
 def etag(p: Pending, change: Change) -> str:
     """What the person saw of one change: the change and both sides as they are now."""
     h = hashlib.sha256(json.dumps(change.to_json(), sort_keys=True, default=str).encode())
-    h.update(_side_digest(p.upper / change.path).encode())
-    h.update(_side_digest(p.session.workspace / change.path).encode())
+    h.update(_side_digest(p.upper, change.path).encode())
+    h.update(_side_digest(p.session.workspace, change.path).encode())
     return h.hexdigest()[:32]
 
 
