@@ -181,8 +181,10 @@ class Lifecycle:
             verdicts = [classify(c, p.policy) for c in p.changeset.select(chosen)]
             forbidden = tuple(v for v in verdicts if v.risk is Risk.FORBIDDEN)
             if forbidden and chosen is not None:
-                raise ForbiddenChangeError("refused: " + "; ".join(
-                    f"{v.path}: {v.reason}" for v in forbidden), hint="nothing was committed")
+                raise ForbiddenChangeError("forbidden, never committed: " + "; ".join(
+                    f"{v.path}: {v.reason}" for v in forbidden),
+                    hint=f"nothing was committed; discard it with `sandbox reject "
+                    f"{p.session.id} PATH`, or approve the other paths by name")
             protected = [v for v in verdicts if v.risk is Risk.PROTECTED]
             if protected and not include_protected:
                 raise ProtectedChangeError(

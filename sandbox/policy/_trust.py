@@ -77,7 +77,9 @@ def trust(home: Path, path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise PolicyError(f"{path}: cannot read policy file: {exc.strerror}") from exc
+        raise PolicyError(f"{path}: cannot read policy file: {exc.strerror}",
+                          hint="check the path and its permissions; `sandbox trust` takes a "
+                          "policy file or a workspace directory") from exc
     files = _read(home)
     files[str(path.resolve())] = digest = content_digest(data)
     _write(home, files)

@@ -154,7 +154,8 @@ def _agent_commits(cs: ChangeSet, upper: Path, workspace: Path, git: _Git, base:
         return ()
     pack = pack_commits(upper, workspace, move.new, base)
     if pack is None:
-        raise SandboxError("could not read the commits made inside the sandbox")
+        raise SandboxError("could not read the commits made inside the sandbox",
+                           hint="export without --include-protected to export the files only")
     git.run("unpack-objects", "-q", input=pack)
     return (move.new, *(c.sha for c in move.commits if c.sha != move.new))
 

@@ -24,7 +24,8 @@ def test_demo_script_runs_the_main_job(base_dir: Path) -> None:
                        timeout=300, check=False)
     out = (r.stdout + r.stderr).decode(errors="replace")
     assert r.returncode == 0, out
-    assert "do-not-leak" not in out  # the hidden .env stayed hidden inside
+    assert "secret visible inside?" in out  # the command tried to read .env inside...
+    assert "do-not-leak" not in out  # ...and the hidden file stayed hidden
     assert "3 change(s)" in out and "+def test_add():" in out  # the pending diff was shown
     assert (ws / "src" / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
     assert (ws / "src" / "test_calc.py").exists() and not (ws / "notes.txt").exists()

@@ -288,9 +288,10 @@ def test_forbidden_changes_never_commit(sbx: tuple[Cli, Path], attack: str) -> N
     assert not names & {"suid-sh", "sgid-sh", "passwd-link", "etc-link", "a-fifo", "a-socket"}
     path = refused[0]["path"]
     r = cli("approve", "last", path)
-    assert (r.returncode != 0 and b"forbid" in r.stderr.lower() + r.stdout.lower()) or \
-        b"refused" in r.stderr + r.stdout
-    assert not names & {p.name for p in workspace.iterdir()} - {"README.md", "src", "old.txt"}
+    assert r.returncode == 4, (r.returncode, r.stderr)  # a forbidden change: exit 4, nothing
+    assert b"forbid" in r.stderr.lower() + r.stdout.lower()
+    # nothing the run made reached the workspace, the named forbidden path least of all
+    assert {p.name for p in workspace.iterdir()} == names
 
 
 def test_planting_git_hooks_needs_a_person(sbx: tuple[Cli, Path]) -> None:

@@ -11,12 +11,12 @@ import pytest
 
 from sandbox.fs._gitcreds import _pathspec, scrubbed_git_config, scrubbed_paths
 from sandbox.policy import merge, read_layer
+from tests.conftest import require
 
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
-    if shutil.which("git") is None:
-        pytest.skip("git")
+    require(shutil.which("git") is not None, "git (scripts/setup.sh installs it)")
     (tmp_path / ".git").mkdir()
     return tmp_path
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 from pathlib import Path
 
 import pytest
@@ -31,9 +30,7 @@ def test_catastrophic_pattern_stops_at_the_limit(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_files, "GREP_TIMEOUT_S", 0.5)
     view = _view(tmp_path)
-    start = time.monotonic()
     out = _files.grep(view, r"(a|aa)+$", None, None)  # exponential backtracking on "aaa...b"
-    assert time.monotonic() - start < 5
     assert "grep stopped after 0.5s" in out
 
 
