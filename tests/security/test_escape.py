@@ -202,12 +202,15 @@ def test_root_inside_is_not_root_outside(sbx: tuple[Cli, Path], entry: str) -> N
 
 def test_privilege_tricks_fail(sbx: tuple[Cli, Path], entry: str) -> None:
     cli, workspace = sbx
-    r = run(cli, workspace, "unshare -r true && echo UNSHARE-OK; "
-            "mount -t tmpfs none /tmp && echo MOUNT-OK; "
-            "mknod dev c 1 3 && echo MKNOD-OK; "
-            "chroot / true && echo CHROOT-OK; true", entry=entry)
-    for bad in (b"UNSHARE-OK", b"MOUNT-OK", b"MKNOD-OK", b"CHROOT-OK"):
-        assert bad not in r.stdout, r.stdout
+    tricks = {"UNSHARE": "unshare -r true", "MOUNT": "mount -t tmpfs none /tmp",
+              "MKNOD": "mknod dev c 1 3", "CHROOT": "/usr/sbin/chroot / true"}  # sbin: not on PATH
+    r = run(cli, workspace, "".join(f"{cmd} 2>/dev/null && echo {name}-OK || echo {name}-FAILED:$?; "
+                                    for name, cmd in tricks.items()) + "true", entry=entry)
+    for name in tricks:
+        assert f"{name}-OK".encode() not in r.stdout, r.stdout
+        # each was attempted and refused, not missing from the sandbox (127: not found)
+        assert f"{name}-FAILED:".encode() in r.stdout, r.stdout
+        assert f"{name}-FAILED:127".encode() not in r.stdout, r.stdout
 
 
 def test_state_dir_and_docker_socket_not_mounted(sbx: tuple[Cli, Path],
@@ -268,6 +271,9 @@ def test_no_network_not_even_host_loopback(sbx: tuple[Cli, Path], entry: str) ->
     t.join()
     srv.close()
     assert b"CONNECTED" not in r.stdout and b"UDP-SENT" not in r.stdout, r.stdout
+    for tried in (f"blocked ('127.0.0.1', {port})".encode(), b"blocked ('192.0.2.1', 80)",
+                  b"udp blocked"):  # each attempt was made, and failed inside
+        assert tried in r.stdout, r.stdout
     assert hits == []
 
 
