@@ -6,10 +6,13 @@ to brute-force) and a lookup stays O(1). The file is 0600 in the 0700 serve dire
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -71,6 +74,20 @@ class TokenStore:
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Load-modify-save under an exclusive lock: two API calls at once (serve runs them in
+        threads) must neither lose a new token nor bring back a revoked one. The lock file
+        sits beside the tokens and is never deleted (flock holds an inode)."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path.with_suffix(".lock"),
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing drops the lock
+
     def create(self, name: str, role: Role) -> tuple[Token, str]:
         """(the stored token, the secret: shown once, never stored)."""
         if not name.strip() or len(name) > 100 or not name.isprintable():
@@ -78,18 +95,21 @@ class TokenStore:
         secret = _PREFIX + secrets.token_urlsafe(32)
         token = Token(id="tok_" + secrets.token_hex(4), name=name, role=role,
                       sha256=_digest(secret), created=utc_timestamp())
-        self._save([*self._load(), token])
+        with self._locked():
+            self._save([*self._load(), token])
         return token, secret
 
     def list(self) -> list[Token]:
         return self._load()
 
     def revoke(self, token_id: str) -> Token:
-        tokens = self._load()
-        gone = [t for t in tokens if t.id == token_id]
-        if not gone:
-            raise NotFoundError(f"no token {token_id!r}")
-        self._save([t for t in tokens if t.id != token_id])
+        with self._locked():
+            tokens = self._load()
+            gone = [t for t in tokens if t.id == token_id]
+            if not gone:
+                raise NotFoundError(f"no token {token_id!r}",
+                                    hint="`sandbox serve token ls` lists the token ids")
+            self._save([t for t in tokens if t.id != token_id])
         return gone[0]
 
     def lookup(self, secret: str) -> Token | None:
