@@ -61,6 +61,7 @@ def admin_routes(server: Server) -> list[Route]:
 
     async def tokens_revoke(request: Request, _who: Principal) -> Response:
         gone = await asyncio.to_thread(server.tokens.revoke, request.path_params["tid"])
+        server.logins.close_token(gone.id)  # its console sessions end with it
         return JSONResponse({"revoked": gone.id})
 
     async def keys_list(_request: Request, _who: Principal) -> Response:

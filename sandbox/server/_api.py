@@ -56,7 +56,7 @@ def status_of(exc: SandboxError) -> int:
 def guarded(server: Server, needed: Role, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
-            who = authenticate(request, server.tokens, socket_owner=server.socket_owner,
+            who = authenticate(request, server.tokens, server.logins, socket_owner=server.socket_owner,
                                csrf_key=server.csrf_key, needed=needed)
         except Denied as exc:
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None

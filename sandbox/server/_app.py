@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 
 from sandbox.audit import AuditLog
 from sandbox.server._events import EventHub
+from sandbox.server._logins import Logins
 from sandbox.server._tokens import TokenStore
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ class Server:
         self.metrics = _Metrics()
         self.audit = AuditLog(self.layout.audit)
         self.events = EventHub()
+        self.logins = Logins(self.tokens)  # console sessions: the browser never holds a token
         self.checkpointer.listeners.append(self.events.publish)
         from sandbox.server._mcp import McpHost
 

@@ -2,10 +2,11 @@
 
 - On the default unix socket (0600, in a 0700 dir) only its owner can connect, so a request
   without credentials acts as that owner (admin). Over TCP every request needs a token.
-- API clients send `Authorization: Bearer TOKEN`. Browsers log in once: the token goes into an
-  HttpOnly, SameSite=Strict cookie, and every state-changing request must also carry a CSRF
-  token derived from it (a header or a form field) and, when the browser sends one, an Origin
-  of this server. A cross-site page can neither read the CSRF token nor send the cookie.
+- API clients send `Authorization: Bearer TOKEN`. Browsers log in once with a token and get a
+  console session (see _logins): an HttpOnly, SameSite=Strict cookie holding a random session
+  id, never the token. Every state-changing request from a browser must also carry a CSRF token
+  derived from the session id (a header) and, when the browser sends one, an Origin of this
+  server. A cross-site page can neither read the CSRF token nor send the cookie.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ import pwd
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sandbox.server._tokens import Role, TokenStore
+from sandbox.server._tokens import Role
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
+    from sandbox.server._logins import Logins
+    from sandbox.server._tokens import TokenStore
+
 __all__ = ["COOKIE", "Denied", "Principal", "authenticate", "csrf_token"]
 
-COOKIE = "sbx_token"
+COOKIE = "sbx_session"  # a console session id (the old raw-token cookie is not accepted)
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -33,7 +37,7 @@ class Principal:
     name: str
     role: Role
     via: str  # "token", "cookie" or "socket"
-    secret: str = ""  # the token itself, to derive the CSRF token from
+    secret: str = ""  # the bearer token, or the console session id the CSRF token derives from
 
     @property
     def actor(self) -> str:
@@ -59,7 +63,7 @@ def _owner() -> str:
         return f"uid:{os.geteuid()}"
 
 
-def authenticate(request: Request, tokens: TokenStore, *, socket_owner: bool,
+def authenticate(request: Request, tokens: TokenStore, logins: Logins, *, socket_owner: bool,
                  csrf_key: bytes, needed: Role) -> Principal:
     """The principal of `request`, or Denied(401|403). `socket_owner`: the server listens on
     its owner-only unix socket, so a request without credentials is the owner's."""
@@ -76,6 +80,11 @@ def authenticate(request: Request, tokens: TokenStore, *, socket_owner: bool,
         if not socket_owner:
             raise Denied(401, "a token is required (sandbox serve token create)")
         principal = Principal(_owner(), Role.ADMIN, "socket")
+    elif via == "cookie":
+        login = logins.resolve(secret)
+        if login is None:
+            raise Denied(401, "the console session ended (expired, logged out or token revoked)")
+        principal = Principal(login.name, login.role, via, secret)
     else:
         token = tokens.lookup(secret)
         if token is None:

@@ -10,6 +10,7 @@ Decisions are POSTed by the script with the CSRF token from the page (see _auth)
 from __future__ import annotations
 
 import asyncio
+import hmac
 import html
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -45,6 +46,10 @@ def _t(value: object) -> str:
 def _page(title: str, body: str, who: Principal | None, server: Server) -> HTMLResponse:
     csrf = csrf_token(server.csrf_key, who.secret) if who and who.via == "cookie" else ""
     user = f"{_t(who.name)} ({_t(who.role)})" if who else ""
+    if csrf:
+        user += ("<form method=\"post\" action=\"/logout\" class=\"logout\">"
+                 f"<input type=\"hidden\" name=\"csrf\" value=\"{_t(csrf)}\">"
+                 "<button>Log out</button></form>")
     return HTMLResponse(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"csrf\" content=\"{_t(csrf)}\"><title>{_t(title)} · sandbox</title>"
@@ -163,7 +168,7 @@ def console_routes(server: Server) -> list[Route]:
              ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
-                who = authenticate(request, server.tokens, socket_owner=server.socket_owner,
+                who = authenticate(request, server.tokens, server.logins, socket_owner=server.socket_owner,
                                    csrf_key=server.csrf_key, needed=needed)
             except Denied as exc:
                 if exc.status == 401:
@@ -207,11 +212,29 @@ def console_routes(server: Server) -> list[Route]:
             return HTMLResponse("cross-origin login refused", 403, headers=_HEADERS)
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         secret = (form.get("token") or [""])[0].strip()
-        if not secret or server.tokens.lookup(secret) is None:
+        token = await asyncio.to_thread(server.tokens.lookup, secret) if secret else None
+        if token is None:
             return _page("log in", "<p class=\"error\">Unknown token.</p>", None, server)
+        # The cookie carries a new session id; the token itself goes no further than this line.
         resp = RedirectResponse("/", status_code=303)
-        resp.set_cookie(COOKIE, secret, httponly=True, samesite="strict", path="/",
-                        secure=request.url.scheme == "https")
+        resp.set_cookie(COOKIE, server.logins.open(token), httponly=True, samesite="strict",
+                        path="/", secure=request.url.scheme == "https")
+        return resp
+
+    async def logout(request: Request) -> Response:
+        """Ends the session the cookie names. The form carries the page's CSRF token: a
+        cross-site page must not be able to log a person out either."""
+        sid = request.cookies.get(COOKIE, "")
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        sent = (form.get("csrf") or [""])[0]
+        if sid and not hmac.compare_digest(sent, csrf_token(server.csrf_key, sid)):
+            return HTMLResponse("missing or wrong CSRF token (reload the page)", 403,
+                                headers=_HEADERS)
+        if sid:
+            server.logins.close(sid)
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=request.url.scheme == "https")
         return resp
 
     async def static(request: Request) -> Response:
@@ -226,5 +249,6 @@ def console_routes(server: Server) -> list[Route]:
         Route("/s/{sid}", page(Role.VIEWER, session)),
         Route("/report", page(Role.VIEWER, report)),
         Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
         Route("/static/{name}", static),
     ]

@@ -112,6 +112,9 @@ class TokenStore:
             self._save([t for t in tokens if t.id != token_id])
         return gone[0]
 
+    def get(self, token_id: str) -> Token | None:
+        return next((t for t in self._load() if t.id == token_id), None)
+
     def lookup(self, secret: str) -> Token | None:
         digest = _digest(secret)
         return next((t for t in self._load() if secrets.compare_digest(t.sha256, digest)), None)
