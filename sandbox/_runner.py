@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, assert_never
+from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
 from sandbox._home import HomeLayout
 from sandbox._launch import (
@@ -41,6 +41,9 @@ from sandbox.lifecycle._after_run import apply_decision
 from sandbox.lifecycle._signals import Cancelled, armed
 from sandbox.policy import EffectivePolicy, Level, Policy
 from sandbox.store import RefKind, ResolvedRef, RunStatus, SessionRecord, SessionState, Store
+
+if TYPE_CHECKING:
+    from sandbox.gateway._tools import ToolGate
 
 
 class Interaction(Protocol):
@@ -90,6 +93,8 @@ class RunRequest:
     mounts: tuple[BindMount, ...] = ()
     cwd: str = ""  # where the command starts, relative to the workspace (a subdirectory)
     user: str = "root"  # who the command runs as inside (see LaunchSpec.user)
+    # With [llm]: the only tools the run's key may offer a model (`sandbox agent`); None: any.
+    llm_tools: ToolGate | None = None
 
 
 @dataclass(frozen=True)
@@ -277,7 +282,7 @@ class Runner:
                     from sandbox.gateway._attach import attach_llm
 
                     spec = attach_llm(stack, spec, home=self.layout.root, policy=policy,
-                                      run_id=run.id, session_id=session.id)
+                                      run_id=run.id, session_id=session.id, tools=req.llm_tools)
                 with armed():
                     result = self.backend.launch(spec)
         except SandboxError as exc:

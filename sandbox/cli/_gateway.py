@@ -108,22 +108,16 @@ def _key(args: argparse.Namespace) -> int:
             now = time.time()
             keys = store.list()
             if args.json:
-                print(
-                    json.dumps(
-                        [
-                            {**asdict(k), "status": k.status(now), "spent_usd": store.spent(f"key:{k.id}")}
-                            for k in keys
-                        ],
-                        indent=2,
-                    )
-                )
+                print(json.dumps(store.listing(now), indent=2))
                 return 0
             for k in keys:
                 budget = "-" if k.budget_usd is None else f"${k.budget_usd:g}"
                 spent = store.spent(f"key:{k.id}")
                 print(
                     f"{k.id}  {k.status(now):8} spent ${spent:.4f} of {budget:8} "
-                    f"models={','.join(k.models) or '*'} {k.label or ''}".rstrip()
+                    f"models={','.join(k.models) or '*'}"
+                    f"{' tools=' + ','.join(sorted(k.tools.allowed)) if k.tools else ''} "
+                    f"{k.label or ''}".rstrip()
                 )
             return 0
         case "revoke":

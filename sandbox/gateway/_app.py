@@ -1,10 +1,10 @@
 """The gateway's HTTP surface (an ASGI app: Starlette, served by uvicorn) and call admission.
 
 Admission, in order, for every model call: the virtual key (401), the body (400), the key's
-model allowlist (403), the content policy (400 naming the rule), the route (404), the price
-(400 when unpriced), rate limits (429 + retry-after), then the budget reservation (402, never
-429: agents retry 429). Nothing before the reservation spends or writes an audit record, except
-the policy blocks, which are audited.
+model allowlist (403), the key's tool restriction (403 naming the foreign tools), the content
+policy (400 naming the rule), the route (404), the price (400 when unpriced), rate limits (429 +
+retry-after), then the budget reservation (402, never 429: agents retry 429). Nothing before the
+reservation spends or writes an audit record, except the policy blocks, which are audited.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from sandbox.gateway._limits import RateLimiter
 from sandbox.gateway._metrics import Metrics
 from sandbox.gateway._recorder import BodyStore, CallRecord, Recorder
 from sandbox.gateway._relay import Call, Outcome, RawResponse, StreamRelay, read_whole
+from sandbox.gateway._tools import ToolsRefused, offered_tools
 from sandbox.gateway._upstream import (
     Endpoint,
     Unreachable,
@@ -44,7 +45,7 @@ from sandbox.gateway._upstream import (
 from sandbox.gateway._usage import Api, StreamTracker
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
 __all__ = ["Gateway"]
 
@@ -108,6 +109,8 @@ class Gateway:
             KeyStore(self.keys.path).add_spend,  # its own connection, on the writer thread
         )
         self.http: aiohttp.ClientSession | None = None
+        # Told at once of a request refused for its tools (`sandbox agent` stops its agent).
+        self.on_refused: Callable[[ToolsRefused], None] | None = None
 
     def reload(self, config: Config) -> None:
         """Swap in a new config; calls in flight keep the one they were admitted under."""
@@ -194,16 +197,35 @@ class Gateway:
             return _error(family, Kind.INVALID, "request body must be a JSON object with a model")
         return body
 
-    def _audit_block(self, key: VirtualKey, api: Api, model: str, reason: str, rule: str) -> None:
+    def _audit_block(
+        self, key: VirtualKey, api: Api, model: str, reason: str, rule: str, **extra: object
+    ) -> None:
         self.metrics.refused.labels(reason).inc()
         self.recorder.submit(
             CallRecord(
                 AuditEvent.LLM_BLOCKED,
                 key.run,
                 key.session,
-                {"key": key.id, "api": str(api), "model": model, "reason": reason, "rule": rule},
+                {"key": key.id, "api": str(api), "model": model, "reason": reason, "rule": rule, **extra},
             )
         )
+
+    def _refuse_tools(self, key: VirtualKey, api: Api, body: dict[str, object]) -> RawResponse | None:
+        """A key with a tool restriction: a request offering any other tool never reaches the
+        model (nothing dispatched, reserved or spent); audited, and the run told at once."""
+        if key.tools is None:
+            return None
+        foreign = key.tools.foreign(offered_tools(api, body))
+        if not foreign:
+            return None
+        refused = ToolsRefused(key.id, key.run, key.session, foreign)
+        model = str(body["model"])
+        self._audit_block(key, api, model, "tools", f"not allowed for this key: {', '.join(foreign)}",
+                          tools=list(foreign))
+        if self.on_refused is not None:
+            self.on_refused(refused)
+        allowed = ", ".join(sorted(key.tools.allowed)) or "none"
+        return _error(_family(api), Kind.TOOLS, f"{refused.message()} (this key allows: {allowed})")
 
     def _scopes(self, key: VirtualKey, cfg: Config) -> list[Scope]:
         now = datetime.now(UTC)
@@ -229,6 +251,9 @@ class Gateway:
         if key.models and not any(fnmatch.fnmatchcase(model, g) for g in key.models):
             self._audit_block(key, api, model, "model", "key allowlist")
             return _error(family, Kind.FORBIDDEN, f"model {model} is not allowed for this key")
+        refused = self._refuse_tools(key, api, body)
+        if refused is not None:
+            return refused
         return key, body
 
     async def call(self, request: Request, api: Api) -> Response:

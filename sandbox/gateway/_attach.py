@@ -27,6 +27,7 @@ from sandbox.errors import UsageError
 
 if TYPE_CHECKING:
     from sandbox.backends._base import LaunchSpec
+    from sandbox.gateway._tools import ToolGate
     from sandbox.policy import Policy
 
 __all__ = ["INSIDE_PORT", "attach_llm"]
@@ -89,8 +90,13 @@ def _relay_target(url: str) -> tuple[tuple[str, int], str]:
 
 
 def attach_llm(stack: contextlib.ExitStack, spec: LaunchSpec, *, home: Path, policy: Policy,
-               run_id: str, session_id: str) -> LaunchSpec:
-    """Mint the run's key, start (or reach) the gateway, and bridge it into `spec`."""
+               run_id: str, session_id: str, tools: ToolGate | None = None) -> LaunchSpec:
+    """Mint the run's key, start (or reach) the gateway, and bridge it into `spec`.
+
+    `tools`: the key may offer the model only these tools (enforced by whichever gateway serves
+    the key); the in-process gateway reports each refusal to `tools.on_refused` as it happens.
+    A configured gateway URL is reached through a byte relay, which tells no one: there the
+    audit log's `llm.blocked` records are the only word of a refusal."""
     from sandbox.gateway._config import find_config, load_config
     from sandbox.gateway._keys import KeyStore
     from sandbox.gateway._serve import gateway_env
@@ -106,14 +112,16 @@ def attach_llm(stack: contextlib.ExitStack, spec: LaunchSpec, *, home: Path, pol
         budget = max(0.0, budget - store.spent(f"session:{session_id}"))
     ttl = (policy.limits.timeout_s + 300) if policy.limits.timeout_s else _DEFAULT_TTL_S
     secret, key = store.create(label=f"run {run_id}", budget_usd=budget, ttl_s=ttl,
-                               models=policy.llm_models, session=session_id, run=run_id)
+                               models=policy.llm_models, session=session_id, run=run_id,
+                               tools=tools.restriction if tools is not None else None)
     stack.callback(store.revoke, key.id)
 
     def serve(listener: socket.socket) -> None:
         if cfg is not None:
             from sandbox.gateway._serve import EmbeddedGateway
 
-            embedded = EmbeddedGateway.start(cfg, home, listener)
+            embedded = EmbeddedGateway.start(cfg, home, listener,
+                                             tools.on_refused if tools is not None else None)
             stack.callback(embedded.close)
         else:
             assert target is not None

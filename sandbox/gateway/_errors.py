@@ -17,6 +17,7 @@ class Kind(StrEnum):
     AUTH = "auth"  # 401
     BUDGET = "budget"  # 402: non-retryable on purpose (SDKs and agents retry 429)
     FORBIDDEN = "forbidden"  # 403
+    TOOLS = "tools"  # 403: the request offers tools its key does not allow
     NOT_FOUND = "not_found"  # 404
     TOO_LARGE = "too_large"  # 413
     RATE = "rate"  # 429
@@ -31,7 +32,7 @@ def status_of(kind: Kind) -> int:
             return 401
         case Kind.BUDGET:
             return 402
-        case Kind.FORBIDDEN:
+        case Kind.FORBIDDEN | Kind.TOOLS:
             return 403
         case Kind.NOT_FOUND:
             return 404
@@ -51,7 +52,7 @@ def _anthropic_type(kind: Kind) -> str:
             return "authentication_error"
         case Kind.BUDGET:
             return "billing_error"
-        case Kind.FORBIDDEN:
+        case Kind.FORBIDDEN | Kind.TOOLS:
             return "permission_error"
         case Kind.NOT_FOUND:
             return "not_found_error"
@@ -73,6 +74,8 @@ def _openai_type(kind: Kind) -> tuple[str, str | None]:
             return "insufficient_quota", "budget_exceeded"
         case Kind.FORBIDDEN:
             return "invalid_request_error", "model_not_allowed"
+        case Kind.TOOLS:
+            return "invalid_request_error", "tool_not_allowed"
         case Kind.NOT_FOUND:
             return "invalid_request_error", "model_not_found"
         case Kind.RATE:

@@ -15,10 +15,11 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sandbox.errors import NotFoundError, StateError
+from sandbox.gateway._tools import ToolRestriction
 
 __all__ = ["KEY_PREFIX", "KeyStore", "VirtualKey", "hash_key"]
 
@@ -35,7 +36,8 @@ CREATE TABLE IF NOT EXISTS keys (
   expires_at REAL,
   revoked_at REAL,
   session TEXT,
-  run TEXT
+  run TEXT,
+  tools TEXT
 );
 CREATE INDEX IF NOT EXISTS keys_session ON keys(session);
 CREATE TABLE IF NOT EXISTS spend (
@@ -60,6 +62,7 @@ class VirtualKey:
     revoked_at: float | None
     session: str | None
     run: str | None
+    tools: ToolRestriction | None = None  # the only tools its requests may offer; None: any
 
     def usable(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
@@ -72,11 +75,11 @@ class VirtualKey:
         return "active"
 
 
-_COLS = "id, label, budget_usd, models, created_at, expires_at, revoked_at, session, run"
+_COLS = "id, label, budget_usd, models, created_at, expires_at, revoked_at, session, run, tools"
 
 
 def _row(row: tuple[object, ...]) -> VirtualKey:
-    kid, label, budget, models, created, expires, revoked, session, run = row
+    kid, label, budget, models, created, expires, revoked, session, run, tools = row
     assert isinstance(kid, str) and isinstance(models, str) and isinstance(created, float)
     return VirtualKey(
         kid,
@@ -88,7 +91,21 @@ def _row(row: tuple[object, ...]) -> VirtualKey:
         float(revoked) if isinstance(revoked, int | float) else None,
         session if isinstance(session, str) else None,
         run if isinstance(run, str) else None,
+        ToolRestriction.from_json(tools) if isinstance(tools, str) else None,
     )
+
+
+def _add_tools_column(db: sqlite3.Connection) -> None:
+    """A database made before keys carried a tool restriction gets the column (NULL: any tool,
+    which is what those keys allowed). Two processes may race to add it: one wins."""
+    cols = {row[1] for row in db.execute("PRAGMA table_info(keys)")}
+    if "tools" in cols:
+        return
+    try:
+        db.execute("ALTER TABLE keys ADD COLUMN tools TEXT")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):
+            raise
 
 
 class KeyStore:
@@ -117,6 +134,7 @@ class KeyStore:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.executescript(_SCHEMA)
+                _add_tools_column(db)
                 self._db = db
             yield self._db
         except sqlite3.Error as exc:
@@ -131,6 +149,7 @@ class KeyStore:
         models: Sequence[str] = (),
         session: str | None = None,
         run: str | None = None,
+        tools: ToolRestriction | None = None,
     ) -> tuple[str, VirtualKey]:
         """A new key: (the key itself, shown once; its record)."""
         secret = KEY_PREFIX + base64.b32encode(secrets.token_bytes(32)).decode().rstrip("=").lower()
@@ -145,10 +164,11 @@ class KeyStore:
             None,
             session,
             run,
+            tools,
         )
         with self._conn() as c:
             c.execute(
-                f"INSERT INTO keys ({_COLS}, hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO keys ({_COLS}, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     vk.id,
                     label,
@@ -159,6 +179,7 @@ class KeyStore:
                     None,
                     session,
                     run,
+                    tools.to_json() if tools is not None else None,
                     hash_key(secret),
                 ),
             )
@@ -180,6 +201,19 @@ class KeyStore:
         with self._conn() as c:
             rows = c.execute(f"SELECT {_COLS} FROM keys ORDER BY created_at").fetchall()
         return [_row(r) for r in rows]
+
+    def listing(self, now: float) -> Sequence[dict[str, object]]:
+        """Every key as JSON (`gateway key ls --json`, the server's API): its record, status and
+        spend; a tool restriction as the list of names."""
+        return [
+            {
+                **asdict(k),
+                "tools": sorted(k.tools.allowed) if k.tools is not None else None,
+                "status": k.status(now),
+                "spent_usd": self.spent(f"key:{k.id}"),
+            }
+            for k in self.list()
+        ]
 
     def revoke(self, key_id: str) -> VirtualKey:
         with self._conn() as c:

@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from sandbox.errors import SandboxError, StateError, UsageError
 from sandbox.gateway._app import Gateway
 from sandbox.gateway._config import Config, ConfigError, load_config
+from sandbox.gateway._tools import ToolsRefused
 
 __all__ = ["EmbeddedGateway", "parse_listen", "pid_file", "serve", "signal_reload"]
 
@@ -123,8 +124,10 @@ class EmbeddedGateway:
     thread: threading.Thread
 
     @classmethod
-    def start(cls, cfg: Config, home: Path, sock: socket.socket) -> EmbeddedGateway:
+    def start(cls, cfg: Config, home: Path, sock: socket.socket,
+              on_refused: Callable[[ToolsRefused], None] | None = None) -> EmbeddedGateway:
         gw = Gateway(cfg, home)
+        gw.on_refused = on_refused
         server = uvicorn.Server(_uvicorn_config(gw.app()))
         errors: list[BaseException] = []
 

@@ -8,7 +8,10 @@ MCP server as its only tools (reached through a relay on a bind-mounted unix soc
 session, audited; when the agent exits, the level decides, as after `sandbox run`.
 
 Fail closed: if the agent has not connected to the MCP server within CONNECT_TIMEOUT_S of its
-start, it is stopped and the run ends with 125.
+start, it is stopped and the run ends with 125. Its virtual key may offer the model only our
+tools (and the agent's few explicit extras): the gateway refuses any request offering another
+before the model sees it, and tells us at once, so the agent is stopped and the run ends with
+125 naming the tools.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sandbox.audit._record import RecordFormatError, decode_line
 from sandbox.backends import BindMount
 from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError
 from sandbox.gateway._attach import INSIDE_PORT as LLM_PORT
@@ -32,7 +34,7 @@ from sandbox.policy import Level
 
 if TYPE_CHECKING:
     from sandbox._runner import RunOutcome
-    from sandbox.audit import AuditRecord
+    from sandbox.gateway._tools import ToolRestriction, ToolsRefused
     from sandbox.mcp._server import Worker
     from sandbox.policy import EffectivePolicy
 
@@ -53,6 +55,28 @@ _CLAUDE_ENV = {
 class AgentKind(StrEnum):
     CLAUDE = "claude"
     CODEX = "codex"
+
+
+# Tools an agent offers its model besides ours that have no switch and were judged harmless,
+# each with its reason. The gateway lets exactly these (and our own) through on the agent's key.
+EXTRA_ALLOWED: dict[AgentKind, frozenset[str]] = {
+    AgentKind.CLAUDE: frozenset(),
+    AgentKind.CODEX: frozenset(),
+}
+
+
+def allowed_tools(kind: AgentKind) -> ToolRestriction:
+    """Our server's tools by their exact names (not a prefix: an MCP server named `sandbox__x`
+    would pass one), plus the agent's explicit extras."""
+    from sandbox.gateway._tools import ToolRestriction
+    from sandbox.mcp._server import TOOL_NAMES
+
+    return ToolRestriction(frozenset(OUR_PREFIX + n for n in TOOL_NAMES) | EXTRA_ALLOWED[kind])
+
+
+def _foreign_message(tools: Sequence[str]) -> str:
+    return (f"the agent offered its model tools that are not ours: {', '.join(tools[:10])}; the "
+            "gateway refused the request before the model saw it, and the agent was stopped")
 
 
 class AgentNotFound(UsageError):
@@ -113,7 +137,7 @@ def agent_argv(kind: AgentKind, binary: Path, config_inside: str,
                         'env_key="OPENAI_API_KEY",wire_api="responses"}')
             # Codex 0.171 still offers list_mcp_resources, list_mcp_resource_templates,
             # read_mcp_resource, request_user_input and view_image with no switch found: the
-            # offered-tools check then stops it (125) rather than let them through.
+            # gateway then refuses its requests and the run stops (125) rather than let them through.
             off = ("shell_tool", "unified_exec", "shell_snapshot", "goals", "multi_agent",
                    "image_generation", "sleep_tool", "apps", "plugins")
             return (exe, *[a for f in off for a in ("-c", f"features.{f}=false")],
@@ -171,6 +195,7 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
     import anyio
 
     from sandbox.egress._plumbing import _egress_dir
+    from sandbox.gateway._tools import ToolGate
     from sandbox.mcp._server import build_server, stop_running_sandboxes
 
     agent_dir = session.layout.session_dir(session.id) / "agent"
@@ -190,7 +215,8 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
                                                                  INSIDE_AGENT_DIR))
     result: dict[str, Any] = {}
     failure: list[str] = []
-    foreign = _OfferedTools(session, f"{session.id}-agent")
+    refusals: list[ToolsRefused] = []  # appended by the gateway's thread the moment it refuses
+    gate = ToolGate(allowed_tools(req.kind), refusals.append)
 
     def launch() -> None:
         from sandbox._runner import NoPerson, Runner, RunRequest
@@ -204,7 +230,7 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
             try:
                 result["outcome"] = runner.run(RunRequest(
                     argv=argv, workspace=cwd, policy=effective, session=f"{session.id}-agent",
-                    env=env, mounts=mounts))
+                    env=env, mounts=mounts, llm_tools=gate))
             except SandboxError as exc:
                 result["error"] = exc
 
@@ -214,21 +240,17 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
             tg.start_soon(_socket.serve_socket, server, sock, watch.seen)
             thread.start()
             with anyio.move_on_after(connect_timeout_s):
-                while not watch.connected.is_set() and thread.is_alive():
+                while not watch.connected.is_set() and thread.is_alive() and not refusals:
                     await anyio.sleep(0.05)
-            if not watch.connected.is_set() and thread.is_alive():
+            if not watch.connected.is_set() and thread.is_alive() and not refusals:
                 failure.append(f"the agent did not connect to the sandbox MCP server within "
                                f"{connect_timeout_s:g}s; stopped it")
                 await anyio.to_thread.run_sync(stop_running_sandboxes)
-            checked = 0
             while thread.is_alive():
+                if refusals and not failure:  # the gateway refused a request: stop the agent
+                    failure.append(_foreign_message(refusals[0].tools))
+                    await anyio.to_thread.run_sync(stop_running_sandboxes)
                 await anyio.sleep(0.05)
-                checked += 1
-                if checked % 10 == 0 and not failure:  # twice a second: what was offered
-                    bad = await anyio.to_thread.run_sync(foreign.check)
-                    if bad:
-                        failure.append(bad)
-                        await anyio.to_thread.run_sync(stop_running_sandboxes)
             tg.cancel_scope.cancel()
 
     try:
@@ -239,12 +261,15 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
     finished = worker.sync(session.finish)
     outcome: RunOutcome | None = result.get("outcome")
     error: SandboxError | None = result.get("error")
+    # Belt and braces: a refusal by a gateway that could not tell us (one reached by URL
+    # through a relay) is in the audit log, read once here with the usage.
+    llm, refused = _llm_usage(session, f"{session.id}-agent")
     if error is not None:
         failure.append(f"the agent could not run: {error}")
     elif outcome is not None and outcome.launch is not None and outcome.launch.backend_error:
         failure.append(f"the agent's sandbox failed: {outcome.launch.backend_error}")
-    elif not failure and (bad := foreign.check()):
-        failure.append(bad)
+    elif not failure and (refusals or refused):
+        failure.append(_foreign_message(refusals[0].tools if refusals else refused))
     elif not failure and not watch.connected.is_set():
         failure.append("the agent never connected to the sandbox MCP server (its tools were "
                        "not offered to the model)")
@@ -252,95 +277,22 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
                                                 EXIT_SANDBOX_FAILED)
     return AgentOutcome(exit_code=code, agent_run=outcome, finished=finished,
                         tool_calls=session.tool_calls, failure="; ".join(failure) or None,
-                        llm=_llm_usage(session, f"{session.id}-agent"))
+                        llm=llm)
 
 
-class _OfferedTools:
-    """Which tools the agent offered its model, read from the gateway's record of each LLM
-    request: any tool that is not one of ours means the agent was not limited to them."""
+def _llm_usage(session: McpSession, agent_session: str) -> tuple[dict[str, Any], list[str]]:
+    """Calls, tokens and cost of the agent's LLM traffic (the gateway's audit records), and
+    the foreign tools of any request the gateway refused for them."""
+    from sandbox.audit import AuditEvent
 
-    def __init__(self, session: McpSession, agent_session: str) -> None:
-        from sandbox.gateway._recorder import BodyStore
-
-        self.session, self.agent_session = session, agent_session
-        self.bodies = BodyStore(session.layout.root / "gateway" / "bodies")
-        self.log = session.audit.path
-        try:  # only what is appended from now on is read (twice a second: never the whole log)
-            self.offset = self.log.stat().st_size
-        except FileNotFoundError:
-            self.offset = 0
-
-    def _new_records(self) -> list[AuditRecord]:
-        try:
-            with open(self.log, "rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read()
-        except FileNotFoundError:
-            return []
-        complete = data[: data.rfind(b"\n") + 1]  # a record being written is read next time
-        self.offset += len(complete)
-        mine = self.agent_session.encode()
-        out = []
-        for raw in complete.splitlines(keepends=True):
-            if b'"llm.call"' in raw and mine in raw:
-                try:
-                    rec = decode_line(raw)
-                except RecordFormatError:
-                    continue  # `sandbox audit --verify` reports it; not ours to judge here
-                if rec.session == self.agent_session and rec.event.value == "llm.call":
-                    out.append(rec)
-        return out
-
-    def check(self) -> str | None:
-        for rec in self._new_records():
-            names = self._names(rec.data.get("request"))
-            if names is None:
-                continue
-            foreign = sorted(n for n in names if not n.startswith(OUR_PREFIX))
-            if foreign:
-                return (f"the agent offered its model tools that are not ours: "
-                        f"{', '.join(foreign[:10])}; stopped it")
-        return None
-
-    def _names(self, digest: object) -> list[str] | None:
-        import json
-
-        if not isinstance(digest, str):
-            return None
-        try:
-            manifest = json.loads(self.bodies.get(digest))
-            ref = manifest.get("tools")
-            tools = json.loads(self.bodies.get(ref["$blob"])) if isinstance(ref, dict) else []
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        return tool_names(tools)
-
-
-def tool_names(tools: object) -> list[str]:
-    """The names of the tools in a request's `tools`: Anthropic and OpenAI function tools by
-    name, a Responses API namespace (Codex groups an MCP server's tools so) as `ns__tool`, a
-    tool without a name (a hosted tool such as web_search) by its type."""
-    names: list[str] = []
-    for t in tools if isinstance(tools, list) else []:
-        if not isinstance(t, dict):
-            names.append(repr(t))
-            continue
-        fn = t.get("function")
-        spec = fn if isinstance(fn, dict) else t
-        name = str(spec.get("name") or t.get("type") or "?")
-        if t.get("type") == "namespace" and isinstance(t.get("tools"), list):
-            names.extend(f"{name}__{inner}" for inner in tool_names(t["tools"]))
-        else:
-            names.append(name)
-    return names
-
-
-def _llm_usage(session: McpSession, agent_session: str) -> dict[str, Any]:
-    """Calls, tokens and cost of the agent's LLM traffic (the gateway's audit records)."""
     calls = tokens_in = tokens_out = 0
     cost = 0.0
+    refused: list[str] = []
     for rec in session.audit.records(session=agent_session):
-        if rec.event.value != "llm.call":
+        if rec.event is AuditEvent.LLM_BLOCKED and rec.data.get("reason") == "tools":
+            tools = rec.data.get("tools")
+            refused += [str(t) for t in tools] if isinstance(tools, list) else ["?"]
+        if rec.event is not AuditEvent.LLM_CALL:
             continue
         calls += 1
         d = rec.data
@@ -349,4 +301,4 @@ def _llm_usage(session: McpSession, agent_session: str) -> dict[str, Any]:
         c = d.get("cost_usd")
         cost += float(c) if isinstance(c, int | float) else 0.0
     return {"calls": calls, "input_tokens": tokens_in, "output_tokens": tokens_out,
-            "cost_usd": round(cost, 6)}
+            "cost_usd": round(cost, 6)}, sorted(set(refused))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse
@@ -68,8 +67,7 @@ def admin_routes(server: Server) -> list[Route]:
         def read() -> list[dict[str, object]]:
             store, now = keys(), time.time()
             try:
-                return [{**asdict(k), "status": k.status(now),
-                         "spent_usd": store.spent(f"key:{k.id}")} for k in store.list()]
+                return list(store.listing(now))
             finally:
                 store.close()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.audit import AuditEvent, AuditLog
 from tests.conftest import Cli, give
 from tests.e2e.test_claude_code import claude_binary
 from tests.support.gateway import UPSTREAM_KEY, config_text
@@ -95,18 +96,27 @@ def test_claude_changes_files_only_through_our_tools(user_cli: tuple[Cli, Path],
     assert UPSTREAM_KEY not in audit
 
 
-def test_an_agent_offering_builtin_tools_is_stopped(cli: Cli, workspace: Path,
-                                                    base_dir: Path) -> None:
-    """`--tools Bash` after ours turns a built-in back on: the offer is seen, the run fails."""
+def test_an_agent_offering_builtin_tools_is_stopped_before_the_model_sees_them(
+        cli: Cli, workspace: Path, base_dir: Path) -> None:
+    """`--tools Bash` after ours turns a built-in back on. The gateway refuses the agent's
+    request offering it (the model never sees Bash, so it can never call it), and the run stops
+    with 125 naming it. Before the gateway checked, the model saw the offer once."""
     pwned = base_dir / "PWNED"
     script = [Turn(ToolUse("Bash", {"command": f"touch {pwned}", "description": "x"})),
               Turn(Text("Done."))]
     with MessagesStandIn(script, api_key=UPSTREAM_KEY) as llm:
         r = _agent(cli, workspace, "bad", "--", "-p", "go", "--model", MODEL, "--tools", "Bash",
                    env=_gateway(cli, llm.url))
-        assert any("Bash" in req.offered_tools() for req in llm.main_loop())
+        offered = [req.offered_tools() for req in llm.received]
     assert r.returncode == 125, r.stderr.decode()[-2000:]
     assert b"tools that are not ours: Bash" in r.stderr
+    assert b"refused the request before the model saw it" in r.stderr
+    assert not any("Bash" in tools for tools in offered), offered  # never reached the model
+    # The attack ran: the agent did send a request offering Bash, refused by the gateway.
+    log = AuditLog(cli.home / "audit.log")
+    blocked = [dict(rec.data) for rec in log.records(session="bad-agent")
+               if rec.event is AuditEvent.LLM_BLOCKED]
+    assert blocked and all(b["reason"] == "tools" and "Bash" in b["tools"] for b in blocked)
     assert not pwned.exists()
 
 
@@ -166,8 +176,9 @@ def test_level1_asks_the_person_at_the_terminal(cli: Cli, workspace: Path) -> No
 
 def test_codex_offering_tools_we_cannot_switch_off_fails_closed(cli: Cli, workspace: Path) -> None:
     """Codex 0.171 still offers a few built-ins of its own with our config (MCP resource
-    readers, request_user_input, view_image): the run must stop with 125 and name them, not
-    carry on. Its shell, exec, goals, multi-agent and web search are off."""
+    readers, request_user_input, view_image): the gateway refuses its request, so the model
+    never sees them, and the run stops with 125 naming them. Its shell, exec, goals,
+    multi-agent and web search are off; our server's tools (a namespace) pass by name."""
     from tests.e2e.test_agents_gateway import codex_binary
     from tests.support.provider_standin import ProviderStandIn
 
@@ -175,12 +186,14 @@ def test_codex_offering_tools_we_cannot_switch_off_fails_closed(cli: Cli, worksp
         r = cli("agent", "codex", "-C", str(workspace), "--session", "cx",
                 "--bin", str(codex_binary()), "--", "exec", "--skip-git-repo-check",
                 "-m", "gpt-test", "say hello", env=_gateway(cli, up.url), timeout=240)
-        offered = [t.get("name") for req in up.received for t in req.body.get("tools") or []]
+        assert up.received == []  # nothing reached the model
     assert r.returncode == 125, r.stderr.decode()[-2000:]
     assert b"tools that are not ours: " in r.stderr and b"view_image" in r.stderr
-    assert "mcp__sandbox" in offered  # our server's tools were there (a namespace)
+    blocked = {t for rec in AuditLog(cli.home / "audit.log").records(session="cx-agent")
+               if rec.event is AuditEvent.LLM_BLOCKED for t in rec.data["tools"]}  # type: ignore[union-attr]
+    assert "view_image" in blocked and not any(t.startswith("mcp__sandbox__") for t in blocked)
     for gone in ("shell", "exec_command", "apply_patch", "web_search", "create_goal"):
-        assert gone not in offered, offered
+        assert gone not in blocked, blocked
 
 
 def test_claude_on_the_docker_backend(cli: Cli, workspace: Path, base_dir: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 from sandbox.audit import AuditEvent, AuditLog
 from sandbox.gateway import KeyStore
 from sandbox.gateway._serve import EmbeddedGateway
+from sandbox.gateway._tools import ToolRestriction, ToolsRefused
 from tests.support.gateway import UPSTREAM_KEY, config_text, running_gateway, url_of
 from tests.support.provider_standin import ProviderStandIn
 
@@ -196,3 +197,71 @@ def test_stored_bodies_are_redacted_even_when_content_policy_is_off(
     assert secret.encode() not in bodies and b"[REDACTED:aws_access_key_id]" in bodies
     (call,) = _calls(tmp_path)
     assert isinstance(call["request"], str) and isinstance(call["response"], str)
+
+
+OUR_TOOLS = ToolRestriction(frozenset({"mcp__sandbox__bash", "mcp__sandbox__read_file"}))
+_SCHEMA: dict[str, object] = {"type": "object", "properties": {}}
+
+
+def test_a_restricted_key_offering_a_foreign_tool_never_reaches_the_model(
+    tmp_path: Path, upstream: ProviderStandIn, gw: EmbeddedGateway
+) -> None:
+    """`sandbox agent`'s key: a request offering any tool but ours is refused with 403 in the
+    provider's shape, before dispatch (the provider saw nothing, nothing was reserved or
+    spent), audited, and the run told at once; each SDK really sent its request."""
+    heard: list[ToolsRefused] = []
+    gw.gateway.on_refused = heard.append
+    secret, vk = KeyStore.at_home(tmp_path).create(tools=OUR_TOOLS, budget_usd=1.0, session="s-agent")
+    a = anthropic.Anthropic(base_url=url_of(gw) + "/anthropic", api_key=secret, max_retries=0)
+    o = openai.OpenAI(base_url=url_of(gw) + "/openai/v1", api_key=secret, max_retries=0)
+    ours = {"name": "mcp__sandbox__bash", "description": "ours", "input_schema": _SCHEMA}
+    bash = {"name": "Bash", "description": "a built-in", "input_schema": _SCHEMA}
+    msgs: list[anthropic.types.MessageParam] = [{"role": "user", "content": "x"}]
+    with pytest.raises(anthropic.PermissionDeniedError) as ae:
+        a.messages.create(model="claude-test", max_tokens=10, messages=msgs, tools=[ours, bash])  # type: ignore[list-item]
+    body = ae.value.body
+    assert isinstance(body, dict) and body["type"] == "error"  # the Anthropic error shape
+    assert body["error"]["type"] == "permission_error"
+    assert "tools that are not ours: Bash" in body["error"]["message"]
+    stream = a.messages.stream(model="claude-test", max_tokens=10, messages=msgs, tools=[bash])  # type: ignore[list-item]
+    with pytest.raises(anthropic.PermissionDeniedError), stream as s:  # refused before any byte
+        list(s.text_stream)
+    with pytest.raises(openai.PermissionDeniedError) as ce:
+        o.chat.completions.create(
+            model="gpt-test",
+            messages=[{"role": "user", "content": "x"}],
+            tools=[{"type": "function", "function": {"name": "shell", "parameters": _SCHEMA}}],
+        )
+    assert ce.value.code == "tool_not_allowed" and "shell" in ce.value.message
+    with pytest.raises(openai.PermissionDeniedError) as re_:
+        o.responses.create(model="gpt-test", input="x", tools=[{"type": "web_search"}], stream=True)
+    assert re_.value.code == "tool_not_allowed" and "web_search" in re_.value.message
+    with pytest.raises(anthropic.PermissionDeniedError):  # count_tokens is admitted the same way
+        a.messages.count_tokens(model="claude-test", messages=msgs, tools=[bash])  # type: ignore[list-item]
+    assert upstream.received == []  # the model never saw a foreign tool
+    assert [h.tools for h in heard] == [("Bash",), ("Bash",), ("shell",), ("web_search",), ("Bash",)]
+    assert {(h.key, h.session) for h in heard} == {(vk.id, "s-agent")}
+    gw.gateway.recorder.flush()
+    assert _calls(tmp_path) == []
+    blocked = [dict(r.data) for r in AuditLog(tmp_path / "audit.log").records()
+               if r.event is AuditEvent.LLM_BLOCKED]
+    assert [(b["reason"], b["tools"]) for b in blocked] == [
+        ("tools", ["Bash"]), ("tools", ["Bash"]), ("tools", ["shell"]), ("tools", ["web_search"]),
+        ("tools", ["Bash"])]
+    assert AuditLog(tmp_path / "audit.log").verify().problems == ()
+    assert KeyStore.at_home(tmp_path).spent(f"key:{vk.id}") == 0.0
+    assert f"key:{vk.id}" not in gw.gateway.ledger.peak  # never even reserved
+    # Our tools alone pass, through the same key.
+    ok = a.messages.create(model="claude-test", max_tokens=10, messages=msgs, tools=[ours])  # type: ignore[list-item]
+    assert ok.content and len(upstream.received) == 1
+
+
+def test_an_unrestricted_key_offers_any_tool(
+    tmp_path: Path, upstream: ProviderStandIn, gw: EmbeddedGateway
+) -> None:
+    """Plain `run --llm` and `gateway key create` keys carry no restriction."""
+    a = anthropic.Anthropic(base_url=url_of(gw) + "/anthropic", api_key=_key(tmp_path), max_retries=0)
+    bash = {"name": "Bash", "description": "a built-in", "input_schema": _SCHEMA}
+    a.messages.create(model="claude-test", max_tokens=10, messages=[{"role": "user", "content": "x"}],
+                      tools=[bash])  # type: ignore[list-item]
+    assert [r.body["tools"][0]["name"] for r in upstream.received] == ["Bash"]

@@ -1,23 +1,17 @@
-"""The offered-tools check reads both wire formats, Codex's namespaces included."""
+"""The agents' command lines, and the tools their keys may offer (see test_gateway_tools)."""
 
 from __future__ import annotations
 
-from sandbox.mcp._agent import OUR_PREFIX, AgentKind, agent_argv, tool_names
+from sandbox.mcp._agent import EXTRA_ALLOWED, OUR_PREFIX, AgentKind, agent_argv, allowed_tools
+from sandbox.mcp._server import TOOL_NAMES
 
 
-def test_tool_names_of_each_format() -> None:
-    tools = [
-        {"name": "mcp__sandbox__bash", "input_schema": {}},  # Anthropic
-        {"type": "function", "function": {"name": "Bash"}},  # OpenAI chat
-        {"type": "namespace", "name": "mcp__sandbox",  # Codex on the Responses API
-         "tools": [{"type": "function", "name": "read_file"}]},
-        {"type": "web_search"},  # a hosted tool: no name
-    ]
-    assert tool_names(tools) == ["mcp__sandbox__bash", "Bash", "mcp__sandbox__read_file",
-                                 "web_search"]
-    assert [n for n in tool_names(tools) if not n.startswith(OUR_PREFIX)] == ["Bash",
-                                                                              "web_search"]
-    assert tool_names("not a list") == []
+def test_the_agents_key_allows_our_tools_by_exact_name() -> None:
+    for kind in AgentKind:
+        allowed = allowed_tools(kind).allowed
+        assert {f"{OUR_PREFIX}{n}" for n in TOOL_NAMES} <= allowed
+        assert f"{OUR_PREFIX}x__bash" not in allowed  # an MCP server named `sandbox__x`
+        assert allowed - {f"{OUR_PREFIX}{n}" for n in TOOL_NAMES} == EXTRA_ALLOWED[kind]
 
 
 def test_claude_gets_no_builtin_tools_and_only_our_server() -> None:

@@ -1,0 +1,122 @@
+"""Which tools a request offers the model, and a virtual key's restriction on them.
+
+A key may carry a tool restriction (the exact tool names it may offer): `sandbox agent` gets
+one for the agent's key, so a request offering any other tool -- a built-in brought back by the
+agent's own arguments, a second MCP server, a hosted tool -- is refused before the model sees
+it, rather than noticed after the fact. Keys without one (plain `run --llm`, `gateway key
+create`) are not limited.
+
+Every dialect the gateway serves is read, failing closed on anything it cannot name:
+- Anthropic Messages: `tools` (custom tools by name, server tools such as web search by type)
+  and `mcp_servers` (the MCP connector: remote tools the request does not list);
+- OpenAI Chat Completions: `tools[].function.name` (and `custom`), the legacy `functions`;
+- OpenAI Responses: `tools` (functions by name, `namespace` groups as `ns__tool`, as Codex
+  groups an MCP server's tools, hosted tools such as web_search by type) and `prompt` (a stored
+  prompt brings tools of its own that the request does not list).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import assert_never
+
+from sandbox.gateway._usage import Api
+
+__all__ = ["ToolGate", "ToolRestriction", "ToolsRefused", "offered_tools", "tool_names"]
+
+# Tool types that are the caller's own functions, named by the caller: everything else is a
+# provider-hosted tool (web search, code execution, remote MCP...), named by its type.
+_OWN_TYPES = (None, "function", "custom")
+
+
+@dataclass(frozen=True)
+class ToolRestriction:
+    """The exact tool names a key's requests may offer (no patterns: a prefix would let an MCP
+    server named like ours, `sandbox__x`, through)."""
+
+    allowed: frozenset[str]
+
+    def foreign(self, offered: Iterable[str]) -> tuple[str, ...]:
+        return tuple(sorted({n for n in offered if n not in self.allowed}))
+
+    def to_json(self) -> str:
+        return json.dumps(sorted(self.allowed))
+
+    @classmethod
+    def from_json(cls, text: str) -> ToolRestriction:
+        names = json.loads(text)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"a tool restriction is a list of names, not {text[:80]!r}")
+        return cls(frozenset(names))
+
+
+@dataclass(frozen=True)
+class ToolsRefused:
+    """A request the gateway refused for offering tools outside its key's restriction."""
+
+    key: str
+    run: str | None
+    session: str | None
+    tools: tuple[str, ...]  # the foreign ones
+
+    def message(self) -> str:
+        return (f"the gateway refused a request offering the model tools that are not ours: "
+                f"{', '.join(self.tools[:10])}{' ...' if len(self.tools) > 10 else ''}")
+
+
+@dataclass(frozen=True)
+class ToolGate:
+    """What a run's key may offer, and who hears of a refusal the moment it happens (the run's
+    in-process gateway calls it from its event loop: it must return at once)."""
+
+    restriction: ToolRestriction
+    on_refused: Callable[[ToolsRefused], None] | None = None
+
+
+def tool_names(tools: object) -> list[str]:
+    """The names of the tools in a `tools` list, in any dialect: functions by name, a Responses
+    API namespace as `ns__tool`, a hosted tool by its type (`type:name` when it has a name, so
+    a hosted tool never passes for a function). Anything unreadable is named by its repr, so it
+    is foreign."""
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        return [f"<tools: {type(tools).__name__}>"]
+    names: list[str] = []
+    for t in tools:
+        if not isinstance(t, dict):
+            names.append(repr(t)[:80])
+            continue
+        kind = t.get("type")
+        inner = t.get(kind) if isinstance(kind, str) else None
+        spec = inner if isinstance(inner, dict) else t  # chat nests {"function": {"name"}}
+        name = spec.get("name")
+        if kind == "namespace":
+            names.extend(f"{name}__{n}" for n in tool_names(t.get("tools")))
+        elif kind in _OWN_TYPES and isinstance(name, str):
+            names.append(name)
+        else:
+            names.append(f"{kind}:{name}" if isinstance(name, str) else str(kind))
+    return names
+
+
+def offered_tools(api: Api, body: Mapping[str, object]) -> list[str]:
+    """Every tool `body` offers the model on `api`."""
+    names = tool_names(body.get("tools"))
+    match api:
+        case Api.MESSAGES:
+            servers = body.get("mcp_servers")
+            if servers is not None:
+                for s in servers if isinstance(servers, list) else [servers]:
+                    label = s.get("name") if isinstance(s, dict) else None
+                    names.append(f"mcp_servers:{label if isinstance(label, str) else '?'}")
+        case Api.CHAT:
+            names += tool_names(body.get("functions"))
+        case Api.RESPONSES:
+            if body.get("prompt") is not None:
+                names.append("prompt (a stored prompt's tools)")
+        case _:
+            assert_never(api)
+    return names
