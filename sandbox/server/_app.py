@@ -18,11 +18,12 @@ from sandbox.server._logins import Logins
 from sandbox.server._tokens import TokenStore
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Sequence
 
     from sandbox._home import HomeLayout
     from sandbox.gateway._app import Gateway
     from sandbox.server._checkpoint import Checkpointer
+    from sandbox.server._sender import Sender
 
 __all__ = ["Server"]
 
@@ -52,6 +53,7 @@ class Server:
     gateway: Gateway | None = None  # hosted at /llm when a gateway config was found
     hosts: tuple[str, ...] = ("localhost",)  # Host header values this server answers to
     csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    senders: Sequence[Sender] = ()  # one per --forward target, each on its own thread
 
     def __post_init__(self) -> None:
         self.metrics = _Metrics()
@@ -59,6 +61,7 @@ class Server:
         self.events = EventHub()
         self.logins = Logins(self.tokens)  # console sessions: the browser never holds a token
         self.checkpointer.listeners.append(self.events.publish)
+        self.checkpointer.signed.extend(s.notify for s in self.senders)
         from sandbox.server._mcp import McpHost
 
         self.mcp = McpHost(self.layout.root, self.hosts)
@@ -79,6 +82,9 @@ class Server:
     @asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         self.events.loop = asyncio.get_running_loop()
+        cp = self.checkpointer
+        for sender in self.senders:  # catch up from each cursor, then follow the signing
+            sender.start(cp.head, cp.offset, cp.last)
         task = asyncio.create_task(self._signer())
         try:
             if self.gateway is None:
@@ -94,6 +100,8 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await asyncio.to_thread(self.sign_now)  # sign what arrived since the last poll
+            for sender in self.senders:  # a moment to deliver; the rest waits at the cursor
+                await asyncio.to_thread(sender.stop, 2.0)
 
     _gateway_app: Starlette | None = None
 

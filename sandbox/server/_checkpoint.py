@@ -1,11 +1,12 @@
-"""The key holder's side of the signed audit trail: tail the log, check, forward, sign.
+"""The key holder's side of the signed audit trail: tail the log, check, sign, tell forwarders.
 
 `sandbox serve` runs one Checkpointer. Each poll reads the records appended since the last one
 (by any process: runs, the gateway, the CLI), checks that each extends the chain it has already
-checked (its hash recomputes, its seq is the next, its prev is the last hash), hands them to the
-forwarders (syslog, OTLP) and signs the new head. It never signs a head that does not extend
-the one it signed before: a log rewritten under it stops the signing and is reported, so the
-key cannot be used to bless a rewritten history.
+checked (its hash recomputes, its seq is the next, its prev is the last hash), signs the new
+head and tells the forwarding senders how far the checked log reaches (they send on their own
+threads, so a slow collector never holds up a poll or the request that asked for it).
+It never signs a head that does not extend the one it signed before: a log rewritten under it
+stops the signing and is reported, so the key cannot be used to bless a rewritten history.
 """
 
 from __future__ import annotations
@@ -25,24 +26,56 @@ from sandbox.errors import AuditError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from pathlib import Path
 
     from sandbox.audit._log import AuditLog
-    from sandbox.server._forward import Forwarder
 
-__all__ = ["Checkpointer"]
+__all__ = ["Checkpointer", "read_chain"]
+
+
+def read_chain(path: Path, start: int, end: int, prev: Head, *, keep: bool,
+               limit: int | None = None) -> tuple[Head, int, list[AuditRecord]]:
+    """Records of the log between byte offsets `start` and `end`, each checked to extend `prev`:
+    (the new head, the offset reached, the records if `keep`). Streamed line by line, so
+    checking a long log holds one record at a time; `limit` stops after that many records."""
+    records: list[AuditRecord] = []
+    offset = start
+    with open(path, "rb") as f:
+        f.seek(start)
+        while offset < end and (limit is None or len(records) < limit):
+            line = f.readline(end - offset)
+            if not line:
+                break
+            try:
+                rec = decode_line(line)
+            except RecordFormatError as exc:
+                raise AuditError(f"record after seq {prev.seq} is malformed: {exc}") from exc
+            if compute_hash(rec.body()) != rec.hash:
+                raise AuditError(f"record seq {rec.seq} does not match its hash (edited)")
+            if rec.seq != prev.seq + 1 or rec.prev != prev.hash:
+                raise AuditError(f"record seq {rec.seq} does not extend the checked chain "
+                                 f"(expected seq {prev.seq + 1} after {prev.hash[:12]})")
+            offset += len(line)
+            if keep:
+                records.append(rec)
+            prev = Head(rec.seq, rec.hash)
+    return prev, offset, records
 
 
 @dataclass
 class Checkpointer:
     log: AuditLog
     key: SigningKey
-    forwarders: Sequence[Forwarder] = ()
     head: Head = EMPTY_HEAD  # the last record checked (and signed once poll() returns)
     offset: int = 0  # bytes of the log checked so far
     broken: str | None = None  # why signing stopped, once the log stops extending the chain
     checkpoints: int = 0
     # Called (from the polling thread) with each batch of new, checked records: live events.
     listeners: list[Callable[[Sequence[AuditRecord]], None]] = field(default_factory=list)
+    # Told (from the polling thread) of each checkpoint and the log offset it covers: the
+    # forwarding senders, which must not block (they deliver on their own threads).
+    signed: list[Callable[[Checkpoint, int], None]] = field(default_factory=list)
+    last: Checkpoint | None = None  # the newest checkpoint written
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> Checkpoint | None:
@@ -61,7 +94,8 @@ class Checkpointer:
             tmp.write_bytes(pem)
             tmp.chmod(0o644)
             tmp.replace(pub)
-        return self.poll(forward=False)  # forwarding starts with what is new from now on
+        # Live events start with what is new from now on; senders resume from their cursors.
+        return self.poll(forward=False)
 
     def _size(self) -> int:
         try:
@@ -77,31 +111,8 @@ class Checkpointer:
             os.close(fd)
 
     def _read_new(self, size: int, *, keep: bool) -> tuple[Head, list[AuditRecord]]:
-        """(the new head, the new records if `keep`): streamed line by line, so checking a
-        long log at start-up holds one record at a time."""
-        records: list[AuditRecord] = []
-        prev = self.head
-        with open(self.log.path, "rb") as f:
-            f.seek(self.offset)
-            remaining = size - self.offset
-            while remaining > 0:
-                line = f.readline(remaining)
-                if not line:
-                    break
-                remaining -= len(line)
-                try:
-                    rec = decode_line(line)
-                except RecordFormatError as exc:
-                    raise AuditError(f"record after seq {prev.seq} is malformed: {exc}") from exc
-                if compute_hash(rec.body()) != rec.hash:
-                    raise AuditError(f"record seq {rec.seq} does not match its hash (edited)")
-                if rec.seq != prev.seq + 1 or rec.prev != prev.hash:
-                    raise AuditError(f"record seq {rec.seq} does not extend the checked chain "
-                                     f"(expected seq {prev.seq + 1} after {prev.hash[:12]})")
-                if keep:
-                    records.append(rec)
-                prev = Head(rec.seq, rec.hash)
-        return prev, records
+        head, _end, records = read_chain(self.log.path, self.offset, size, self.head, keep=keep)
+        return head, records
 
     def poll(self, *, forward: bool = True) -> Checkpoint | None:
         """Check, forward and sign what was appended since the last poll; None if nothing was.
@@ -134,9 +145,10 @@ class Checkpointer:
             cp = self.key.sign(self.head.seq, self.head.hash)
             write_checkpoint(checkpoints_path(self.log), cp)
             self.checkpoints += 1
+            self.last = cp
             if forward:
-                for fw in self.forwarders:
-                    fw.forward(records, cp)
+                for notify in self.signed:
+                    notify(cp, size)
                 for listener in self.listeners:
                     listener(records)
             return cp

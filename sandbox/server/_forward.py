@@ -1,8 +1,9 @@
 """Copies of the audit trail outside this host, sent as records are checked: syslog (journald
 reads /dev/log) and an OpenTelemetry collector (OTLP/HTTP, JSON encoding, logs signal).
 
-A forwarder that cannot deliver says so on stderr and the signing goes on: the local log and
-its checkpoints stay the record; the copy is what a host compromise cannot take back.
+A forwarder delivers one batch or raises ForwardError; its sender (_sender) retries from its
+durable cursor on a thread of its own, and the signing goes on meanwhile: the local log and its
+checkpoints stay the record; the copy is what a host compromise cannot take back.
 """
 
 from __future__ import annotations
@@ -23,21 +24,49 @@ from sandbox.audit._record import AuditEvent, AuditRecord
 from sandbox.audit._sign import Checkpoint
 from sandbox.errors import UsageError
 
-__all__ = ["Forwarder", "OtlpForwarder", "SyslogForwarder", "otlp_log_record", "parse_forward"]
+__all__ = ["ForwardError", "Forwarder", "OtlpForwarder", "SyslogForwarder", "otlp_log_record",
+           "parse_forward", "shown"]
+
+
+class ForwardError(Exception):
+    """A batch did not reach its target (the sender keeps it and tries again)."""
 
 
 class Forwarder(Protocol):
-    def forward(self, records: Sequence[AuditRecord], checkpoint: Checkpoint) -> None: ...
+    @property
+    def where(self) -> str: ...
+
+    def forward(self, records: Sequence[AuditRecord], checkpoint: Checkpoint | None) -> None:
+        """Deliver `records` (in order) then `checkpoint` if given, or raise ForwardError."""
+        ...
 
 
-def _warn(what: str, exc: Exception) -> None:
-    from urllib.parse import urlsplit, urlunsplit
+def shown(target: str) -> str:
+    """`target` fit for a log line: credentials in a collector URL stay out of logs."""
+    from urllib.parse import urlunsplit
 
-    parts = urlsplit(what)
-    if parts.username or parts.password:  # credentials in a collector URL stay out of logs
+    parts = urlsplit(target)
+    if parts.username or parts.password:
         netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-        what = urlunsplit(parts._replace(netloc=netloc))
-    print(f"sandbox serve: cannot forward audit records to {what}: {exc}", file=sys.stderr)
+        return urlunsplit(parts._replace(netloc=netloc))
+    return target
+
+
+_Socket = socket.socket
+
+
+class _RaisingSysLogHandler(logging.handlers.SysLogHandler):
+    """logging's handler reports a failed send on stderr and carries on; a sender must know, to
+    keep the batch. A broken stream socket is dropped so the next try connects afresh."""
+
+    socket: _Socket | None  # typeshed leaves it undeclared; emit() creates it when None
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exception()
+        if self.socktype == socket.SOCK_STREAM and not self.unixsocket and self.socket:
+            self.socket.close()
+            self.socket = None
+        raise ForwardError(str(exc)) from exc
 
 
 @dataclass
@@ -63,7 +92,7 @@ class SyslogForwarder:
             case _:
                 raise UsageError(f"--forward {target}: not a syslog address")
         try:
-            handler = logging.handlers.SysLogHandler(
+            handler = _RaisingSysLogHandler(
                 address=address, facility=logging.handlers.SysLogHandler.LOG_AUTHPRIV,
                 socktype=kind)
         except OSError as exc:
@@ -76,13 +105,11 @@ class SyslogForwarder:
                                 line.decode("ascii").rstrip("\n"), None, None)
         self.handler.emit(rec)
 
-    def forward(self, records: Sequence[AuditRecord], checkpoint: Checkpoint) -> None:
-        try:
-            for r in records:
-                self._emit(r.encode_line())
+    def forward(self, records: Sequence[AuditRecord], checkpoint: Checkpoint | None) -> None:
+        for r in records:
+            self._emit(r.encode_line())
+        if checkpoint is not None:
             self._emit(b"checkpoint " + checkpoint.encode_line())
-        except OSError as exc:
-            _warn(self.where, exc)
 
 
 def _attr(key: str, value: object) -> dict[str, object]:
@@ -125,14 +152,20 @@ class OtlpForwarder:
     """POSTs each batch as one OTLP/HTTP JSON logs export (e.g. http://collector:4318/v1/logs)."""
 
     url: str
-    timeout: float = 5.0
+    timeout: float = 10.0  # per socket operation; only the sender's thread waits on it
 
-    def forward(self, records: Sequence[AuditRecord], checkpoint: Checkpoint) -> None:
+    @property
+    def where(self) -> str:
+        return self.url
+
+    def forward(self, records: Sequence[AuditRecord], checkpoint: Checkpoint | None) -> None:
         logs = [otlp_log_record(r) for r in records]
-        logs.append({"severityNumber": 9, "severityText": "INFO",
-                     "body": {"stringValue": checkpoint.encode_line().decode("ascii").strip()},
-                     "attributes": [_attr("event.name", "sandbox.audit.checkpoint"),
-                                    _attr("sandbox.audit.seq", checkpoint.seq)]})
+        if checkpoint is not None:
+            logs.append({
+                "severityNumber": 9, "severityText": "INFO",
+                "body": {"stringValue": checkpoint.encode_line().decode("ascii").strip()},
+                "attributes": [_attr("event.name", "sandbox.audit.checkpoint"),
+                               _attr("sandbox.audit.seq", checkpoint.seq)]})
         body = {"resourceLogs": [{
             "resource": {"attributes": [_attr("service.name", "sandbox")]},
             "scopeLogs": [{"scope": {"name": "sandbox.audit"}, "logRecords": logs}],
@@ -142,8 +175,8 @@ class OtlpForwarder:
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 resp.read()
-        except (OSError, urllib.error.URLError) as exc:
-            _warn(self.url, exc)
+        except (OSError, urllib.error.URLError) as exc:  # HTTPError (4xx/5xx) is one of them
+            raise ForwardError(str(exc)) from exc
 
 
 def parse_forward(target: str) -> Forwarder:

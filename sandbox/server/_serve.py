@@ -22,6 +22,7 @@ from sandbox.server._app import Server
 from sandbox.server._checkpoint import Checkpointer
 from sandbox.server._forward import parse_forward
 from sandbox.server._listen import Listen, parse_listen
+from sandbox.server._sender import Sender, cursor_path
 from sandbox.server._tokens import TokenStore
 
 if TYPE_CHECKING:
@@ -110,13 +111,15 @@ def _check_listen(where: Listen, opts: ServeOptions) -> None:
 def serve(opts: ServeOptions, layout: HomeLayout) -> int:
     where = parse_listen(opts.listen or f"unix:{serve_dir(layout) / 'serve.sock'}")
     _check_listen(where, opts)
-    forwarders = [parse_forward(t) for t in opts.forward]
+    log = AuditLog(layout.audit)
+    senders = [Sender(parse_forward(t), log, cursor_path(serve_dir(layout) / "forward", t))
+               for t in opts.forward]
     key = SigningKey.load_or_create(opts.audit_key or default_key_path(layout))
-    checkpointer = Checkpointer(AuditLog(layout.audit), key, forwarders)
+    checkpointer = Checkpointer(log, key)
     checkpointer.start()
     server = Server(layout, checkpointer, token_store(layout), socket_owner=where.unix is not None,
                     interval=opts.interval, gateway=_gateway(opts, layout),
-                    hosts=_hosts(where))
+                    hosts=_hosts(where), senders=senders)
     tls = opts.tls_cert is not None and opts.tls_key is not None
     config = uvicorn.Config(
         server.app(), host=where.host or "127.0.0.1", port=where.port, log_level="warning",

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
@@ -18,7 +14,9 @@ from sandbox.audit._sign import SigningKey, checkpoints_path
 from sandbox.audit._sigverify import verify_log
 from sandbox.server._checkpoint import Checkpointer
 from sandbox.server._forward import parse_forward
+from sandbox.server._sender import Sender
 from tests.support.auditlogs import fill, rewrite
+from tests.support.collector import collector
 
 
 @pytest.fixture
@@ -65,56 +63,41 @@ def test_holder_never_signs_a_log_rewritten_under_it(log: AuditLog, key: Signing
         Checkpointer(log, key).start()
 
 
-def test_syslog_gets_each_record_and_the_checkpoint(log: AuditLog, key: SigningKey) -> None:
+def _sending(log: AuditLog, key: SigningKey, target: str, cursor: Path) -> tuple[Checkpointer, Sender]:
+    cp = Checkpointer(log, key)
+    cp.start()
+    sender = Sender(parse_forward(target), log, cursor)
+    cp.signed.append(sender.notify)
+    sender.start(cp.head, cp.offset, cp.last)
+    return cp, sender
+
+
+def test_syslog_gets_each_record_and_the_checkpoint(log: AuditLog, key: SigningKey,
+                                                    tmp_path: Path) -> None:
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind(("127.0.0.1", 0))
     rx.settimeout(5)
     port = rx.getsockname()[1]
-    cp = Checkpointer(log, key, [parse_forward(f"syslog+udp://127.0.0.1:{port}")])
-    cp.start()
+    cp, sender = _sending(log, key, f"syslog+udp://127.0.0.1:{port}", tmp_path / "c.cursor")
     fill(log, 2)
     cp.poll()
     got = [rx.recv(65536).decode() for _ in range(3)]
     rx.close()
+    sender.stop(5)
     assert all("sandbox-audit: " in m for m in got)
     assert '"seq":1' in got[0] and '"seq":2' in got[1] and "checkpoint" in got[2]
     assert got[0].startswith("<86>")  # authpriv.info
 
 
-class _Collector(BaseHTTPRequestHandler):
-    bodies: ClassVar[list[dict[str, object]]] = []
-
-    def do_POST(self) -> None:
-        n = int(self.headers["Content-Length"])
-        type(self).bodies.append(json.loads(self.rfile.read(n)))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def collector() -> Iterator[tuple[str, list[dict[str, object]]]]:
-    srv = HTTPServer(("127.0.0.1", 0), _Collector)
-    _Collector.bodies = []
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"otlp+http://127.0.0.1:{srv.server_address[1]}", _Collector.bodies
-    srv.shutdown()
-
-
-def test_otlp_logs_carry_genai_conventions(log: AuditLog, key: SigningKey,
-                                           collector: tuple[str, list[dict[str, object]]]) -> None:
-    url, bodies = collector
-    cp = Checkpointer(log, key, [parse_forward(url)])
-    cp.start()
-    log.append(AuditEvent.LLM_CALL, session="s1", data={
-        "provider": "anthropic", "model": "claude-x", "input_tokens": 120, "output_tokens": 7})
-    cp.poll()
-    assert len(bodies) == 1
+def test_otlp_logs_carry_genai_conventions(log: AuditLog, key: SigningKey, tmp_path: Path) -> None:
+    with collector() as c:
+        cp, sender = _sending(log, key, c.url, tmp_path / "c.cursor")
+        log.append(AuditEvent.LLM_CALL, session="s1", data={
+            "provider": "anthropic", "model": "claude-x", "input_tokens": 120, "output_tokens": 7})
+        cp.poll()
+        c.wait_for(lambda: len(c.bodies) == 1, "one export")
+        sender.stop(5)
+        bodies = c.bodies
     records = bodies[0]["resourceLogs"][0]["scopeLogs"][0]["logRecords"]  # type: ignore[index]
     attrs = {a["key"]: a["value"] for a in records[0]["attributes"]}
     assert attrs["gen_ai.request.model"] == {"stringValue": "claude-x"}

@@ -1,0 +1,68 @@
+"""Forwarding the audit trail from a real `sandbox serve` to an OTLP collector stand-in: a slow
+collector holds up no API request, and its records arrive once it recovers; records written
+while the collector refused, or while serve was down, arrive after a restart, each once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sandbox._home import HomeLayout
+from sandbox.audit import AuditLog
+from tests.conftest import Cli
+from tests.integration.test_serve_sessions import pending_session
+from tests.support.auditlogs import fill
+from tests.support.collector import Mode, collector
+from tests.support.serve import Client, free_port, make_token, serving
+
+
+def _log(cli: Cli) -> AuditLog:
+    return AuditLog(HomeLayout(cli.home).ensure().audit)
+
+
+def _head(cli: Cli) -> int:
+    return max((r.seq for r in _log(cli).records()), default=0)
+
+
+def test_a_slow_collector_holds_up_no_request(cli: Cli, workspace: Path) -> None:
+    pending_session(cli, workspace, "fix-1")
+    token = make_token(cli, "rita", "reviewer")
+    listen = f"127.0.0.1:{free_port()}"
+    with collector(Mode.SLOW) as c, serving(cli, listen, "--forward", c.url):
+        start = _head(cli)
+        fill(_log(cli), 2)
+        c.wait_for(c.held.is_set, "a request")  # the sender is stuck in it from here on
+        api = Client(listen, token)
+        conn = api.connection(timeout=20)  # the old code waited here for the collector
+        conn.request("POST", "/api/v1/sessions/fix-1/approve", body=b'{"paths": ["new.txt"]}',
+                     headers={"Authorization": f"Bearer {token}",
+                              "Content-Type": "application/json"})
+        reply = conn.getresponse()
+        assert reply.status == 200, reply.read()
+        conn.close()
+        assert (workspace / "new.txt").read_text() == "new\n"  # the decision took effect
+        assert api.get("/api/v1/audit?limit=5").status == 200
+        assert c.seqs() == []  # nothing was delivered meanwhile: the collector really hung
+        c.mode = Mode.OK
+        c.release.set()
+        head = _head(cli)
+        assert head > start + 2  # the approve's own records came after the held batch
+        c.wait_for(lambda: c.seqs()[-1:] == [head], f"seq {head}")
+        assert c.seqs() == list(range(start + 1, head + 1))  # in order, each once
+
+
+def test_records_survive_a_refusing_collector_and_a_restart(cli: Cli) -> None:
+    listen = f"127.0.0.1:{free_port()}"
+    log = _log(cli)
+    fill(log, 3)  # history before the first start is not replayed
+    with collector() as c:
+        with serving(cli, listen, "--forward", c.url):
+            fill(log, 2)
+            c.wait_for(lambda: len(c.seqs()) == 2, "seqs 4-5")
+            c.mode = Mode.FAIL
+            fill(log, 2)
+            c.wait_for(lambda: c.attempts >= 2, "a refused attempt")
+        fill(log, 3)  # while serve is down
+        c.mode = Mode.OK
+        with serving(cli, listen, "--forward", c.url):
+            c.wait_for(lambda: c.seqs()[-1:] == [10], "seq 10")
+        assert c.seqs() == list(range(4, 11))  # nothing lost, nothing sent twice
