@@ -120,6 +120,64 @@ def test_an_agent_offering_builtin_tools_is_stopped_before_the_model_sees_them(
     assert not pwned.exists()
 
 
+def test_a_gateway_reached_by_url_refuses_too_and_the_run_stops(cli: Cli, workspace: Path,
+                                                                base_dir: Path) -> None:
+    """`$SANDBOX_GATEWAY_URL`: the agent's gateway is another process sharing this
+    `$SANDBOX_HOME`, reached through a byte relay that tells no one. The key's restriction holds
+    there too, and the end of the run reads its `llm.blocked` record: 125, naming the tool."""
+    from tests.support.gateway import running_gateway, url_of
+
+    pwned = base_dir / "PWNED"
+    script = [Turn(ToolUse("Bash", {"command": f"touch {pwned}", "description": "x"})),
+              Turn(Text("Done."))]
+    with MessagesStandIn(script, api_key=UPSTREAM_KEY) as llm, running_gateway(
+            cli.home, config_text(llm.url)) as gw:
+        r = _agent(cli, workspace, "byurl", "--", "-p", "go", "--model", MODEL, "--tools", "Bash",
+                   env={"SANDBOX_GATEWAY_URL": url_of(gw)})
+        offered = [req.offered_tools() for req in llm.received]
+    assert r.returncode == 125, r.stderr.decode()[-2000:]
+    assert b"tools that are not ours: Bash" in r.stderr
+    assert not any("Bash" in tools for tools in offered), offered
+    blocked = [rec for rec in AuditLog(cli.home / "audit.log").records(session="byurl-agent")
+               if rec.event is AuditEvent.LLM_BLOCKED]
+    assert blocked  # the agent did send its offer of Bash: refused by that gateway
+    assert not pwned.exists()
+
+
+_OFFERS_BASH_THEN_WAITS = """#!/bin/sh
+/usr/bin/python3 - <<'PY'
+import json, os, urllib.error, urllib.request
+body = {"model": "claude-test", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}],
+        "tools": [{"name": "Bash", "input_schema": {"type": "object"}}]}
+req = urllib.request.Request(os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages",
+                             json.dumps(body).encode(), {"x-api-key": os.environ["ANTHROPIC_API_KEY"],
+                             "content-type": "application/json"})
+try:
+    urllib.request.urlopen(req)
+except urllib.error.HTTPError as exc:
+    print("gateway said", exc.code, flush=True)
+PY
+exec sleep 600
+"""
+
+
+def test_a_refused_offer_stops_an_agent_that_carries_on(cli: Cli, workspace: Path) -> None:
+    """The in-process gateway tells `sandbox agent` the moment it refuses: an agent that shrugs
+    off the 403 and keeps running (never connecting to our server either) is stopped for the
+    refusal, not left to the connect timeout."""
+    fake = workspace.parent / "agent-bin" / "claude"
+    fake.parent.mkdir()
+    fake.write_text(_OFFERS_BASH_THEN_WAITS)
+    fake.chmod(0o755)
+    with MessagesStandIn([Turn(Text("never"))], api_key=UPSTREAM_KEY) as llm:
+        r = cli("agent", "claude", "-C", str(workspace), "--bin", str(fake), "--", "-p", "x",
+                env=_gateway(cli, llm.url), timeout=45)  # under the 60 s connect timeout
+        assert llm.received == []
+    assert b"gateway said 403" in r.stdout  # it did offer Bash
+    assert r.returncode == 125, r.stderr.decode()
+    assert b"tools that are not ours: Bash" in r.stderr and b"did not connect" not in r.stderr
+
+
 def test_an_agent_that_never_connects_fails_closed(cli: Cli, workspace: Path) -> None:
     fake = workspace.parent / "agent-bin" / "claude"
     fake.parent.mkdir()
