@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from sandbox.errors import SandboxError
 from sandbox.server._auth import COOKIE, Denied, Principal, authenticate, csrf_token
+from sandbox.server._failures import log_failure
 from sandbox.server._highlight import MAX_ROWS, highlighter
 from sandbox.server._tokens import Role
 
@@ -179,10 +180,21 @@ def console_routes(server: Server) -> list[Route]:
             except SandboxError as exc:
                 from sandbox.server._api import status_of
 
-                return _page("error", f"<p class=\"error\">{_t(exc)}</p>", who, server) \
-                    if status_of(exc) < 500 else HTMLResponse("internal error", 500)
+                if status_of(exc) < 500:  # the request was wrong: say how
+                    return _page("error", f"<p class=\"error\">{_t(exc)}</p>", who, server)
+                return _failed(request, exc, who)
+            except Exception as exc:  # a bug of ours: logged under an id, never shown
+                return _failed(request, exc, who)
 
         return endpoint
+
+    def _failed(request: Request, exc: Exception, who: Principal) -> Response:
+        eid = log_failure(request, exc)
+        resp = _page("error", "<h1>Something went wrong</h1><p class=\"error\">The server "
+                     f"could not show this page (error id <code id=\"error-id\">{_t(eid)}</code>)"
+                     ". Its log has the details under that id.</p>", who, server)
+        resp.status_code = 500
+        return resp
 
     async def pending(_request: Request, who: Principal) -> Response:
         sessions = await asyncio.to_thread(_sessions.list_sessions, server, "pending", 1000)

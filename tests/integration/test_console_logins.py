@@ -1,6 +1,7 @@
 """Console log-ins through a real `sandbox serve`: the browser's cookie is a session id, never
 the API token; the session ends at log-out and the moment its token is revoked (by the CLI in
-another process, or by the API); a stolen raw token does not work as a cookie."""
+another process, or by the API); a stolen raw token does not work as a cookie. And a failure of
+the server shows the person an id to quote, never its details."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from sandbox._home import HomeLayout
 from tests.conftest import Cli
 from tests.support.serve import Client, free_port, make_token, serving
 
@@ -112,3 +114,27 @@ def test_logout_ends_the_session_and_needs_the_csrf_token(console: Console) -> N
     assert "sbx_session=" in out.headers["set-cookie"]  # the browser is told to drop it
     assert not _works(console, cookie)
     assert _works(console, other)  # another browser's session is its own
+
+
+def test_a_failure_shows_an_id_and_logs_the_details(cli: Cli) -> None:
+    token = make_token(cli, "rita", "reviewer")
+    listen = f"127.0.0.1:{free_port()}"
+    with serving(cli, listen) as proc:
+        c = Console(cli, Client(listen), Client(listen), token, "")
+        cookie = _login(c)
+        assert c.anon.get("/", headers={"Cookie": cookie}).status == 200
+        db = HomeLayout(cli.home).db
+        db.write_bytes(b"this is not a database " * 100)  # the store breaks under serve
+        page = c.anon.get("/", headers={"Cookie": cookie})
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert page.status == 500, page.body
+    m = re.search(rb'<code id="error-id">([0-9a-f]{12})</code>', page.body)
+    assert m is not None, page.body
+    eid = m.group(1).decode()
+    # The person sees the id only: no traceback, no exception text, no path of the state.
+    assert b"Traceback" not in page.body and str(db).encode() not in page.body
+    assert b"not a database" not in page.body
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    # serve's log has the details under that id.
+    logged = err[err.index(f"internal error {eid} on GET '/'"):]
+    assert "Traceback" in logged and "not a database" in logged, err
