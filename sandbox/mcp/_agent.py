@@ -16,6 +16,7 @@ before the model sees it, and tells us at once, so the agent is stopped and the 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -58,11 +59,29 @@ class AgentKind(StrEnum):
 
 
 # Tools an agent offers its model besides ours that have no switch and were judged harmless,
-# each with its reason. The gateway lets exactly these (and our own) through on the agent's key.
+# each with its reason. Codex 0.171 offers its MCP resource readers whenever any MCP server is
+# configured (codex-rs: registered on `mcp_tools.is_some()`, no feature or config key): they
+# reach configured MCP servers only, and ours is the only one (its CODEX_HOME is the sandbox's
+# fresh /root, so no user config is read, and AGENT ARGS may not configure MCP servers; see
+# check_agent_args); our server offers no resources. Everything else of Codex's is switched off.
+# The gateway lets exactly these (and our own) through on the agent's key.
 EXTRA_ALLOWED: dict[AgentKind, frozenset[str]] = {
     AgentKind.CLAUDE: frozenset(),
-    AgentKind.CODEX: frozenset(),
+    AgentKind.CODEX: frozenset({"list_mcp_resources", "list_mcp_resource_templates",
+                                "read_mcp_resource"}),
 }
+# Codex: a model catalog whose only model has no apply_patch, shell or search tool. A model
+# it does not name gets Codex's fallback metadata, which offers none of them either; without
+# it a known slug (gpt-5.5) brings apply_patch back, which no feature switches off.
+CODEX_CATALOG_NAME = "codex-models.json"
+CODEX_CATALOG: dict[str, Any] = {"models": [{
+    "slug": "sandbox-mcp-only", "display_name": "sandbox (MCP tools only)",
+    "base_instructions": "You are a coding agent. Your only tools are those of the MCP "
+                         "server `sandbox`; use them to read, change and run things.",
+    "supported_reasoning_levels": [], "shell_type": "disabled", "apply_patch_tool_type": None,
+    "supports_search_tool": False, "experimental_supported_tools": [], "visibility": "hide",
+    "supported_in_api": True, "priority": 0, "support_verbosity": False,
+    "truncation_policy": {"mode": "tokens", "limit": 10000}}]}
 
 
 def allowed_tools(kind: AgentKind) -> ToolRestriction:
@@ -135,17 +154,43 @@ def agent_argv(kind: AgentKind, binary: Path, config_inside: str,
             provider = ('model_providers.sandbox-gateway={name="sandbox gateway",'
                         f'base_url="http://127.0.0.1:{LLM_PORT}/openai/v1",'
                         'env_key="OPENAI_API_KEY",wire_api="responses"}')
-            # Codex 0.171 still offers list_mcp_resources, list_mcp_resource_templates,
-            # read_mcp_resource, request_user_input and view_image with no switch found: the
-            # gateway then refuses its requests and the run stops (125) rather than let them through.
+            # Each built-in by its switch in 0.171 (`codex features list`); apply_patch comes
+            # from the model catalog (CODEX_CATALOG); the MCP resource readers have none
+            # (EXTRA_ALLOWED). The gateway refuses a request offering anything else.
             off = ("shell_tool", "unified_exec", "shell_snapshot", "goals", "multi_agent",
-                   "image_generation", "sleep_tool", "apps", "plugins")
+                   "image_generation", "sleep_tool", "apps", "plugins", "view_image")
             return (exe, *[a for f in off for a in ("-c", f"features.{f}=false")],
                     "-c", 'web_search="disabled"',
+                    "-c", "tools.experimental_request_user_input={enabled=false}",
+                    "-c", f'model_catalog_json="{_socket.INSIDE_DIR}/{CODEX_CATALOG_NAME}"',
                     "-c", f'{server}.command="{_PYTHON}"',
                     "-c", f'{server}.args=["-I", "{_socket.INSIDE_DIR}/{_socket.RELAY_NAME}"]',
                     "-c", f"{server}.required=true",
+                    # exec mode cannot ask a person: our tools are governed by the level
+                    "-c", f'{server}.default_tools_approval_mode="approve"',
                     "-c", provider, "-c", 'model_provider="sandbox-gateway"', *args)
+
+
+def check_agent_args(kind: AgentKind, args: Sequence[str]) -> None:
+    """AGENT ARGS may not configure MCP servers: ours must stay the agent's only one (another
+    server, or one replacing ours under its name, would offer tools that are not ours)."""
+    if kind is not AgentKind.CODEX:
+        return
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--config"):
+            value = args[i + 1] if i + 1 < len(args) else ""
+        elif arg.startswith("--config="):
+            value = arg.removeprefix("--config=")
+        elif arg.startswith("-c") and not arg.startswith("--"):
+            value = arg[2:]
+        else:
+            continue
+        # TOML may quote a dotted key's parts and space them: compare the bare parts
+        key = "".join(value.split("=", 1)[0].replace('"', "").replace("'", "").split())
+        if key == "mcp_servers" or key.startswith("mcp_servers."):
+            raise UsageError(f"agent argument {value!r} configures an MCP server: the "
+                             "sandbox's server must be the agent's only one",
+                             hint="give the agent its tools through the sandbox's server")
 
 
 def _agent_policy(effective: EffectivePolicy) -> EffectivePolicy:
@@ -177,6 +222,7 @@ class _Watch:
 def run_agent(req: AgentRequest, *, confirm: Confirm | None = None,
               connect_timeout_s: float = CONNECT_TIMEOUT_S) -> AgentOutcome:
     binary = find_binary(req.kind, req.binary)
+    check_agent_args(req.kind, req.args)
     from sandbox.mcp._server import Worker  # the MCP SDK: only once there is an agent to run
 
     worker = Worker()
@@ -206,6 +252,10 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
     # be reachable by the sandbox's uid (as root, not under the 0700 state dir).
     relay_dir = _egress_dir(agent_dir, f"{session.id}-mcp")
     _socket.write_relay(relay_dir, _PYTHON)
+    if req.kind is AgentKind.CODEX:
+        catalog = relay_dir / CODEX_CATALOG_NAME
+        catalog.write_text(json.dumps(CODEX_CATALOG))
+        catalog.chmod(0o644)
     sock = _socket.listen(relay_dir)
     watch = _Watch()
     server = build_server(worker, session, keep=watch.agent_pids)

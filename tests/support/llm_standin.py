@@ -1,11 +1,17 @@
-"""A local stand-in for the Anthropic Messages API, for end-to-end tests of real agents.
+"""A local stand-in for the model APIs real agents speak, for their end-to-end tests: one
+server, two dialects.
 
-It speaks enough of `POST /v1/messages` (JSON and streaming SSE) and
-`POST /v1/messages/count_tokens` for Claude Code and the Anthropic SDKs, and plays a script:
-the agent's main loop (a request that offers the scripted tools) gets scripted turn N, where N
-is the number of assistant messages already in the conversation; any other request (titles,
+- Anthropic Messages (Claude Code, the Anthropic SDKs): `POST /v1/messages` (JSON and streaming
+  SSE) and `POST /v1/messages/count_tokens`.
+- OpenAI Responses (Codex CLI): `POST /v1/responses`, streamed as Codex consumes it:
+  response.created, response.output_item.added/done per item (`message` or `function_call`
+  with call_id, name, namespace, arguments), response.completed with usage.
+
+It plays a script: the agent's main loop (a request that offers tools) gets scripted turn N,
+where N is the number of model turns already in the conversation; any other request (titles,
 summaries, classifiers) gets a short neutral text. Everything received is recorded, so a test
-can assert what the agent sent back (tool results, headers, the API key).
+can assert what the agent offered (tool names, a Responses `namespace` as `ns__tool`) and sent
+back (tool results, headers, the API key).
 
 Reusable beyond egress (the LLM gateway will use it): no sandbox imports.
 
@@ -13,8 +19,12 @@ Reusable beyond egress (the LLM gateway will use it): no sandbox imports.
         Turn(ToolUse("Bash", {"command": "echo hi > out.txt"})),
         Turn(Text("done")),
     ]
-    with MessagesStandIn(script, api_key="sk-ant-dummy") as llm:
+    with LlmStandIn(script, api_key="sk-ant-dummy") as llm:
         env = {"ANTHROPIC_BASE_URL": llm.url, "ANTHROPIC_API_KEY": "sk-ant-dummy"}
+        # or, for Codex: a provider with base_url = llm.url + "/v1", wire_api = "responses"
+
+A scripted ToolUse named `NS__TOOL` is sent to a Responses client as `name` TOOL in `namespace`
+NS when the request offered that namespace (Codex groups an MCP server's tools so).
 """
 
 from __future__ import annotations
@@ -27,6 +37,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
+
+MESSAGES, RESPONSES = "/v1/messages", "/v1/responses"
 
 
 @dataclass(frozen=True)
@@ -64,12 +76,50 @@ class Received:
     def is_main_loop(self) -> bool:
         return bool(self.body.get("tools"))
 
+    @property
+    def responses(self) -> bool:
+        return self.path == RESPONSES
+
     def offered_tools(self) -> list[str]:
-        """Names of the tools the agent offered the model in this request."""
-        return [str(t.get("name")) for t in self.body.get("tools") or [] if isinstance(t, dict)]
+        """Names of the tools the agent offered the model in this request (a Responses
+        namespace's tools as `ns__tool`, a hosted tool without a name by its type)."""
+        names: list[str] = []
+        for t in self.body.get("tools") or []:
+            if not isinstance(t, dict):
+                continue
+            name = str(t.get("name") or t.get("type"))
+            if t.get("type") == "namespace":
+                names += [f"{name}__{i.get('name')}" for i in t.get("tools") or []]
+            else:
+                names.append(name)
+        return names
+
+    def namespaces(self) -> dict[str, str]:
+        """Responses: `ns__tool` -> ns for every tool offered inside a namespace."""
+        return {f"{t['name']}__{i.get('name')}": str(t["name"])
+                for t in self.body.get("tools") or []
+                if isinstance(t, dict) and t.get("type") == "namespace"
+                for i in t.get("tools") or [] if isinstance(i, dict)}
+
+    def turns_so_far(self) -> int:
+        """How many model turns the conversation already holds."""
+        if not self.responses:
+            return sum(1 for m in self.body.get("messages", []) if m.get("role") == "assistant")
+        # Every turn but the last holds a call; its call ids say which turn made it.
+        return len({str(i.get("call_id", "")).split("_")[1] for i in self._items()
+                    if i.get("type") == "function_call"
+                    and str(i.get("call_id", "")).startswith("call_t")})
+
+    def _items(self) -> list[dict[str, Any]]:
+        items = self.body.get("input")
+        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
 
     def tool_results(self) -> list[str]:
-        """Text of every tool_result block in the conversation."""
+        """Text of every tool result in the conversation (tool_result blocks; Responses:
+        function_call_output items)."""
+        if self.responses:
+            return [_flatten(i.get("output")) for i in self._items()
+                    if i.get("type") == "function_call_output"]
         out: list[str] = []
         for message in self.body.get("messages", []):
             content = message.get("content")
@@ -85,8 +135,10 @@ def _flatten(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+        return "".join(b.get("text", "") for b in content
+                       if isinstance(b, dict) and b.get("type") in ("text", "input_text", "output_text"))
     return ""
+
 
 
 @dataclass
@@ -146,13 +198,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path == "/v1/messages/count_tokens":
             self._json(200, {"input_tokens": 42})
             return
-        if path != "/v1/messages":
+        if path not in (MESSAGES, RESPONSES):
             self._error(404, "not_found_error", f"stand-in has no {path}")
             return
         turn = self._turn(received)
         with state.lock:
             message_id = f"msg_standin_{next(state.ids)}"
-        if body.get("stream"):
+        if path == RESPONSES:
+            self._responses(received, turn)
+        elif body.get("stream"):
             self._stream(message_id, turn)
         else:
             self._json(200, self._message(message_id, turn))
@@ -161,7 +215,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         state = self.server.state
         if not received.is_main_loop:
             return Turn(Text(state.side_text))
-        step = sum(1 for m in received.body.get("messages", []) if m.get("role") == "assistant")
+        step = received.turns_so_far()
         return state.script[step] if step < len(state.script) else Turn(Text("Done."))
 
     def _blocks(self, message_id: str, turn: Turn) -> list[dict[str, Any]]:
@@ -231,13 +285,59 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         )  # fmt: skip
         event("message_stop", {})
 
+    # -- OpenAI Responses (Codex) --------------------------------------------------------
+
+    def _responses(self, received: Received, turn: Turn) -> None:
+        """One turn as Responses output items, streamed (Codex always streams)."""
+        step = received.turns_so_far()
+        spaces = received.namespaces()
+        items: list[dict[str, Any]] = []
+        for i, block in enumerate(turn.blocks):
+            if isinstance(block, Text):
+                items.append({"type": "message", "id": f"msg_t{step}_{i}", "status": "completed",
+                              "role": "assistant", "content": [
+                                  {"type": "output_text", "text": block.text, "annotations": []}]})
+                continue
+            call: dict[str, Any] = {"type": "function_call", "id": f"fc_t{step}_{i}",
+                                    "status": "completed", "call_id": f"call_t{step}_{i}",
+                                    "name": block.name, "arguments": json.dumps(block.input)}
+            if block.name in spaces:  # a namespaced tool: its own name inside the namespace
+                ns = spaces[block.name]
+                call |= {"namespace": ns, "name": block.name.removeprefix(f"{ns}__")}
+            items.append(call)
+        usage = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0},
+                 "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0},
+                 "total_tokens": 15}
+        response = {"id": f"resp_t{step}", "object": "response", "created_at": 0,
+                    "model": str(received.body.get("model") or self.server.state.model),
+                    "status": "completed", "output": items, "usage": usage}
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        seq = itertools.count()
+
+        def event(kind: str, **data: Any) -> None:
+            payload = json.dumps({"type": kind, "sequence_number": next(seq), **data})
+            self.wfile.write(f"event: {kind}\ndata: {payload}\n\n".encode())
+            self.wfile.flush()
+
+        event("response.created", response={**response, "status": "in_progress", "output": [],
+                                            "usage": None})
+        for index, item in enumerate(items):
+            event("response.output_item.added", output_index=index,
+                  item={**item, "status": "in_progress"})
+            event("response.output_item.done", output_index=index, item=item)
+        event("response.completed", response=response)
+
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     state: _State
 
 
-class MessagesStandIn:
+class LlmStandIn:
     """The stand-in, serving on 127.0.0.1 (or `host`) for the life of the `with` block."""
 
     def __init__(
@@ -267,9 +367,9 @@ class MessagesStandIn:
             return list(self._server.state.received)
 
     def main_loop(self) -> list[Received]:
-        return [r for r in self.received if r.path == "/v1/messages" and r.is_main_loop]
+        return [r for r in self.received if r.path in (MESSAGES, RESPONSES) and r.is_main_loop]
 
-    def __enter__(self) -> MessagesStandIn:
+    def __enter__(self) -> LlmStandIn:
         self._thread.start()
         return self
 
@@ -284,4 +384,6 @@ class MessagesStandIn:
         self._thread.join(5)
 
 
-__all__ = ["MessagesStandIn", "Received", "Text", "ToolUse", "Turn"]
+MessagesStandIn = LlmStandIn  # the name its first (Anthropic-only) callers know
+
+__all__ = ["LlmStandIn", "MessagesStandIn", "Received", "Text", "ToolUse", "Turn"]

@@ -1,0 +1,136 @@
+"""`sandbox agent codex`: real Codex CLI, its loop outside the workspace, our MCP tools its only
+tools. The model is the scripted Responses-API stand-in behind the real gateway (in-process,
+virtual key of the session); the agent itself runs sandboxed over an empty scratch directory.
+
+The script makes it write a file and run a command through our tools, then call its built-ins
+(`exec_command`, `shell`, `apply_patch`: each must be refused by Codex and create nothing on
+the host) and the MCP resource readers we allow (they reach our server only). The workspace
+stays untouched until the session is approved."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from sandbox.audit import AuditEvent, AuditLog
+from sandbox.mcp._agent import EXTRA_ALLOWED, OUR_PREFIX, AgentKind
+from tests.conftest import Cli, give
+from tests.e2e.test_agent_mcp import _gateway
+from tests.e2e.test_agents_gateway import codex_binary
+from tests.support.gateway import UPSTREAM_KEY
+from tests.support.llm_standin import LlmStandIn, Text, ToolUse, Turn
+
+MODEL = "gpt-test"  # routed to the stand-in by the test gateway's config
+BUILTINS = ("exec_command", "shell", "apply_patch")
+
+
+def _script(pwned: Path) -> list[Turn]:
+    patch = f"*** Begin Patch\n*** Add File: {pwned}\n+pwned\n*** End Patch\n"
+    return [
+        Turn(Text("Writing the note."), ToolUse("mcp__sandbox__write_file", {
+            "path": "notes/agent.txt", "content": "written-by-codex\n"})),
+        Turn(ToolUse("mcp__sandbox__bash", {
+            "command": "cat notes/agent.txt README.md && echo more >> notes/agent.txt"})),
+        Turn(ToolUse("exec_command", {"cmd": f"touch {pwned}"})),
+        Turn(ToolUse("shell", {"command": ["touch", str(pwned)]})),
+        Turn(ToolUse("apply_patch", {"input": patch})),
+        Turn(ToolUse("list_mcp_resources", {})),
+        Turn(ToolUse("read_mcp_resource", {"server": "sandbox", "uri": "file:///etc/passwd"})),
+        Turn(ToolUse("read_mcp_resource", {"server": "host", "uri": "file:///etc/passwd"})),
+        Turn(Text("Done.")),
+    ]
+
+
+def _agent(cli: Cli, ws: Path, session: str, *extra: str,
+           env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    return cli("agent", "codex", "-C", str(ws), "--session", session, "--bin",
+               str(codex_binary()), "--", "exec", "--skip-git-repo-check", "-m", MODEL, *extra,
+               "Add a note", env=env, timeout=240)
+
+
+def test_codex_changes_files_only_through_our_tools(user_cli: tuple[Cli, Path],
+                                                    base_dir: Path) -> None:
+    cli, ws = user_cli  # as an unprivileged user (the attack below runs as root)
+    give(cli, ws)
+    pwned = base_dir / "PWNED"
+    with LlmStandIn(_script(pwned), api_key=UPSTREAM_KEY) as llm:
+        r = _agent(cli, ws, "cx", env=_gateway(cli, llm.url))
+        out = (r.stdout + r.stderr).decode(errors="replace")
+        assert r.returncode == 0, out[-3000:]
+        main = llm.main_loop()
+    assert len(main) == 9, out[-2000:]
+    # the model was offered our tools and the allowlisted resource readers, on every turn
+    allowed = EXTRA_ALLOWED[AgentKind.CODEX]
+    for req in main:
+        tools = req.offered_tools()
+        assert "mcp__sandbox__bash" in tools and "mcp__sandbox__write_file" in tools
+        assert all(t.startswith(OUR_PREFIX) or t in allowed for t in tools), tools
+    # the gateway, not the agent, held the real key
+    assert {req.headers.get("authorization") for req in llm.received} == {
+        f"Bearer {UPSTREAM_KEY}"}
+    wrote, ran, exec_cmd, shell, patch, listed, ours, other = main[-1].tool_results()
+    assert "pending" in wrote
+    assert "written-by-codex" in ran and "hello" in ran and "exit status: 0" in ran
+    for name, result in zip(BUILTINS, (exec_cmd, shell, patch), strict=True):
+        assert f"unsupported call: {name}" in result, result  # Codex refused its own built-in
+    # The resource readers reach our server only, which has no resources: nothing is listed,
+    # our server refuses the read, and there is no other server to ask.
+    assert json.loads(listed) == {"resources": []}, listed
+    assert "resources/read failed for `sandbox`" in ours and "root:" not in ours, ours
+    assert "unknown MCP server 'host'" in other, other
+    # nothing on the host, nothing in the workspace until approval
+    assert not pwned.exists() and not (ws / "notes").exists()
+    assert "2 tool call(s)" in out and "9 LLM call(s)" in out and "sandbox approve cx" in out
+    shown = json.loads(cli("show", "cx", "--json", check=True).stdout)
+    steps = [(s["event"], s["data"].get("tool")) for s in shown["timeline"]]
+    assert steps.count(("llm.call", None)) == 9
+    assert [t for e, t in steps if e == "tool.call"] == ["write_file", "bash"]
+    assert steps.index(("tool.call", "write_file")) < steps.index(("tool.call", "bash"))
+    # the agent's whole environment and mounts (nsjail's config for its run): a virtual key
+    # of the session, never the real one, nor the file holding it, nor the workspace
+    (agent_cfg,) = (cli.home / "sessions" / "cx-agent" / "runs").glob("*/nsjail.cfg")
+    jail = agent_cfg.read_text()
+    assert "sk-sbx-" in jail and UPSTREAM_KEY not in jail and "upstream.key" not in jail
+    assert str(ws) not in jail
+    cli("approve", "cx", check=True)
+    assert (ws / "notes/agent.txt").read_text() == "written-by-codex\nmore\n"
+    assert UPSTREAM_KEY not in cli("audit", "--json", check=True).stdout.decode()
+
+
+def test_agent_args_switching_a_builtin_back_on_end_with_125(cli: Cli, workspace: Path,
+                                                             base_dir: Path) -> None:
+    """`-c features.shell_tool=true` after ours turns Codex's shell back on: the gateway
+    refuses the first request offering it, so the model never answers, the agent is stopped,
+    125, and nothing is done (the script's shell call and write never happen)."""
+    pwned = base_dir / "PWNED"
+    script = [Turn(ToolUse("exec_command", {"cmd": f"touch {pwned}"})),
+              Turn(ToolUse("mcp__sandbox__write_file", {"path": "x.txt", "content": "x\n"})),
+              Turn(Text("Done."))]
+    with LlmStandIn(script, api_key=UPSTREAM_KEY) as llm:
+        r = _agent(cli, workspace, "bad", "-c", "features.shell_tool=true",
+                   env=_gateway(cli, llm.url))
+        assert llm.received == []  # nothing reached the model
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 125, err[-2000:]
+    # the agent did run and offer it (only Codex names its shell so), and was refused
+    assert "tools that are not ours: exec_command" in err, err[-2000:]
+    blocked = [rec.data for rec in AuditLog(cli.home / "audit.log").records(session="bad-agent")
+               if rec.event is AuditEvent.LLM_BLOCKED]
+    assert blocked and "exec_command" in blocked[0]["tools"], blocked  # type: ignore[operator]
+    assert not pwned.exists()
+    assert sorted(p.name for p in workspace.iterdir()) == ["README.md", "old.txt", "src"]
+    shown = json.loads(cli("show", "bad", "--json", check=True).stdout)
+    assert not [s for s in shown["timeline"] if s["event"] == "tool.call"], shown["timeline"]
+    assert not json.loads(cli("diff", "bad", "--json").stdout or b"{}").get("changes")
+
+
+def test_agent_args_may_not_configure_mcp_servers(cli: Cli, workspace: Path) -> None:
+    """Another MCP server (or one replacing ours under its name) would bring tools that are
+    not ours: refused before anything starts."""
+    for arg in ('mcp_servers.evil.command="sh"', '"mcp_servers".sandbox.command="sh"'):
+        r = cli("agent", "codex", "-C", str(workspace), "--bin", str(codex_binary()), "--",
+                "exec", "-c", arg, "hi")
+        assert r.returncode == 2 and b"configures an MCP server" in r.stderr, r.stderr
+    sessions = cli.home / "sessions"
+    assert not sessions.exists() or not any(sessions.iterdir())  # nothing started
