@@ -53,10 +53,11 @@ TOOL_NAMES = ("bash", "read_file", "write_file", "edit_file", "list_files", "gre
 
 
 class Worker:
-    """The one thread that owns the session."""
+    """The one thread that owns the session, and one that makes its audit records durable."""
 
     def __init__(self) -> None:
         self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sandbox-mcp")
+        self.audit = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sandbox-audit")
         self.flush: Callable[[], None] | None = None
 
     def sync(self, fn: Callable[..., T], *args: Any) -> T:
@@ -72,12 +73,14 @@ class Worker:
             self.after_call()
 
     def after_call(self) -> None:
-        """Queue the audit flush behind the call: it runs before the next call is handled."""
+        """Flush the call's audit record once it is answered, beside the next call (a failed
+        flush keeps the records for the next one; `close` flushes what is left)."""
         if self.flush is not None:
-            self.pool.submit(self.flush)
+            self.audit.submit(self.flush)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        self.audit.shutdown(wait=True)
 
 
 def _tool_error(exc: SandboxError) -> ToolError:
@@ -270,8 +273,9 @@ def serve_stdio(cfg: McpConfig, *, confirm: Confirm | None = None,
         try:
             if on_ready is not None:
                 on_ready(session.id)
-            server = build_server(worker, session)
-            server.run("stdio")
+            from sandbox.mcp._transport import run_stdio
+
+            run_stdio(build_server(worker, session))
             return worker.sync(session.finish)
         finally:
             worker.sync(session.close)

@@ -1,7 +1,8 @@
 """One session of one workspace, as the MCP tools see it: every call is audited, `bash` is one
 sandboxed run of the session, the file tools read and write the session's view.
 
-Not thread-safe (one Store, one sqlite connection): the server calls it from one worker thread.
+Not thread-safe (one Store, one sqlite connection): the server calls it from one worker thread;
+only `flush_audit` may run on another.
 During the agent's work every run's changes are held, whatever the level; the level decides
 once, when the agent finishes (`finish`), as `sandbox run` decides after its command.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -120,7 +122,12 @@ class McpSession:
         self.tool_calls = 0
         # Set from the event loop when the client cancels the `bash` going on.
         self.cancelled = False
+        # Tool-call records wait here for `flush_audit`, which the server runs on a thread of
+        # its own (the next call need not wait for the disk): `_pending` guards the list,
+        # `_flushing` keeps the flushes in order.
         self._unflushed: list[Entry] = []
+        self._pending = threading.Lock()
+        self._flushing = threading.Lock()
 
     def close(self) -> None:
         try:
@@ -161,19 +168,26 @@ class McpSession:
             data.update({k: v for k, v in facts.items() if k != "cancelled"})
             if detail:
                 data["error"] = detail[:500]
-            self._unflushed.append(Entry(AuditEvent.TOOL_CALL, run=facts.get("run"),
-                                         session=self.id, actor="agent", data=data))
+            entry = Entry(AuditEvent.TOOL_CALL, run=facts.get("run"), session=self.id,
+                          actor="agent", data=data)
+            with self._pending:
+                self._unflushed.append(entry)
 
     def flush_audit(self) -> None:
         """Make the tool-call records durable: one write and flush for all of them. The server
-        calls it on the worker right after each answer (so the answer does not wait for the
-        disk, and the next call is handled only after it); `finish` and `close` call it too."""
-        if self._unflushed:
-            batch, self._unflushed = self._unflushed, []
+        calls it right after each answer, on its audit thread (so neither the answer nor the
+        next read waits for the disk); a `bash` call, `finish` and `close` call it first, so
+        every call's record precedes what a later call writes to the log."""
+        with self._flushing:
+            with self._pending:
+                batch, self._unflushed = self._unflushed, []
+            if not batch:
+                return
             try:
                 self.audit.append_many(batch)
             except BaseException:
-                self._unflushed[:0] = batch  # kept for the next flush
+                with self._pending:
+                    self._unflushed[:0] = batch  # kept for the next flush
                 raise
 
     def _confirm(self, what: str) -> None:
@@ -200,6 +214,7 @@ class McpSession:
         if timeout is not None and timeout <= 0:
             raise ToolRefused("timeout must be a positive number of seconds")
         self._confirm(f"run: {command}")
+        self.flush_audit()  # the earlier calls' records come before this run's
         effective = self._run_policy(timeout)
         backend = get_backend(effective.policy.backend, capture=True)
         before = upper_snapshot(self.dirs.upper)

@@ -17,14 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the SDK and anyio load only when a server is served
-    import anyio.abc
     from mcp.server.mcpserver import MCPServer
 
 INSIDE_DIR = "/run/sandbox-mcp"
 SOCKET_NAME = "mcp.sock"
 RELAY_NAME = "relay.py"
 CONFIG_NAME = "mcp.json"
-_MAX_LINE = 64 << 20  # one JSON-RPC message (a write_file of a large file)
 
 RELAY = f"""\
 # stdio <-> the sandbox's MCP server (a unix socket bind-mounted from the host)
@@ -82,54 +80,8 @@ async def serve_socket(server: MCPServer[Any], sock: socket.socket,
     """Serve every connection on `sock` until cancelled; `seen(method)` for each request."""
     import anyio.abc
 
+    from sandbox.mcp._transport import serve_stream
+
     listener = await anyio.abc.SocketListener.from_socket(sock)
     async with listener:
-        await listener.serve(lambda stream: _serve_one(server, stream, seen))
-
-
-async def _serve_one(server: MCPServer[Any], stream: anyio.abc.SocketStream,
-                     seen: Callable[[str], None]) -> None:
-    import anyio
-    import mcp_types as types
-    from anyio.streams.buffered import BufferedByteReceiveStream
-    from mcp.shared.message import SessionMessage
-
-    read_w, read_r = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-    write_w, write_r = anyio.create_memory_object_stream[SessionMessage](0)
-    buffered = BufferedByteReceiveStream(stream)
-
-    async def reader() -> None:
-        async with read_w:
-            while True:
-                try:
-                    line = await buffered.receive_until(b"\n", _MAX_LINE)
-                except (anyio.EndOfStream, anyio.IncompleteRead, anyio.ClosedResourceError,
-                        anyio.BrokenResourceError, anyio.DelimiterNotFound):
-                    return
-                if not line.strip():
-                    continue
-                try:
-                    message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-                except Exception as exc:  # a malformed line is the client's error, reported
-                    await read_w.send(exc)
-                    continue
-                method = getattr(message, "method", None)
-                if isinstance(method, str):
-                    seen(method)
-                await read_w.send(SessionMessage(message))
-
-    async def writer() -> None:
-        async with write_r:
-            async for msg in write_r:
-                data = msg.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
-                try:
-                    await stream.send(data.encode())
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    return
-
-    low = server._lowlevel_server  # the SDK serves a transport's streams only through it
-    async with stream, anyio.create_task_group() as tg:
-        tg.start_soon(reader)
-        tg.start_soon(writer)
-        await low.run(read_r, write_w, low.create_initialization_options())
-        tg.cancel_scope.cancel()
+        await listener.serve(lambda stream: serve_stream(server, stream, seen))
