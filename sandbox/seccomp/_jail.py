@@ -59,7 +59,7 @@ def installed_filter(kafel: str, argv: Sequence[str] = ("/bin/true",)) -> bytes:
     """
     from sandbox.seccomp import _ptrace
 
-    got: list[bytes] = []
+    got: list[bytes] = []  # filled in the tracer process, handed back by report()
 
     def on_exec(pt: _ptrace.Ptrace, pid: int) -> bool:
         prog = pt.seccomp_filter(pid)
@@ -68,7 +68,8 @@ def installed_filter(kafel: str, argv: Sequence[str] = ("/bin/true",)) -> bytes:
         got.append(prog)
         return False
 
-    _ptrace.run_traced(jail_argv(kafel, argv), on_exec=on_exec)
-    if not got:
+    _code, prog = _ptrace.run_traced(jail_argv(kafel, argv), on_exec=on_exec,
+                                     report=lambda: got[0] if got else b"")
+    if not prog:
         raise EnforcementError("nsjail installed no seccomp filter (policy rejected?)")
-    return got[0]
+    return prog

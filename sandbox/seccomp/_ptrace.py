@@ -132,10 +132,58 @@ OnSeccomp = Callable[[Ptrace, int], None]  # must leave the tracee ready to PTRA
 
 def run_traced(argv: Sequence[str], *, env: dict[str, str] | None = None,
                on_exec: OnExec | None = None, on_seccomp: OnSeccomp | None = None,
-               stdout_to_stderr: bool = False) -> int:
-    """Run argv with every descendant traced; returns a shell-style exit status.
+               report: Callable[[], bytes] | None = None) -> tuple[int, bytes]:
+    """Run argv with every descendant traced, from a tracer process of its own; returns a
+    shell-style exit status and what `report` returned (called in the tracer once argv ended).
 
-    The caller must have no other children it waits for meanwhile: the loop reaps any child.
+    The tracer loop waits for *any* child (a tracee's children are auto-attached, and one
+    cannot block on a set of pids), so it must run where the tracees are the only children:
+    here a forked tracer process. In the caller's process it would reap, or block on, children
+    that are none of its business (a terminal helper, a lifeline, another subprocess). The
+    callbacks run in the tracer: what they learn comes back through `report`.
+    """
+    rfd, wfd = os.pipe()
+    tracer = os.fork()
+    if tracer == 0:  # the tracer: never returns into the caller's code
+        code = 125
+        try:
+            os.close(rfd)
+            _die_with_parent()
+            code = trace_children(argv, env=env, on_exec=on_exec, on_seccomp=on_seccomp)
+            out = b"\0" + (report() if report is not None else b"")
+        except BaseException as exc:  # carried back to the caller as text
+            out = b"\1" + f"{type(exc).__name__}: {exc}".encode(errors="replace")
+        finally:
+            try:
+                with os.fdopen(wfd, "wb") as f:
+                    f.write(out)
+            finally:
+                os._exit(code)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as f:
+        out = f.read()
+    _, status = os.waitpid(tracer, 0)  # only our tracer: other children stay the caller's
+    code = os.waitstatus_to_exitcode(status)
+    if out[:1] != b"\0":
+        raise OSError(f"the ptrace tracer failed: {out[1:].decode(errors='replace') or code}")
+    return (128 - code if code < 0 else code), out[1:]
+
+
+def _die_with_parent() -> None:
+    """The tracer goes when its caller does (PR_SET_PDEATHSIG), and its tracees with it
+    (PTRACE_O_EXITKILL)."""
+    pr_set_pdeathsig = 1
+    if _libc().prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+
+
+def trace_children(argv: Sequence[str], *, env: dict[str, str] | None = None,
+                   on_exec: OnExec | None = None, on_seccomp: OnSeccomp | None = None,
+                   stdout_to_stderr: bool = False) -> int:
+    """Run argv with every descendant traced, in this process; returns a shell-style status.
+
+    Only for a process whose only children are the ones this starts (the `_tracer` process
+    of `profile test|record`, or run_traced's forked tracer): the loop reaps any child.
     """
     pt = Ptrace()
     pid = os.fork()

@@ -2,7 +2,8 @@
 TALLY [--stdout-to-stderr] -- LAUNCHER...`.
 
 The backend starts it in place of its launcher (LaunchSpec.tracer), so the launch is the
-runtime's own, staging included; this process then runs the launcher (nsjail) as a traced child,
+runtime's own, staging included; this process (whose only child is the launcher, as the ptrace
+loop needs) then runs the launcher (nsjail) as a traced child,
 follows every descendant (sandbox.seccomp._ptrace), applies the profile's verdicts at each
 seccomp stop (sandbox.seccomp._trace._Recorder), writes the tally to TALLY and exits with the
 launcher's status. If it dies, PTRACE_O_EXITKILL kills every tracee: nothing outlives it.
@@ -30,8 +31,8 @@ def main(args: list[str]) -> int:
     codes_file, tally_file = Path(head[0]), Path(head[1])
     rec = _Recorder(codes_from_json(json.loads(codes_file.read_text())), Counter(), {})
     try:
-        code = _ptrace.run_traced(argv, on_seccomp=rec.on_seccomp,
-                                  stdout_to_stderr="--stdout-to-stderr" in head[2:])
+        code = _ptrace.trace_children(argv, on_seccomp=rec.on_seccomp,
+                                      stdout_to_stderr="--stdout-to-stderr" in head[2:])
     except KeyboardInterrupt:  # ^C reached us too: report what was seen; exiting kills the rest
         code = 130
     tmp = tally_file.with_suffix(".tmp")
