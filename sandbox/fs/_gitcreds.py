@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,25 +72,14 @@ def scrubbed_paths(workspace: Path) -> tuple[str, ...]:
     return (GIT_CONFIG,) if scrubbed_git_config(workspace) is not None else ()
 
 
-def _git_env() -> dict[str, str]:
-    """Host git reads nothing but what it is pointed at (no system or global config)."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": os.devnull, "HOME": os.devnull, "LC_ALL": "C",
-            "GIT_OPTIONAL_LOCKS": "0"}
-
-
 def _parse(path: Path) -> list[_Entry] | None:
-    git = shutil.which("git")
-    if git is None:
-        return None
-    try:
-        out = subprocess.run([git, "config", "--file", str(path), "--no-includes", "--list",
-                              "--null"], capture_output=True, env=_git_env(), timeout=10,
-                             check=True)
-    except (OSError, subprocess.SubprocessError):
+    from sandbox._git import config_list
+
+    listing = config_list(path)
+    if listing is None:
         return None
     entries: list[_Entry] = []
-    for item in out.stdout.decode("utf-8", "surrogateescape").split("\0"):
+    for item in listing.decode("utf-8", "surrogateescape").split("\0"):
         if not item:
             continue
         key, sep, value = item.partition("\n")
@@ -179,18 +166,16 @@ def hidden_in_history(workspace: Path, patterns: tuple[str, ...],
                       timeout_s: float = 10.0) -> tuple[str, ...]:
     """Hidden paths that some commit of the workspace's repository holds: the sandbox can read
     them through git (`git show REV:PATH`) although the mask hides the working copy."""
-    git = shutil.which("git")
-    if git is None or not (workspace / ".git").is_dir():
+    from sandbox._git import GitUnavailable, git
+
+    if not (workspace / ".git").is_dir():
         return ()
-    env = _git_env()
-    # The repository is the workspace's: nothing it configures may run on the host.
-    argv = [git, "-C", str(workspace), "-c", f"safe.directory={workspace}",
-            "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "--no-pager",
-            "log", "--all", "--no-renames", "--format=", "--name-only", "-z", "--",
-            *(_pathspec(p) for p in patterns)]
     try:
-        out = subprocess.run(argv, capture_output=True, env=env, timeout=timeout_s, check=True)
-    except (OSError, subprocess.SubprocessError):
+        out = git(workspace, "log", "--all", "--no-renames", "--format=", "--name-only", "-z",
+                  "--", *(_pathspec(p) for p in patterns), timeout=timeout_s)
+    except GitUnavailable:
+        return ()
+    if out.returncode != 0:
         return ()
     names = {n for n in out.stdout.decode("utf-8", "replace").split("\0") if n.strip()}
     return tuple(sorted(n.strip() for n in names))

@@ -8,8 +8,8 @@ the marks are taken off again after the run, so they never reach the person's re
 After the run, any new commit, moved ref or index entry that would delete, replace or add a
 hidden path is forbidden (`violations`), whatever git commands the agent used.
 
-git runs here on the person's repository with its own config ignored (no hooks, no
-fsmonitor), and only when the workspace is a repository with hidden files in it.
+git runs here on the person's repository through `sandbox._git` (nothing the repository
+configures runs), and only when the workspace is a repository with hidden files in it.
 """
 
 from __future__ import annotations
@@ -18,45 +18,17 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from sandbox._git import literal as _literal
+from sandbox._git import run_git
 from sandbox.fs._changeset import Change, ChangeKind, FileType
 from sandbox.fs._rules import HIDDEN_TRACKED as RULE
 from sandbox.fs._rules import HiddenIndex
 
 INDEX = ".git/index"
 _SHA = re.compile(rb"^[0-9a-f]{40}([0-9a-f]{24})?$")
-
-
-def run_git(workspace: Path, *args: str, index: Path | None = None,
-            objects: Path | None = None,
-            data: bytes | None = None) -> subprocess.CompletedProcess[bytes] | None:
-    """git on the workspace's repository, its config's hooks and fsmonitor off."""
-    git = shutil.which("git")
-    if git is None:
-        return None
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env |= {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C",
-            "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0"}
-    if index is not None:
-        env["GIT_INDEX_FILE"] = os.fspath(index)
-    if objects is not None:
-        env["GIT_OBJECT_DIRECTORY"] = os.fspath(objects)
-        env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = os.fspath(workspace / ".git" / "objects")
-    argv = [git, "-c", "safe.directory=*", "-c", "core.fsmonitor=false", "-c",
-            "core.hooksPath=/dev/null", "--git-dir", os.fspath(workspace / ".git"),
-            "--work-tree", os.fspath(workspace), *args]
-    try:
-        return subprocess.run(argv, input=data, capture_output=True, env=env, check=False,
-                              timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _literal(paths: Sequence[str]) -> list[str]:
-    return [f":(literal){p}" for p in paths]
 
 
 def tracked(workspace: Path, hidden: Sequence[str], index: Path | None = None) -> dict[str, bool]:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sandbox._git import run_git as _git
 from sandbox.fs._changeset import Change, ChangeKind, FileType
-from sandbox.fs._gitview import run_git as _git
 
 __all__ = ["GitCommit", "GitWork", "RefMove", "git_work", "is_git_internal"]
 
@@ -283,7 +283,7 @@ def commit_patch(upper: Path, workspace: Path, sha: str, limit: int = 1 << 20) -
     """The diff a commit made inside introduces (against its first parent), up to `limit`
     bytes; b"" when it cannot be read."""
     objects = upper / ".git" / "objects"
-    r = _git(workspace, "show", "--format=", "--no-color", "--no-ext-diff", "--no-textconv",
+    r = _git(workspace, "show", "--format=", "--no-color",
              "--first-parent", "--patch", sha, objects=objects if objects.is_dir() else None)
     if r is None or r.returncode != 0:
         return b""

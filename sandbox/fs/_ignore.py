@@ -131,7 +131,7 @@ def _git_ignored(workspace: Path, changes: list[Change],
         return None
     if not changes:
         return set()
-    from sandbox.fs._gitview import run_git
+    from sandbox._git import literal, run_git
 
     r = run_git(workspace, "check-ignore", "--no-index", "-z", "--stdin",
                 data=b"".join(os.fsencode(c.path + ("/" if is_dir(c) else "")) + b"\0"
@@ -141,7 +141,7 @@ def _git_ignored(workspace: Path, changes: list[Change],
     found = {os.fsdecode(p).rstrip("/") for p in r.stdout.split(b"\0") if p}
     existing = [c.path for c in changes if c.path in found and c.old_type is not None]
     if existing:
-        r = run_git(workspace, "ls-files", "-z", "--", *(f":(literal){p}" for p in existing))
+        r = run_git(workspace, "ls-files", "-z", "--", *literal(existing))
         if r is None or r.returncode != 0:
             return found - set(existing)
         tracked = {os.fsdecode(p) for p in r.stdout.split(b"\0") if p}

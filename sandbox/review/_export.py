@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox._git import GitMissing, git
 from sandbox.errors import SandboxError, UsageError
 from sandbox.fs import Change, ChangeKind, ChangeSet, FileType
 from sandbox.governance import Risk, Verdict
@@ -33,9 +34,6 @@ from sandbox.review._io import Tree
 
 __all__ = ["ExportResult", "export_changeset"]
 
-# Identity variables are the user's to set; every other GIT_* would redirect git elsewhere.
-_KEEP_GIT_ENV = ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE",
-                 "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_COMMITTER_DATE")
 _FALLBACK_IDENT = {"GIT_AUTHOR_NAME": "sandbox", "GIT_AUTHOR_EMAIL": "sandbox@localhost",
                    "GIT_COMMITTER_NAME": "sandbox", "GIT_COMMITTER_EMAIL": "sandbox@localhost"}
 
@@ -52,16 +50,16 @@ class ExportResult:
 
 @dataclass(frozen=True)
 class _Git:
+    """git on the repository holding `workspace`, through the one host-side wrapper (nothing of
+    the repository's runs), as the person (their identity), failures as SandboxErrors."""
+
     workspace: Path
-    env: Mapping[str, str]
 
     def run(self, *args: str, input: bytes | None = None, ok: Sequence[int] = (0,),
             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-        argv = ["git", "-C", str(self.workspace), *args]
         try:
-            proc = subprocess.run(argv, input=input, capture_output=True, check=False,
-                                  env={**self.env, **(env or {})})
-        except FileNotFoundError as exc:
+            proc = git(self.workspace, *args, discover=True, person=True, data=input, env=env)
+        except GitMissing as exc:
             raise UsageError("git is not installed", hint="install git to export") from exc
         if proc.returncode not in ok:
             err = proc.stderr.decode("utf-8", "replace").strip()
@@ -71,14 +69,6 @@ class _Git:
     def out(self, *args: str, input: bytes | None = None,
             env: Mapping[str, str] | None = None) -> str:
         return self.run(*args, input=input, env=env).stdout.decode().strip()
-
-
-def _git_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("GIT_") or k in _KEEP_GIT_ENV}
-    # No index refresh by read-only commands, no prompts, messages we can match.
-    env.update({"GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
-    return env
 
 
 def _inside_git_dir(path: str) -> bool:
@@ -165,7 +155,7 @@ def export_changeset(cs: ChangeSet, verdicts: Sequence[Verdict], *, upper: Path,
                      include_protected: bool = False) -> ExportResult:
     """The changeset as a new branch: the commits the run made (messages, authors and ids
     kept) when carried, then one commit with `message` for the changes not committed inside."""
-    git = _Git(workspace, _git_env())
+    git = _Git(workspace)
     prefix, base, oid_len = _open_repo(git, branch)
     skipped: list[tuple[str, str]] = []
     carried = _agent_commits(cs, upper, workspace, git, base, include_protected, skipped) \
@@ -245,7 +235,7 @@ def _write_blobs(git: _Git, upper: Tree, changes: Sequence[Change], tmp: Path) -
         names.append(str(path))
     if not names:
         return []
-    out = git.out("hash-object", "-w", "--no-filters", "--stdin-paths",
+    out = git.out("hash-object", "-w", "--stdin-paths",
                   input="".join(f"{p}\n" for p in names).encode())
     blobs = out.split()
     if len(blobs) != len(names):
