@@ -16,7 +16,7 @@ from pathlib import Path
 from sandbox.audit import AuditEvent, AuditLog
 from sandbox.mcp._agent import EXTRA_ALLOWED, OUR_PREFIX, AgentKind
 from tests.conftest import Cli, give
-from tests.e2e.test_agent_mcp import _gateway
+from tests.e2e.test_agent_mcp import _gateway, check_session
 from tests.e2e.test_agents_gateway import codex_binary
 from tests.support.gateway import UPSTREAM_KEY
 from tests.support.llm_standin import LlmStandIn, Text, ToolUse, Turn
@@ -42,16 +42,17 @@ def _script(pwned: Path) -> list[Turn]:
     ]
 
 
-def _agent(cli: Cli, ws: Path, session: str, *extra: str,
-           env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+def _agent(cli: Cli, ws: Path, session: str, *extra: str, env: dict[str, str],
+           flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess[bytes]:
+    """`sandbox agent codex [flags] -- exec ... [extra] PROMPT`"""
     return cli("agent", "codex", "-C", str(ws), "--session", session, "--bin",
-               str(codex_binary()), "--", "exec", "--skip-git-repo-check", "-m", MODEL, *extra,
-               "Add a note", env=env, timeout=240)
+               str(codex_binary()), *flags, "--", "exec", "--skip-git-repo-check", "-m", MODEL,
+               *extra, "Add a note", env=env, timeout=240)
 
 
-def test_codex_changes_files_only_through_our_tools(user_cli: tuple[Cli, Path],
+def test_codex_changes_files_only_through_our_tools(sbx: tuple[Cli, Path],
                                                     base_dir: Path) -> None:
-    cli, ws = user_cli  # as an unprivileged user (the attack below runs as root)
+    cli, ws = sbx  # as root and as an unprivileged user
     give(cli, ws)
     pwned = base_dir / "PWNED"
     with LlmStandIn(_script(pwned), api_key=UPSTREAM_KEY) as llm:
@@ -82,20 +83,7 @@ def test_codex_changes_files_only_through_our_tools(user_cli: tuple[Cli, Path],
     # nothing on the host, nothing in the workspace until approval
     assert not pwned.exists() and not (ws / "notes").exists()
     assert "2 tool call(s)" in out and "9 LLM call(s)" in out and "sandbox approve cx" in out
-    shown = json.loads(cli("show", "cx", "--json", check=True).stdout)
-    steps = [(s["event"], s["data"].get("tool")) for s in shown["timeline"]]
-    assert steps.count(("llm.call", None)) == 9
-    assert [t for e, t in steps if e == "tool.call"] == ["write_file", "bash"]
-    assert steps.index(("tool.call", "write_file")) < steps.index(("tool.call", "bash"))
-    # the agent's whole environment and mounts (nsjail's config for its run): a virtual key
-    # of the session, never the real one, nor the file holding it, nor the workspace
-    (agent_cfg,) = (cli.home / "sessions" / "cx-agent" / "runs").glob("*/nsjail.cfg")
-    jail = agent_cfg.read_text()
-    assert "sk-sbx-" in jail and UPSTREAM_KEY not in jail and "upstream.key" not in jail
-    assert str(ws) not in jail
-    cli("approve", "cx", check=True)
-    assert (ws / "notes/agent.txt").read_text() == "written-by-codex\nmore\n"
-    assert UPSTREAM_KEY not in cli("audit", "--json", check=True).stdout.decode()
+    check_session(cli, ws, "cx", llm_calls=9, note="written-by-codex\nmore\n")
 
 
 def test_agent_args_switching_a_builtin_back_on_end_with_125(cli: Cli, workspace: Path,
@@ -134,3 +122,24 @@ def test_agent_args_may_not_configure_mcp_servers(cli: Cli, workspace: Path) -> 
         assert r.returncode == 2 and b"configures an MCP server" in r.stderr, r.stderr
     sessions = cli.home / "sessions"
     assert not sessions.exists() or not any(sessions.iterdir())  # nothing started
+
+
+def test_codex_on_the_docker_backend(cli: Cli, workspace: Path, base_dir: Path) -> None:
+    """`--backend docker`: the agent's own sandbox and every `bash` call are containers."""
+    from tests.integration.test_docker_backend import require_docker
+
+    require_docker()
+    pwned = base_dir / "PWNED"
+    script = [Turn(ToolUse("mcp__sandbox__write_file", {"path": "n.txt", "content": "n\n"})),
+              Turn(ToolUse("mcp__sandbox__bash", {"command": "cat n.txt README.md"})),
+              Turn(ToolUse("exec_command", {"cmd": f"touch {pwned}"})),
+              Turn(Text("Done."))]
+    with LlmStandIn(script, api_key=UPSTREAM_KEY) as llm:
+        r = _agent(cli, workspace, "dk", env=_gateway(cli, llm.url), flags=("--backend", "docker"))
+        assert r.returncode == 0, (r.stdout + r.stderr).decode(errors="replace")[-3000:]
+        wrote, ran, refused = llm.main_loop()[-1].tool_results()
+    assert "pending" in wrote and "hello" in ran and "unsupported call: exec_command" in refused
+    assert not pwned.exists() and not (workspace / "n.txt").exists()
+    for session in ("dk", "dk-agent"):
+        runs = json.loads(cli("show", session, "--json", check=True).stdout)["runs"]
+        assert runs and {run["backend"] for run in runs} == {"docker"}, runs

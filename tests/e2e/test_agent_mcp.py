@@ -79,19 +79,25 @@ def test_claude_changes_files_only_through_our_tools(user_cli: tuple[Cli, Path],
     # nothing on the host, nothing in the workspace until approval
     assert not pwned.exists() and not (ws / "notes").exists()
     assert "2 tool call(s)" in out and "5 LLM call(s)" in out and "sandbox approve ag" in out
-    shown = json.loads(cli("show", "ag", "--json", check=True).stdout)
+    check_session(cli, ws, "ag", llm_calls=5, note="written-by-claude\nmore\n")
+
+
+def check_session(cli: Cli, ws: Path, session: str, *, llm_calls: int, note: str) -> None:
+    """After an agent wrote notes/agent.txt and ran `bash` through our tools: the timeline,
+    the agent's sandbox (no real key, no workspace), and approval bringing the note in."""
+    shown = json.loads(cli("show", session, "--json", check=True).stdout)
     steps = [(s["event"], s["data"].get("tool")) for s in shown["timeline"]]
-    assert steps.count(("llm.call", None)) == 5
+    assert steps.count(("llm.call", None)) == llm_calls
     assert [t for e, t in steps if e == "tool.call"] == ["write_file", "bash"]
     assert steps.index(("tool.call", "write_file")) < steps.index(("tool.call", "bash"))
     # the agent's whole environment and mounts (nsjail's config for its run): a virtual key
     # of the session, never the real one, nor the file holding it
-    (agent_cfg,) = (cli.home / "sessions" / "ag-agent" / "runs").glob("*/nsjail.cfg")
+    (agent_cfg,) = (cli.home / "sessions" / f"{session}-agent" / "runs").glob("*/nsjail.cfg")
     jail = agent_cfg.read_text()
     assert "sk-sbx-" in jail and UPSTREAM_KEY not in jail and "upstream.key" not in jail
     assert str(ws) not in jail  # no workspace mounted into the agent's sandbox
-    cli("approve", "ag", check=True)
-    assert (ws / "notes/agent.txt").read_text() == "written-by-claude\nmore\n"
+    cli("approve", session, check=True)
+    assert (ws / "notes/agent.txt").read_text() == note
     audit = cli("audit", "--json", check=True).stdout.decode()
     assert UPSTREAM_KEY not in audit
 
