@@ -263,7 +263,9 @@ class Gateway:
             return admitted
         key, body = admitted
         model = str(body["model"])
-        changed = False
+        # A restricted key's request leaves as the gateway read it (re-encoded): raw bytes with a
+        # key twice (`"tools"` foreign first, ours last) could mean other tools to the provider.
+        changed = key.tools is not None
         if cfg.content is not ContentMode.OFF:
             rules: set[str] = set()
             for text in strings(body):

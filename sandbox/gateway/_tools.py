@@ -91,14 +91,16 @@ def tool_names(tools: object) -> list[str]:
             continue
         kind = t.get("type")
         inner = t.get(kind) if isinstance(kind, str) else None
-        spec = inner if isinstance(inner, dict) else t  # chat nests {"function": {"name"}}
-        name = spec.get("name")
+        # Chat nests {"function": {"name"}}, the others name the tool at the top: a tool naming
+        # itself both ways (so that we and the provider read different names) counts as both.
+        own = [n for n in (inner.get("name") if isinstance(inner, dict) else None, t.get("name"))
+               if isinstance(n, str)]
         if kind == "namespace":
-            names.extend(f"{name}__{n}" for n in tool_names(t.get("tools")))
-        elif kind in _OWN_TYPES and isinstance(name, str):
-            names.append(name)
+            names.extend(f"{ns}__{n}" for ns in own for n in tool_names(t.get("tools")))
+        elif kind in _OWN_TYPES and own:
+            names.extend(dict.fromkeys(own))
         else:
-            names.append(f"{kind}:{name}" if isinstance(name, str) else str(kind))
+            names.append(f"{kind}:{own[0]}" if own else str(kind))
     return names
 
 

@@ -265,3 +265,22 @@ def test_an_unrestricted_key_offers_any_tool(
     a.messages.create(model="claude-test", max_tokens=10, messages=[{"role": "user", "content": "x"}],
                       tools=[bash])  # type: ignore[list-item]
     assert [r.body["tools"][0]["name"] for r in upstream.received] == ["Bash"]
+
+
+def test_a_restricted_keys_request_leaves_as_the_gateway_read_it(
+    tmp_path: Path, upstream: ProviderStandIn, gw: EmbeddedGateway
+) -> None:
+    """JSON with a key twice: the gateway (like Python) reads the last `tools`, a provider might
+    read the first. What was checked is what is sent: the re-encoded body, never the raw one."""
+    secret, _ = KeyStore.at_home(tmp_path).create(tools=OUR_TOOLS)
+    ours = json.dumps([{"name": "mcp__sandbox__bash", "input_schema": _SCHEMA}])
+    foreign = json.dumps([{"name": "Bash", "input_schema": _SCHEMA}])
+    raw = (f'{{"model": "claude-test", "max_tokens": 10, "messages": [{{"role": "user", '
+           f'"content": "x"}}], "tools": {foreign}, "tools": {ours}}}').encode()
+    req = urllib.request.Request(url_of(gw) + "/anthropic/v1/messages", raw,
+                                 {"x-api-key": secret, "content-type": "application/json",
+                                  "anthropic-version": "2023-06-01"})
+    with urllib.request.urlopen(req) as resp:
+        assert resp.status == 200
+    (sent,) = upstream.received
+    assert b'"mcp__sandbox__bash"' in sent.raw and b'"Bash"' not in sent.raw

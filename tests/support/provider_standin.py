@@ -47,6 +47,7 @@ class Received:
     path: str
     headers: Mapping[str, str]
     body: Mapping[str, Any]
+    raw: bytes = b""  # as it came: the body above keeps only the last of a repeated key
 
 
 @dataclass
@@ -130,7 +131,8 @@ class ProviderStandIn:
     ) -> tuple[dict[str, Any], web.Response | None]:
         raw = await request.read()
         body = json.loads(raw)
-        self.received.append(Received(request.path, {k.lower(): v for k, v in request.headers.items()}, body))
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.received.append(Received(request.path, headers, body, raw))
         if not self._authorized(request, raw):
             err = (
                 {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}

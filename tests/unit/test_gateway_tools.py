@@ -31,6 +31,9 @@ def test_tool_names_of_each_format() -> None:
     assert OURS.foreign(tool_names(tools)) == (
         "'not a tool'", "Bash", "Write", "grammar_tool", "web_search",
         "web_search_20250305:mcp__sandbox__bash")
+    # named two ways, so that the gateway and the provider could read different names
+    assert tool_names([{"type": "function", "function": {"name": "mcp__sandbox__bash"},
+                        "name": "Bash"}]) == ["mcp__sandbox__bash", "Bash"]
     assert tool_names(None) == []
     assert OURS.foreign(tool_names({"name": "Bash"})) == ("<tools: dict>",)  # fails closed
 
