@@ -62,7 +62,8 @@ class AgentKind(StrEnum):
 # each with its reason. Codex 0.171 offers its MCP resource readers whenever any MCP server is
 # configured (codex-rs: registered on `mcp_tools.is_some()`, no feature or config key): they
 # reach configured MCP servers only, and ours is the only one (its CODEX_HOME is the sandbox's
-# fresh /root, so no user config is read, and AGENT ARGS may not configure MCP servers; see
+# fresh /root, the sandbox's /etc holds no /etc/codex (ETC_ENTRIES) and its cwd is empty, so no
+# user, system or project config is read; AGENT ARGS may not configure MCP servers: see
 # check_agent_args); our server offers no resources. Everything else of Codex's is switched off.
 # The gateway lets exactly these (and our own) through on the agent's key.
 EXTRA_ALLOWED: dict[AgentKind, frozenset[str]] = {

@@ -55,8 +55,15 @@ def test_codex_changes_files_only_through_our_tools(sbx: tuple[Cli, Path],
     cli, ws = sbx  # as root and as an unprivileged user
     give(cli, ws)
     pwned = base_dir / "PWNED"
+    # The person's own Codex config (its instructions would reach the model, its server would
+    # be one more): the agent, in a sandbox of its own with a fresh home, must not read it.
+    mine = cli.home.parent / ".codex"
+    mine.mkdir()
+    (mine / "config.toml").write_text('developer_instructions = "MARKER-OF-HOST-CONFIG"\n'
+                                      '[mcp_servers.mine]\ncommand = "/bin/sh"\n')
+    give(cli, mine)
     with LlmStandIn(_script(pwned), api_key=UPSTREAM_KEY) as llm:
-        r = _agent(cli, ws, "cx", env=_gateway(cli, llm.url))
+        r = _agent(cli, ws, "cx", env=_gateway(cli, llm.url) | {"CODEX_HOME": str(mine)})
         out = (r.stdout + r.stderr).decode(errors="replace")
         assert r.returncode == 0, out[-3000:]
         main = llm.main_loop()
@@ -67,6 +74,7 @@ def test_codex_changes_files_only_through_our_tools(sbx: tuple[Cli, Path],
         tools = req.offered_tools()
         assert "mcp__sandbox__bash" in tools and "mcp__sandbox__write_file" in tools
         assert all(t.startswith(OUR_PREFIX) or t in allowed for t in tools), tools
+    assert not any("MARKER-OF-HOST-CONFIG" in json.dumps(req.body) for req in llm.received)
     # the gateway, not the agent, held the real key
     assert {req.headers.get("authorization") for req in llm.received} == {
         f"Bearer {UPSTREAM_KEY}"}
