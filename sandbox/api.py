@@ -66,14 +66,27 @@ class Runtime:
         return runner.run(RunRequest(argv=tuple(argv), workspace=ws, policy=effective,
                                      session=session, env=dict(env or {}), cwd=cwd))
 
-    def resolve(self, ref: str, *,
-                workspace: str | os.PathLike[str] | None = None) -> ResolvedRef:
+    def resolve(self, ref: str, *, workspace: str | os.PathLike[str] | None = None,
+                cwd: str | os.PathLike[str] | None = None) -> ResolvedRef:
+        """`last` with `cwd`: the last run of the innermost workspace around `cwd` that has
+        runs, as `sandbox show last` run there means it."""
         return self.lifecycle.resolve(
-            ref, workspace=None if workspace is None else check_workspace(Path(workspace)))
+            ref, workspace=None if workspace is None else check_workspace(Path(workspace)),
+            cwd=None if cwd is None else Path(cwd))
 
     def pending(self, ref: str) -> Pending:
         """The session's pending changes and the policy they are judged by."""
         return self.lifecycle.pending(self.resolve(ref))
+
+    def waiting(self) -> list[RunRecord]:
+        """The latest run of every session waiting for a person."""
+        return self.lifecycle.waiting()
+
+    def patch(self, ref: str, paths: Sequence[str] | None = None, *,
+              include_forbidden: bool = False) -> bytes:
+        """The pending changes as a patch; forbidden ones only with `include_forbidden`."""
+        p = self.pending(ref)
+        return b"".join(self.lifecycle.patch(p, paths, include_forbidden=include_forbidden))
 
     def approve(self, ref: str, paths: Sequence[str] = (), *, force: bool = False,
                 include_protected: bool = False, message: str | None = None) -> Approved:

@@ -224,32 +224,16 @@ def _run(ctx: Ctx, args: argparse.Namespace) -> int:
 def _ls(ctx: Ctx, args: argparse.Namespace) -> int:
     """Every session waiting for a person first, however old (its latest run), then the
     recent runs (all of them with --all)."""
-    from sandbox.store import SessionState
-
-    waiting = [run for state in (SessionState.PENDING, SessionState.PARTIAL)
-               for session in ctx.store.list_sessions(state=state, limit=1_000_000)
-               for run in ctx.store.list_runs(limit=1, session_id=session.id)]
     if args.last < 0:
         raise UsageError("--last must be 0 or more")
     recent = ctx.store.list_runs(limit=1_000_000 if args.all else args.last)
-    return render.ls(waiting, recent, json_out=args.json)
+    return render.ls(ctx.lifecycle.waiting(), recent, json_out=args.json)
 
 
 def _ref(ctx: Ctx, args: argparse.Namespace) -> ResolvedRef:
     """RUN: `last` is the last run of the current workspace unless --all-workspaces."""
-    from sandbox._workspace import locate_workspace
-
     everywhere = getattr(args, "all_workspaces", False)
-    if args.ref.strip().lower() != "last" or everywhere:
-        return ctx.lifecycle.resolve(args.ref)
-    here = Path(os.path.realpath(os.getcwd()))
-    # The innermost workspace around the current directory that has runs: `-C sub` of a git
-    # work tree, the work tree itself, or an enclosing (non-git) workspace.
-    for ws in (here, *here.parents):
-        if ctx.store.list_runs(1, workspace=ws):
-            return ctx.lifecycle.resolve("last", workspace=ws)
-    # raises "no runs yet in ..."
-    return ctx.lifecycle.resolve("last", workspace=locate_workspace(None).workspace)
+    return ctx.lifecycle.resolve(args.ref, cwd=None if everywhere else Path(os.getcwd()))
 
 
 def _show(ctx: Ctx, args: argparse.Namespace) -> int:
@@ -261,18 +245,13 @@ def _show(ctx: Ctx, args: argparse.Namespace) -> int:
     cs = pending.changeset
     git = git_work(pending.upper, resolved.session.workspace, cs.changes) if cs else None
     runs = ctx.store.list_runs(limit=1000, session_id=resolved.session.id)
-    events = list(ctx.audit.records(session=resolved.session.id))
-    # `sandbox agent`: the agent process is a run of its own session; its LLM calls belong on
-    # the same timeline as the tool calls they caused.
-    agent = f"{resolved.session.id}-agent"
-    if any(e.event == "tool.call" for e in events) and len(agent) <= 64:
-        events = sorted(events + list(ctx.audit.records(session=agent)), key=lambda e: e.seq)
-    return render.show(pending.ref, runs, cs, events, json_out=args.json,
-                       policy=pending.policy, git=git, ignored=pending.ignored)
+    return render.show(pending.ref, runs, cs, ctx.lifecycle.timeline(resolved.session),
+                       json_out=args.json, policy=pending.policy, git=git,
+                       ignored=pending.ignored)
 
 
 def _diff(ctx: Ctx, args: argparse.Namespace) -> int:
-    from sandbox.fs import ChangeSet, diffstat, iter_patch
+    from sandbox.fs import diffstat
     from sandbox.fs._patch import Conflicted
     from sandbox.lifecycle import normalize_paths
 
@@ -289,25 +268,9 @@ def _diff(ctx: Ctx, args: argparse.Namespace) -> int:
         print(diffstat(p.changeset, paths=paths), end="")
     else:
         conflicted: list[Conflicted] = []
-
-        def patch_of(changes: ChangeSet) -> Iterator[bytes]:
-            return iter_patch(changes, upper=p.upper, lower=p.session.workspace,
-                              paths=paths, session_dir=ctx.layout.session_dir(p.session.id),
-                              conflicted=conflicted)
-
-        def pieces() -> Iterator[bytes]:
-            # Forbidden changes stay out of the patch (`diff | git apply` must never write
-            # what approve refuses); --include-forbidden adds each after a marker, for
-            # forensics. Streamed: a million-line change starts printing at once.
-            yield from patch_of(p.changeset.permitted())
-            for c in forbidden:
-                if args.include_forbidden:
-                    yield render.forbidden_marker(c)
-                    yield from patch_of(ChangeSet((c,)))
-
-        forbidden = [c for c in p.changeset.select(paths) if c.forbidden]
-        render.write_patch(pieces())
-        render.forbidden_left_out(forbidden, included=args.include_forbidden)
+        render.write_patch(ctx.lifecycle.patch(p, paths, conflicted=conflicted,
+                                               include_forbidden=args.include_forbidden))
+        render.forbidden_left_out(p.forbidden(paths), included=args.include_forbidden)
         render.conflicted(conflicted)
     return 0
 

@@ -436,12 +436,6 @@ def _trust_tag(eff: EffectivePolicy, attr: str) -> str:
             return ""
 
 
-def forbidden_marker(change: Any) -> bytes:
-    """A comment line before a forbidden change in `diff --include-forbidden` (git apply
-    ignores text between patches, as in a mail)."""
-    return (esc(f"# FORBIDDEN: {change.path}: {'; '.join(change.forbidden)}") + "\n").encode()
-
-
 def forbidden_left_out(changes: Sequence[Any], *, included: bool) -> None:
     for c in changes:
         what = "included, marked # FORBIDDEN" if included else "left out of the patch"

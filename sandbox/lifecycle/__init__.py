@@ -11,7 +11,9 @@ from sandbox.lifecycle._session import (
     Pending,
     Rejected,
     Reviewed,
+    agent_session_id,
     default_message,
+    held_policy,
 )
 from sandbox.lifecycle._states import (
     ALLOWED,
@@ -32,9 +34,11 @@ __all__ = [
     "Pending",
     "Rejected",
     "Reviewed",
+    "agent_session_id",
     "alive",
     "check_move",
     "default_message",
+    "held_policy",
     "launcher_identity",
     "next_state",
     "normalize_paths",

@@ -8,9 +8,10 @@ recorded, writes its audit records, and moves the state machine of `_states` by 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ from sandbox.errors import (
     SessionClosedError,
     UsageError,
 )
-from sandbox.fs import ChangeSet
+from sandbox.fs import Change, ChangeSet
 from sandbox.governance import (
     Risk,
     Verdict,
@@ -35,17 +36,20 @@ from sandbox.lifecycle._liveness import stop_run
 from sandbox.lifecycle._paths import normalize_paths
 from sandbox.lifecycle._policy import policy_from_record
 from sandbox.lifecycle._states import FINAL, Closing, check_move, next_state, run_decision
-from sandbox.policy import Policy
+from sandbox.policy import Level, Policy
 from sandbox.store import ResolvedRef, RunRecord, RunStatus, SessionRecord, SessionState
 
 if TYPE_CHECKING:
     from sandbox._home import HomeLayout
-    from sandbox.audit import AuditLog
+    from sandbox.audit import AuditLog, AuditRecord
     from sandbox.fs import Ignored
+    from sandbox.fs._patch import Conflicted
+    from sandbox.policy import EffectivePolicy
     from sandbox.review import ApplyResult, ExportResult, Plan
     from sandbox.store import Store
 
-__all__ = ["Approved", "Lifecycle", "Pending", "Rejected", "Reviewed"]
+__all__ = ["Approved", "Lifecycle", "Pending", "Rejected", "Reviewed", "agent_session_id",
+           "held_policy"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,11 @@ class Pending:
 
     def verdicts(self) -> list[Verdict]:
         return [classify(c, self.policy) for c in self.changeset.changes]
+
+    def forbidden(self, paths: Sequence[str] | None = None) -> list[Change]:
+        """The forbidden changes (under `paths`): never committed, never in a patch unless
+        asked for by name."""
+        return [c for c in self.changeset.select(paths) if c.forbidden]
 
 
 @dataclass(frozen=True)
@@ -106,9 +115,60 @@ class Lifecycle:
 
     # -- looking ------------------------------------------------------------------------
 
-    def resolve(self, ref: str, *, workspace: Path | None = None) -> ResolvedRef:
-        """RUN as a person means it: `last` is the last run of `workspace` (None: any)."""
-        return self.store.resolve(ref, workspace=workspace)
+    def resolve(self, ref: str, *, workspace: Path | None = None,
+                cwd: Path | None = None) -> ResolvedRef:
+        """RUN as a person means it: `last` is the last run of `workspace`; with `cwd`
+        instead, of the innermost workspace around `cwd` that has runs (`-C sub` of a git
+        work tree, the work tree itself, or an enclosing non-git workspace); with neither, of
+        any workspace."""
+        if cwd is None or workspace is not None or ref.strip().lower() != "last":
+            return self.store.resolve(ref, workspace=workspace)
+        here = Path(os.path.realpath(cwd))
+        for ws in (here, *here.parents):
+            if self.store.list_runs(1, workspace=ws):
+                return self.store.resolve("last", workspace=ws)
+        from sandbox._workspace import locate_workspace
+
+        # raises "no runs yet in ...", naming the workspace a run from here would use
+        return self.store.resolve("last", workspace=locate_workspace(None, cwd=here).workspace)
+
+    def waiting(self) -> list[RunRecord]:
+        """The latest run of every session waiting for a person (pending, or partly
+        committed), however old it is."""
+        return [run for state in (SessionState.PENDING, SessionState.PARTIAL)
+                for session in self.store.list_sessions(state=state, limit=1_000_000)
+                for run in self.store.list_runs(limit=1, session_id=session.id)]
+
+    def timeline(self, session: SessionRecord) -> list[AuditRecord]:
+        """The session's audit records in order; for a `sandbox agent` session, with the LLM
+        calls of the agent's own session (they caused the tool calls) in their place."""
+        events = list(self.audit.records(session=session.id))
+        agent = agent_session_id(session.id)
+        if agent is not None and any(e.event is AuditEvent.TOOL_CALL for e in events):
+            events = sorted(events + list(self.audit.records(session=agent)),
+                            key=lambda e: e.seq)
+        return events
+
+    def patch(self, p: Pending, paths: Sequence[str] | None = None, *,
+              include_forbidden: bool = False,
+              conflicted: list[Conflicted] | None = None) -> Iterator[bytes]:
+        """The pending changes (under `paths`) as a patch, in pieces as they are made (a
+        million-line change starts at once). Forbidden changes stay out (`diff | git apply`
+        must never write what approve refuses); `include_forbidden` adds each after a
+        `# FORBIDDEN` line (git apply skips text between patches), for forensics."""
+        from sandbox.fs import iter_patch
+        from sandbox.review import esc
+
+        def of(cs: ChangeSet) -> Iterator[bytes]:
+            return iter_patch(cs, upper=p.upper, lower=p.session.workspace, paths=paths,
+                              session_dir=self.layout.session_dir(p.session.id),
+                              conflicted=conflicted)
+
+        yield from of(p.changeset.permitted())
+        if include_forbidden:
+            for c in p.forbidden(paths):
+                yield (esc(f"# FORBIDDEN: {c.path}: {'; '.join(c.forbidden)}") + "\n").encode()
+                yield from of(ChangeSet((c,)))
 
     def policy_of(self, session: SessionRecord) -> Policy:
         """The policy the session's runs were decided under (recorded with the session)."""
@@ -354,6 +414,22 @@ class Lifecycle:
                                          f"nothing to {what}")
             case SessionState.OPEN | SessionState.PENDING | SessionState.PARTIAL:
                 return
+
+
+def held_policy(effective: EffectivePolicy, policy: Policy | None = None) -> EffectivePolicy:
+    """`effective` (with `policy`, a tightened copy of its policy, in its place) for runs
+    whose changes a later decision settles: held pending at level 2, nobody asked. The
+    agent's tool calls are such runs (the level decides when the agent finishes), and so is
+    the agent process itself (its scratch changes are thrown away)."""
+    return replace(effective, policy=replace(policy or effective.policy,
+                                             level=Level.HUMAN_ON_THE_LOOP))
+
+
+def agent_session_id(session_id: str) -> str | None:
+    """The session the agent process of `sandbox agent` runs in, beside the session of its
+    tool calls (None: the id would be too long to be one)."""
+    agent = f"{session_id}-agent"
+    return agent if len(agent) <= 64 else None
 
 
 def default_message(ref: ResolvedRef) -> str:

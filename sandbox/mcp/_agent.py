@@ -31,7 +31,6 @@ from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError
 from sandbox.gateway._attach import INSIDE_PORT as LLM_PORT
 from sandbox.mcp import _socket
 from sandbox.mcp._session import Confirm, Finished, McpConfig, McpSession
-from sandbox.policy import Level
 
 if TYPE_CHECKING:
     from sandbox._runner import RunOutcome
@@ -197,9 +196,9 @@ def check_agent_args(kind: AgentKind, args: Sequence[str]) -> None:
 def _agent_policy(effective: EffectivePolicy) -> EffectivePolicy:
     """The agent process's own policy: the session's limits and profile, no network but the
     LLM gateway, its scratch changes held (they are thrown away)."""
-    pol = effective.policy
-    return replace(effective, policy=replace(pol, level=Level.HUMAN_ON_THE_LOOP, egress_allow=(),
-                                             llm_enabled=True))
+    from sandbox.lifecycle import held_policy
+
+    return held_policy(effective, replace(effective.policy, egress_allow=(), llm_enabled=True))
 
 
 class _Watch:
@@ -243,8 +242,13 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
 
     from sandbox.egress._plumbing import _egress_dir
     from sandbox.gateway._tools import ToolGate
+    from sandbox.lifecycle import agent_session_id
     from sandbox.mcp._server import build_server, stop_running_sandboxes
 
+    agent_session = agent_session_id(session.id)
+    if agent_session is None:
+        raise UsageError(f"session id {session.id!r} is too long for `sandbox agent`",
+                         hint="use a session id of at most 58 characters")
     agent_dir = session.layout.session_dir(session.id) / "agent"
     cwd = agent_dir / "cwd"  # the agent's empty working directory (its "workspace")
     cwd.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -280,7 +284,7 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
                             get_backend(effective.policy.backend), NoPerson())
             try:
                 result["outcome"] = runner.run(RunRequest(
-                    argv=argv, workspace=cwd, policy=effective, session=f"{session.id}-agent",
+                    argv=argv, workspace=cwd, policy=effective, session=agent_session,
                     env=env, mounts=mounts, llm_tools=gate))
             except SandboxError as exc:
                 result["error"] = exc
@@ -314,7 +318,7 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
     error: SandboxError | None = result.get("error")
     # Belt and braces: a refusal by a gateway that could not tell us (one reached by URL
     # through a relay) is in the audit log, read once here with the usage.
-    llm, refused = _llm_usage(session, f"{session.id}-agent")
+    llm, refused = _llm_usage(session, agent_session)
     if error is not None:
         failure.append(f"the agent could not run: {error}")
     elif outcome is not None and outcome.launch is not None and outcome.launch.backend_error:

@@ -250,9 +250,10 @@ class McpSession:
         limit = min(timeout or DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S)
         if pol.limits.timeout_s is not None:
             limit = min(limit, pol.limits.timeout_s)
-        held = replace(pol, level=Level.HUMAN_ON_THE_LOOP,
-                       limits=replace(pol.limits, timeout_s=limit))
-        return replace(self.cfg.policy, policy=held)
+        from sandbox.lifecycle import held_policy
+
+        return held_policy(self.cfg.policy, replace(pol, limits=replace(pol.limits,
+                                                                        timeout_s=limit)))
 
     def read_file(self, path: str, offset: int | None, limit: int | None) -> str:
         return self.call("read_file", {"path": path, "offset": offset, "limit": limit},
@@ -320,17 +321,13 @@ class McpSession:
 
     def diff(self, path: str | None) -> str:
         def go(_: dict[str, Any]) -> str:
-            from sandbox.fs import iter_patch
-
-            cs = self.changeset()
+            lc = self._lifecycle()
+            p = lc.pending(lc.resolve(self.id))
             paths = [normalize(path, self.cfg.workspace)] if path else None
             # Forbidden changes stay out of the patch (as in `sandbox diff`): only named.
-            patch = b"".join(iter_patch(cs.permitted(), upper=self.dirs.upper,
-                                        lower=self.cfg.workspace, paths=paths,
-                                        session_dir=self.dirs.root))
-            text = patch.decode("utf-8", "replace")
+            text = b"".join(lc.patch(p, paths)).decode("utf-8", "replace")
             notes = [f"[forbidden, never committed, not shown: {c.path}: {'; '.join(c.forbidden)}]"
-                     for c in cs.select(paths) if c.forbidden]
+                     for c in p.forbidden(paths)]
             if not text and not notes:
                 return "no pending changes" + (f" under {path}" if path else "")
             return "\n".join([_cut(text, MAX_OUTPUT_CHARS * 2, "diff"), *notes]).strip()

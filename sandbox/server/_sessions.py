@@ -155,7 +155,7 @@ def session_json(server: Server, session_id: str) -> dict[str, object]:
     with lifecycle(server) as lc:
         p = _pending(lc, session_id)
         runs = lc.store.list_runs(50, session_id=session_id)
-        timeline = [r.to_json() for r in server.audit.records(session=session_id)][-500:]
+        timeline = [r.to_json() for r in lc.timeline(p.session)][-500:]
         usage = {"llm_calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
         for r in timeline:
             if r["event"] == "llm.call" and isinstance(r["data"], dict):
