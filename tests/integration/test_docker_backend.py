@@ -136,14 +136,35 @@ def test_ctrl_c_reaches_the_command_and_the_container_goes(dcli: Cli, workspace:
     assert proc.returncode == 130, err  # the run was cancelled: 128 + SIGINT
 
 
+def _in_a_sandbox_container(cmd: list[str]) -> bool:
+    """`cmd` runs inside one of our containers (seen from the host: its cgroup names it)."""
+    ids = sandbox_containers()
+    for p in psutil.process_iter(["cmdline"]):
+        if p.info["cmdline"] != cmd:
+            continue
+        try:
+            cgroup = Path(f"/proc/{p.pid}/cgroup").read_text()
+        except OSError:
+            continue
+        if any(i in cgroup for i in ids):
+            return True
+    return False
+
+
+def _wait_until_running(cmd: list[str], owner: int | None = None, timeout: float = 60) -> None:
+    """Until the run's command is going in its container (and, given the pid of `sandbox run`,
+    its lifeline watches it): not a fixed pause that a slow machine outlasts."""
+    deadline = time.monotonic() + timeout
+    while not (_in_a_sandbox_container(cmd) and (owner is None or _lifelines(owner))):
+        assert time.monotonic() < deadline, "the run never got its command going"
+        time.sleep(0.05)
+
+
 def _start_and_wait_for_container(dcli: Cli, workspace: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([str(SANDBOX_BIN), "run", "-C", str(workspace), "--", "sleep", "60"],
                             env=dcli.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not sandbox_containers() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_until_running(["sleep", "60"], proc.pid)
     assert sandbox_containers() and stage_mounts(), "the run never started its container"
-    time.sleep(0.5)
     return proc
 
 
@@ -170,11 +191,13 @@ def test_sigkill_of_sandbox_run_takes_the_container_down_at_once(
 def test_killed_sandbox_leftovers_are_reaped_by_the_next_run(dcli: Cli, workspace: Path,
                                                             clean_slate: None) -> None:
     proc = _start_and_wait_for_container(dcli, workspace)
-    for pid in _lifelines(proc.pid):  # the lifeline dies too (e.g. the whole group SIGKILLed)
-        os.kill(pid, signal.SIGKILL)
+    lifelines = [psutil.Process(pid) for pid in _lifelines(proc.pid)]
+    for p in lifelines:  # the lifeline dies too (e.g. the whole group SIGKILLed)
+        p.kill()
     proc.kill()
     proc.wait()
-    time.sleep(0.5)
+    _gone, alive = psutil.wait_procs(lifelines, timeout=30)
+    assert not alive  # nothing is left that could clean up: the leftovers stay
     assert sandbox_containers() and stage_mounts()
     r = dcli("run", "-C", str(workspace), "--", "true")
     assert r.returncode == 0, r.stderr
@@ -304,10 +327,7 @@ def test_sigterm_stops_the_container_and_records_the_run_cancelled(
 
     run = Running(dcli, "run", "-C", str(workspace), "--", "sh", "-c",
                   "echo so-far > made.txt; exec sleep 60")
-    deadline = time.monotonic() + 20
-    while not sandbox_containers() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
+    _wait_until_running(["sleep", "60"])  # made.txt is written by then
     sent = run.signal(signal.SIGTERM)
     code, _, err = run.finish()
     assert code == 143, err
@@ -322,10 +342,7 @@ def test_sigkill_the_next_invocation_marks_lost_and_removes_the_container(
         dcli: Cli, workspace: Path, clean_slate: None) -> None:
     proc = subprocess.Popen([str(SANDBOX_BIN), "run", "-C", str(workspace), "--", "sleep", "60"],
                             env=dcli.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while not sandbox_containers() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
+    _wait_until_running(["sleep", "60"])
     proc.kill()
     proc.wait()
     assert sandbox_containers()

@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import SANDBOX_BIN
 from tests.support.gateway import UPSTREAM_KEY, config_text
+from tests.support.procs import Lines
 from tests.support.provider_standin import ProviderStandIn
 
 
@@ -126,7 +127,7 @@ def upstream() -> Iterator[ProviderStandIn]:
         yield up
 
 
-def _stream(url: str, key: str, out: list[bytes]) -> None:
+def _stream(url: str, key: str, out: list[bytes], started: threading.Event) -> None:
     body = json.dumps(
         {
             "model": "claude-test",
@@ -141,14 +142,18 @@ def _stream(url: str, key: str, out: list[bytes]) -> None:
         headers={"x-api-key": key, "content-type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=30) as resp:
-        out.append(resp.read())
+        first = resp.readline()
+        started.set()
+        out.append(first + resp.read())
 
 
 def _streaming(url: str, key: str) -> tuple[threading.Thread, list[bytes]]:
+    """A streamed call, returned once its first event arrived (the rest takes ~0.8 s more)."""
     out: list[bytes] = []
-    thread = threading.Thread(target=_stream, args=(url, key, out))
+    started = threading.Event()
+    thread = threading.Thread(target=_stream, args=(url, key, out, started))
     thread.start()
-    time.sleep(0.3)  # the stream is under way
+    assert started.wait(30), "the stream never began"
     return thread, out
 
 
@@ -164,6 +169,8 @@ def test_serve_reload_usage(tmp_path: Path, env: dict[str, str], upstream: Provi
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stderr is not None
+    said = Lines(proc.stderr)
     try:
         for _ in range(200):
             try:
@@ -181,20 +188,17 @@ def test_serve_reload_usage(tmp_path: Path, env: dict[str, str], upstream: Provi
         during_reload.join(30)
         assert got and got[0].rstrip().endswith(b'{"type": "message_stop"}')  # not dropped
         assert b"w39" in got[0]
-        for _ in range(100):
-            if _call(url, key, "claude-new")[0] == 200:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("reload did not take effect")
+        said.wait_for("configuration reloaded")
+        assert _call(url, key, "claude-new")[0] == 200
         cfg.write_text("[broken\n")  # a bad reload keeps the old config
         assert gw(env, "reload").returncode == 0
-        time.sleep(0.2)
+        said.wait_for("reload failed, keeping the old config")
         assert _call(url, key, "claude-new")[0] == 200
         during_stop, got = _streaming(url, key)
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        err = said.text()
     during_stop.join(30)
     assert got and b"w39" in got[0] and b"message_stop" in got[0]  # shutdown finished the stream
     assert proc.returncode == 0, err

@@ -305,7 +305,10 @@ def test_tunnels_die_with_the_run(attack: Attack) -> None:
     script = (
         f"python3 -c \"import socket,time; s=socket.create_connection(('127.0.0.1',3128)); "
         f"s.sendall(b'CONNECT allowed.test:{attack.origin} HTTP/1.1\\r\\n\\r\\n'); "
-        f's.recv(100); time.sleep(60)" & sleep 0.5; echo started'
+        f"s.recv(100); open('/tmp/tunnel-up', 'w').close(); time.sleep(60)\" & "
+        # started once the tunnel is up, not after a pause that a slow machine outlasts
+        "i=0; until [ -e /tmp/tunnel-up ] || [ $i -ge 600 ]; do i=$((i+1)); sleep 0.05; done; "
+        "[ -e /tmp/tunnel-up ] && echo started"
     )
     result = run_jailed(attack.handle, script)
     assert result.stdout.strip() == "started"

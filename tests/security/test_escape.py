@@ -132,10 +132,11 @@ def test_host_processes_invisible_and_unsignalable(sbx: tuple[Cli, Path], entry:
     cli, workspace = sbx
     victim = subprocess.Popen(["sleep", "300"])
     try:
-        r = run(cli, workspace, f"ls /proc | grep -x {victim.pid}; kill -9 {victim.pid}; "
-                "ps -e -o pid= | wc -l", entry=entry)
+        r = run(cli, workspace, f"ls /proc | grep -x {victim.pid}; kill -9 {victim.pid} "
+                "2>/dev/null || echo KILL-REFUSED; ps -e -o pid= | wc -l", entry=entry)
         assert str(victim.pid).encode() + b"\n" not in r.stdout.split(b"\n", 1)[0] + b"\n"
-        time.sleep(0.2)
+        # The kill was tried and refused, so no signal is on its way: no pause needed to see.
+        assert b"KILL-REFUSED\n" in r.stdout
         assert victim.poll() is None, "the sandbox killed a host process"
         nprocs = int(r.stdout.strip().splitlines()[-2])  # the line before ATTACK-RAN
         assert nprocs < 10  # only the sandbox's own processes
@@ -158,10 +159,18 @@ def _procs_with(marker: str) -> list[int]:
 
 def test_nothing_survives_the_run(sbx: tuple[Cli, Path], entry: str) -> None:
     cli, workspace = sbx
-    marker = f"sbxsurvivor{os.getpid()}"
-    script = (f"(sleep 600 {marker} &) ; setsid sh -c 'sleep 600 {marker}' & "
-              f"nohup sh -c 'trap \"\" HUP TERM; exec -a {marker} sleep 600' >/dev/null 2>&1 & "
-              "sleep 0.2")
+    # A duration no other process uses is the marker (`sleep 600 MARKER` never ran: sleep
+    # refuses a word, and dash has no `exec -a`, so this test used to pass with no survivor
+    # started). The script ends only once all three are running, and says so.
+    marker = str(900_000_000 + os.getpid())
+    # (counted from /proc: ps trips the default profile's get_mempolicy denial)
+    going = ("going() { n=0; for f in /proc/[0-9]*/cmdline; do "
+             f"[ \"$(tr '\\000' ' ' < \"$f\" 2>/dev/null)\" = 'sleep {marker} ' ] && n=$((n+1)); "
+             "done; echo $n; }; ")
+    script = (going + f"(sleep {marker} &) ; setsid sh -c 'sleep {marker}; :' & "
+              f"nohup sh -c 'trap \"\" HUP TERM; sleep {marker}; :' >/dev/null 2>&1 & "
+              "i=0; until [ $(going) -ge 3 ] || [ $i -ge 600 ]; do i=$((i+1)); sleep 0.05; "
+              "done; echo running=$(going)")
     # this run's mounts (its layers are under its state dir): other users' containers may
     # mount and unmount overlays on this host meanwhile
     def ours() -> int:
@@ -170,8 +179,11 @@ def test_nothing_survives_the_run(sbx: tuple[Cli, Path], entry: str) -> None:
     mounts_before = ours()
     r = run(cli, workspace, script, entry=entry)
     assert r.returncode == 0, r.stderr
-    time.sleep(0.3)
-    survivors = _procs_with(marker)
+    assert b"running=3\n" in r.stdout, r.stdout  # the three would-be survivors were started
+    deadline = time.monotonic() + 2  # a killed process takes a moment to be gone from /proc
+    while _procs_with(f"sleep\0{marker}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    survivors = _procs_with(f"sleep\0{marker}")
     for pid in survivors:
         os.kill(pid, signal.SIGKILL)
     assert survivors == [], "processes outlived the run"
@@ -322,12 +334,21 @@ def test_crash_mid_commit_is_recovered(sbx: tuple[Cli, Path]) -> None:
     cli("run", "-C", str(workspace), "--", "sh", "-c", script, check=True)
     env = cli.env({"SANDBOX_COMMIT_STEP_DELAY": "0.01"})
     as_user = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", cli.user, "--"] if cli.user else []
+    # From the workspace: `last` is the last run of the current one (elsewhere approve exits
+    # 2 at once, and the kill below would have crashed nothing).
     proc = subprocess.Popen([*as_user, str(SANDBOX_BIN), "approve", "last"], env=env,
-                            start_new_session=True)
-    time.sleep(0.4)
+                            cwd=workspace, start_new_session=True)
+
+    def changed() -> int:
+        return sum((workspace / f"f{i}.txt").read_text() == f"changed-{i}\n" for i in range(n))
+
+    deadline = time.monotonic() + 60
+    while not changed():  # kill it once the commit is under way, not at a guessed moment
+        assert proc.poll() is None and time.monotonic() < deadline, "the commit never began"
+        time.sleep(0.005)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole group: runuser's child too
     proc.wait()
-    time.sleep(0.1)
+    assert 0 < changed() < n, "the crash did not land mid-commit"
     cli("ls", check=True)  # any invocation finishes or rolls back the interrupted commit
     contents = {(workspace / f"f{i}.txt").read_text() for i in range(n)}
     before = {f"orig-{i}\n" for i in range(n)}

@@ -99,15 +99,20 @@ def test_outputs_stay_bounded(cli: Cli, workspace: Path) -> None:
             assert "line 4999" in rest and "line 5000" in rest and "offset=" not in rest
             err, text = await t.call("read_file", {"path": "big.txt", "offset": "x"})
             assert err and "offset" in text  # a wrong type is a tool error the model can read
-            # a long command reports progress while it runs
+            # a long command reports progress while it runs: it runs until two reports came
             seen: list[tuple[float, str | None]] = []
+            marker = _marker()
 
             async def progress(progress: float, total: float | None,
                                message: str | None) -> None:
                 seen.append((progress, message))
+                if len(seen) == 2:  # enough: let the command finish
+                    for pid in _sleepers(marker):
+                        os.kill(pid, 15)
 
-            r = await t.client.call_tool("bash", {"command": "sleep 2.5; echo slept"},
-                                         progress_callback=progress)
+            with anyio.fail_after(60):
+                r = await t.client.call_tool("bash", {"command": f"sleep {marker}; echo slept"},
+                                             progress_callback=progress)
             assert not r.is_error and len(seen) >= 2, seen
             assert seen[0][1] == "running for 1s" and seen[1][0] > seen[0][0]
 
@@ -118,13 +123,20 @@ def test_outputs_stay_bounded(cli: Cli, workspace: Path) -> None:
 def test_cancelled_bash_leaves_nothing_running(cli: Cli, workspace: Path, backend: str) -> None:
     if backend == "docker":
         require_docker()
-    marker = f"{int(time.time() * 1000) % 100000 + 300000}"
+    marker = _marker()
 
     async def go() -> None:
         async with connect(cli, workspace, "--session", "cancel", "--backend", backend) as t:
-            with anyio.move_on_after(3):
-                await t.call("bash", {"command": f"echo started > s.txt; sleep {marker}"})
-            assert _sleepers(marker), "the command never started"
+            async with anyio.create_task_group() as tg:
+                async def call() -> None:
+                    await t.call("bash", {"command": f"echo started > s.txt; sleep {marker}"})
+
+                tg.start_soon(call)
+                deadline = time.monotonic() + 60
+                while not _sleepers(marker):  # cancel once the command is going, not at a guess
+                    assert time.monotonic() < deadline, "the command never started"
+                    await anyio.sleep(0.05)
+                tg.cancel_scope.cancel()
             deadline = time.monotonic() + 5
             while _sleepers(marker) and time.monotonic() < deadline:
                 await anyio.sleep(0.1)
@@ -136,6 +148,11 @@ def test_cancelled_bash_leaves_nothing_running(cli: Cli, workspace: Path, backen
     records = tool_records(cli, "cancel")
     assert records[0]["data"]["tool"] == "bash"
     assert records[0]["data"]["status"] == "cancelled", records[0]["data"].get("error")
+
+
+def _marker() -> str:
+    """A `sleep` duration no other process on the machine uses, to find this test's command."""
+    return f"{int(time.time() * 1000) % 100000 + 300000}"
 
 
 def _sleepers(marker: str) -> list[int]:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import psutil
 
@@ -91,9 +93,39 @@ def _running(p: psutil.Process) -> bool:
         return False
 
 
+class Lines:
+    """A text stream (a process's stderr) read line by line on a thread, so a test can wait
+    for what the process says it did instead of pausing and hoping it did."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._lines: list[str] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._cond:
+                self._lines.append(line)
+                self._cond.notify_all()
+
+    def wait_for(self, text: str, *, count: int = 1, timeout: float = 30) -> None:
+        """Until `count` lines contain `text`."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: sum(text in ln for ln in self._lines) >= count,
+                                       timeout):
+                raise AssertionError(f"never said {text!r}: {''.join(self._lines)}")
+
+    def text(self, timeout: float = 30) -> str:
+        """Everything, once the stream ended (the process exited)."""
+        self._thread.join(timeout)
+        with self._cond:
+            return "".join(self._lines)
+
+
 def mounts_under(path: Path) -> list[str]:
     return [ln for ln in Path("/proc/self/mountinfo").read_text().splitlines()
             if str(path) in ln]
 
 
-__all__ = ["Running", "mounts_under", "signal"]
+__all__ = ["Lines", "Running", "mounts_under", "signal"]
