@@ -13,6 +13,7 @@ import fnmatch
 import json
 import time
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +35,7 @@ from sandbox.gateway._limits import RateLimiter
 from sandbox.gateway._metrics import Metrics
 from sandbox.gateway._recorder import BodyStore, CallRecord, Recorder
 from sandbox.gateway._relay import Call, Outcome, RawResponse, StreamRelay, read_whole
-from sandbox.gateway._tools import ToolsRefused, offered_tools
+from sandbox.gateway._tools import ToolGate, ToolsRefused, Why, offered_tools
 from sandbox.gateway._upstream import (
     Endpoint,
     Unreachable,
@@ -45,7 +46,7 @@ from sandbox.gateway._upstream import (
 from sandbox.gateway._usage import Api, StreamTracker
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
 __all__ = ["Gateway"]
 
@@ -109,8 +110,9 @@ class Gateway:
             KeyStore(self.keys.path).add_spend,  # its own connection, on the writer thread
         )
         self.http: aiohttp.ClientSession | None = None
-        # Told at once of a request refused for its tools (`sandbox agent` stops its agent).
-        self.on_refused: Callable[[ToolsRefused], None] | None = None
+        # A run's in-process gateway: told at once of a request refused for its tools (`sandbox
+        # agent` stops its agent), and whether the agent has reached our MCP server yet.
+        self.gate: ToolGate | None = None
 
     def reload(self, config: Config) -> None:
         """Swap in a new config; calls in flight keep the one they were admitted under."""
@@ -215,15 +217,16 @@ class Gateway:
         model (nothing dispatched, reserved or spent); audited, and the run told at once."""
         if key.tools is None:
             return None
-        foreign = key.tools.foreign(offered_tools(api, body))
-        if not foreign:
+        offered, gate = offered_tools(api, body), self.gate
+        refused = ToolsRefused(key.id, key.run, key.session, key.tools.foreign(offered))
+        if not refused.tools and offered and gate and gate.ready and not gate.ready():
+            refused = replace(refused, tools=tuple(sorted(set(offered))), why=Why.BEFORE_SERVER)
+        if not refused.tools:
             return None
-        refused = ToolsRefused(key.id, key.run, key.session, foreign)
-        model = str(body["model"])
-        self._audit_block(key, api, model, "tools", f"not allowed for this key: {', '.join(foreign)}",
-                          tools=list(foreign))
-        if self.on_refused is not None:
-            self.on_refused(refused)
+        self._audit_block(key, api, str(body["model"]), "tools", refused.rule(),
+                          tools=list(refused.tools), why=str(refused.why))
+        if gate is not None and gate.on_refused is not None:
+            gate.on_refused(refused)
         allowed = ", ".join(sorted(key.tools.allowed)) or "none"
         return _error(_family(api), Kind.TOOLS, f"{refused.message()} (this key allows: {allowed})")
 

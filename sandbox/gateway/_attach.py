@@ -94,7 +94,8 @@ def attach_llm(stack: contextlib.ExitStack, spec: LaunchSpec, *, home: Path, pol
     """Mint the run's key, start (or reach) the gateway, and bridge it into `spec`.
 
     `tools`: the key may offer the model only these tools (enforced by whichever gateway serves
-    the key); the in-process gateway reports each refusal to `tools.on_refused` as it happens.
+    the key); the in-process gateway also refuses any tools before `tools.ready()`, and reports
+    each refusal to `tools.on_refused` as it happens.
     A configured gateway URL is reached through a byte relay, which tells no one: there the
     audit log's `llm.blocked` records are the only word of a refusal."""
     from sandbox.gateway._config import find_config, load_config
@@ -120,8 +121,7 @@ def attach_llm(stack: contextlib.ExitStack, spec: LaunchSpec, *, home: Path, pol
         if cfg is not None:
             from sandbox.gateway._serve import EmbeddedGateway
 
-            embedded = EmbeddedGateway.start(cfg, home, listener,
-                                             tools.on_refused if tools is not None else None)
+            embedded = EmbeddedGateway.start(cfg, home, listener, tools)
             stack.callback(embedded.close)
         else:
             assert target is not None

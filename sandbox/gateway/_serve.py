@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from sandbox.errors import SandboxError, StateError, UsageError
 from sandbox.gateway._app import Gateway
 from sandbox.gateway._config import Config, ConfigError, load_config
-from sandbox.gateway._tools import ToolsRefused
+from sandbox.gateway._tools import ToolGate
 
 __all__ = ["EmbeddedGateway", "parse_listen", "pid_file", "serve", "signal_reload"]
 
@@ -125,9 +125,9 @@ class EmbeddedGateway:
 
     @classmethod
     def start(cls, cfg: Config, home: Path, sock: socket.socket,
-              on_refused: Callable[[ToolsRefused], None] | None = None) -> EmbeddedGateway:
+              gate: ToolGate | None = None) -> EmbeddedGateway:
         gw = Gateway(cfg, home)
-        gw.on_refused = on_refused
+        gw.gate = gate
         server = uvicorn.Server(_uvicorn_config(gw.app()))
         errors: list[BaseException] = []
 

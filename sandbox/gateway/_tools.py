@@ -20,11 +20,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import assert_never
 
 from sandbox.gateway._usage import Api
 
-__all__ = ["ToolGate", "ToolRestriction", "ToolsRefused", "offered_tools", "tool_names"]
+__all__ = ["ToolGate", "ToolRestriction", "ToolsRefused", "Why", "offered_tools", "tool_names"]
 
 # Tool types that are the caller's own functions, named by the caller: everything else is a
 # provider-hosted tool (web search, code execution, remote MCP...), named by its type.
@@ -52,27 +53,52 @@ class ToolRestriction:
         return cls(frozenset(names))
 
 
+class Why(StrEnum):
+    FOREIGN = "foreign"  # a tool outside the key's restriction
+    BEFORE_SERVER = "before-server"  # tools offered before the agent reached our MCP server
+
+
 @dataclass(frozen=True)
 class ToolsRefused:
-    """A request the gateway refused for offering tools outside its key's restriction."""
+    """A request the gateway refused for the tools it offers."""
 
     key: str
     run: str | None
     session: str | None
-    tools: tuple[str, ...]  # the foreign ones
+    tools: tuple[str, ...]  # the foreign ones; before our server: all it offered
+    why: Why = Why.FOREIGN
+
+    def rule(self) -> str:
+        match self.why:
+            case Why.FOREIGN:
+                return f"not allowed for this key: {', '.join(self.tools)}"
+            case Why.BEFORE_SERVER:
+                return "offered before the agent connected to our MCP server"
+            case _:
+                assert_never(self.why)
 
     def message(self) -> str:
-        return (f"the gateway refused a request offering the model tools that are not ours: "
-                f"{', '.join(self.tools[:10])}{' ...' if len(self.tools) > 10 else ''}")
+        names = f"{', '.join(self.tools[:10])}{' ...' if len(self.tools) > 10 else ''}"
+        match self.why:
+            case Why.FOREIGN:
+                return f"the gateway refused a request offering the model tools that are not ours: {names}"
+            case Why.BEFORE_SERVER:
+                return (f"the gateway refused a request offering the model tools before the agent "
+                        f"connected to our MCP server, so they cannot be ours: {names}")
+            case _:
+                assert_never(self.why)
 
 
 @dataclass(frozen=True)
 class ToolGate:
-    """What a run's key may offer, and who hears of a refusal the moment it happens (the run's
-    in-process gateway calls it from its event loop: it must return at once)."""
+    """What a run's key may offer; who hears of a refusal the moment it happens, and whether the
+    agent has reached our MCP server yet (before that no offered tool can be ours, whatever its
+    name: another server configured under our name would look the same). Both callables are
+    used only by the run's in-process gateway, from its event loop: they must return at once."""
 
     restriction: ToolRestriction
     on_refused: Callable[[ToolsRefused], None] | None = None
+    ready: Callable[[], bool] | None = None
 
 
 def tool_names(tools: object) -> list[str]:

@@ -24,11 +24,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 from sandbox.backends import BindMount
 from sandbox.errors import EXIT_SANDBOX_FAILED, SandboxError, UsageError
 from sandbox.gateway._attach import INSIDE_PORT as LLM_PORT
+from sandbox.gateway._tools import Why
 from sandbox.mcp import _socket
 from sandbox.mcp._session import Confirm, Finished, McpConfig, McpSession
 
@@ -93,9 +94,17 @@ def allowed_tools(kind: AgentKind) -> ToolRestriction:
     return ToolRestriction(frozenset(OUR_PREFIX + n for n in TOOL_NAMES) | EXTRA_ALLOWED[kind])
 
 
-def _foreign_message(tools: Sequence[str]) -> str:
-    return (f"the agent offered its model tools that are not ours: {', '.join(tools[:10])}; the "
-            "gateway refused the request before the model saw it, and the agent was stopped")
+def _foreign_message(tools: Sequence[str], why: Why = Why.FOREIGN) -> str:
+    match why:
+        case Why.FOREIGN:
+            what = "tools that are not ours"
+        case Why.BEFORE_SERVER:
+            what = ("tools before it connected to the sandbox MCP server, so they cannot be ours "
+                    "(another server under our name?)")
+        case _:
+            assert_never(why)
+    return (f"the agent offered its model {what}: {', '.join(tools[:10])}; the gateway refused "
+            "the request before the model saw it, and the agent was stopped")
 
 
 class AgentNotFound(UsageError):
@@ -271,7 +280,7 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
     result: dict[str, Any] = {}
     failure: list[str] = []
     refusals: list[ToolsRefused] = []  # appended by the gateway's thread the moment it refuses
-    gate = ToolGate(allowed_tools(req.kind), refusals.append)
+    gate = ToolGate(allowed_tools(req.kind), refusals.append, ready=watch.connected.is_set)
 
     def launch() -> None:
         from sandbox._runner import NoPerson, Runner, RunRequest
@@ -303,7 +312,7 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
                 await anyio.to_thread.run_sync(stop_running_sandboxes)
             while thread.is_alive():
                 if refusals and not failure:  # the gateway refused a request: stop the agent
-                    failure.append(_foreign_message(refusals[0].tools))
+                    failure.append(_foreign_message(refusals[0].tools, refusals[0].why))
                     await anyio.to_thread.run_sync(stop_running_sandboxes)
                 await anyio.sleep(0.05)
             tg.cancel_scope.cancel()
@@ -324,7 +333,8 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
     elif outcome is not None and outcome.launch is not None and outcome.launch.backend_error:
         failure.append(f"the agent's sandbox failed: {outcome.launch.backend_error}")
     elif not failure and (refusals or refused):
-        failure.append(_foreign_message(refusals[0].tools if refusals else refused))
+        failure.append(_foreign_message(refusals[0].tools, refusals[0].why) if refusals
+                       else _foreign_message(refused))
     elif not failure and not watch.connected.is_set():
         failure.append("the agent never connected to the sandbox MCP server (its tools were "
                        "not offered to the model)")

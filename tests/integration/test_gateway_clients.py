@@ -14,7 +14,7 @@ import pytest
 from sandbox.audit import AuditEvent, AuditLog
 from sandbox.gateway import KeyStore
 from sandbox.gateway._serve import EmbeddedGateway
-from sandbox.gateway._tools import ToolRestriction, ToolsRefused
+from sandbox.gateway._tools import ToolGate, ToolRestriction, ToolsRefused, Why
 from tests.support.gateway import UPSTREAM_KEY, config_text, running_gateway, url_of
 from tests.support.provider_standin import ProviderStandIn
 
@@ -210,7 +210,7 @@ def test_a_restricted_key_offering_a_foreign_tool_never_reaches_the_model(
     provider's shape, before dispatch (the provider saw nothing, nothing was reserved or
     spent), audited, and the run told at once; each SDK really sent its request."""
     heard: list[ToolsRefused] = []
-    gw.gateway.on_refused = heard.append
+    gw.gateway.gate = ToolGate(OUR_TOOLS, heard.append)
     secret, vk = KeyStore.at_home(tmp_path).create(tools=OUR_TOOLS, budget_usd=1.0, session="s-agent")
     a = anthropic.Anthropic(base_url=url_of(gw) + "/anthropic", api_key=secret, max_retries=0)
     o = openai.OpenAI(base_url=url_of(gw) + "/openai/v1", api_key=secret, max_retries=0)
@@ -284,3 +284,26 @@ def test_a_restricted_keys_request_leaves_as_the_gateway_read_it(
         assert resp.status == 200
     (sent,) = upstream.received
     assert b'"mcp__sandbox__bash"' in sent.raw and b'"Bash"' not in sent.raw
+
+
+def test_before_the_agent_reaches_our_server_no_tool_is_ours(
+    tmp_path: Path, upstream: ProviderStandIn, gw: EmbeddedGateway
+) -> None:
+    """Another MCP server configured under our name offers tools named exactly like ours: until
+    the agent has connected to our server (`ready`), any offered tool is refused; a request
+    offering none passes (titles, summaries)."""
+    connected, heard = False, []
+    gw.gateway.gate = ToolGate(OUR_TOOLS, heard.append, ready=lambda: connected)
+    secret, _ = KeyStore.at_home(tmp_path).create(tools=OUR_TOOLS)
+    a = anthropic.Anthropic(base_url=url_of(gw) + "/anthropic", api_key=secret, max_retries=0)
+    msgs: list[anthropic.types.MessageParam] = [{"role": "user", "content": "x"}]
+    ours = {"name": "mcp__sandbox__bash", "description": "not ours at all", "input_schema": _SCHEMA}
+    with pytest.raises(anthropic.PermissionDeniedError) as ae:
+        a.messages.create(model="claude-test", max_tokens=10, messages=msgs, tools=[ours])  # type: ignore[list-item]
+    assert "before the agent connected to our MCP server" in str(ae.value.body)
+    assert [(h.tools, h.why) for h in heard] == [(("mcp__sandbox__bash",), Why.BEFORE_SERVER)]
+    assert upstream.received == []
+    a.messages.create(model="claude-test", max_tokens=10, messages=msgs)  # no tools: passes
+    connected = True
+    a.messages.create(model="claude-test", max_tokens=10, messages=msgs, tools=[ours])  # type: ignore[list-item]
+    assert len(upstream.received) == 2 and len(heard) == 1
