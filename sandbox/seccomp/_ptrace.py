@@ -142,14 +142,15 @@ def run_traced(argv: Sequence[str], *, env: dict[str, str] | None = None,
     that are none of its business (a terminal helper, a lifeline, another subprocess). The
     callbacks run in the tracer: what they learn comes back through `report`.
     """
+    pt = Ptrace()  # libc is found and loaded before the fork (no loader work in the child)
     rfd, wfd = os.pipe()
     tracer = os.fork()
     if tracer == 0:  # the tracer: never returns into the caller's code
         code = 125
         try:
             os.close(rfd)
-            _die_with_parent()
-            code = trace_children(argv, env=env, on_exec=on_exec, on_seccomp=on_seccomp)
+            _die_with_parent(pt.libc)
+            code = trace_children(argv, env=env, on_exec=on_exec, on_seccomp=on_seccomp, pt=pt)
             out = b"\0" + (report() if report is not None else b"")
         except BaseException as exc:  # carried back to the caller as text
             out = b"\1" + f"{type(exc).__name__}: {exc}".encode(errors="replace")
@@ -169,23 +170,23 @@ def run_traced(argv: Sequence[str], *, env: dict[str, str] | None = None,
     return (128 - code if code < 0 else code), out[1:]
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(libc: ctypes.CDLL) -> None:
     """The tracer goes when its caller does (PR_SET_PDEATHSIG), and its tracees with it
     (PTRACE_O_EXITKILL)."""
     pr_set_pdeathsig = 1
-    if _libc().prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
 
 
 def trace_children(argv: Sequence[str], *, env: dict[str, str] | None = None,
                    on_exec: OnExec | None = None, on_seccomp: OnSeccomp | None = None,
-                   stdout_to_stderr: bool = False) -> int:
+                   stdout_to_stderr: bool = False, pt: Ptrace | None = None) -> int:
     """Run argv with every descendant traced, in this process; returns a shell-style status.
 
     Only for a process whose only children are the ones this starts (the `_tracer` process
     of `profile test|record`, or run_traced's forked tracer): the loop reaps any child.
     """
-    pt = Ptrace()
+    pt = pt or Ptrace()
     pid = os.fork()
     if pid == 0:  # child: become traceable, wait for the options, then exec
         try:
