@@ -108,9 +108,13 @@ def test_reject_after_approve_and_settle_after_export_merge(cli: Cli, workspace:
 
 
 def test_conflict_in_a_level4_run_keeps_the_commands_status(cli: Cli, workspace: Path) -> None:
+    # The command ends when told (SIGUSR1), once the person's edit is made: not after a pause.
     run = Running(cli, "run", "-C", str(workspace), "--level", "4", "--json", "--", "sh", "-c",
-                  "echo agent > README.md; sleep 1.5; exit 7", ready="sleep 1.5")
+                  "echo agent > README.md; trap 'exit 7' USR1; sleep 600 & wait",
+                  ready="sleep 600")
     (workspace / "README.md").write_text("a person's edit\n")
+    [shell] = [p for p in run.tree if p.cmdline()[:2] == ["sh", "-c"]]
+    shell.send_signal(signal.SIGUSR1)
     code, out, err = run.finish()
     assert code == 7, err  # the command's own status, not the commit's refusal
     data = json.loads(out)
