@@ -116,7 +116,7 @@ def find_hidden(
         found.extend(f"{rel}/{h}" if rel else h for h in listing.hidden)
         for sub in reversed(listing.subdirs):
             stack.append((f"{rel}/{sub}" if rel else sub, (*comps, sub)))
-    if cache_file is not None:
+    if cache_file is not None and fresh != cached:  # unchanged: no write, no rename per run
         with contextlib.suppress(OSError):
             _save_cache(cache_file, key, fresh)
     return tuple(sorted(found, key=lambda p: tuple(p.split("/"))))

@@ -94,6 +94,23 @@ def test_cache_skips_unchanged_dirs_and_sees_new_entries(
     assert len(scans) > 1
 
 
+def test_an_unchanged_workspace_leaves_the_cache_file_alone(ws: Path, tmp_path: Path) -> None:
+    """Every run looks up the hide mask: a cache that did not change is not written again (a
+    write and a rename per run, on the way to every launch)."""
+    cache = tmp_path / "mask.cache"
+    old = 1_000_000_000_000_000_000  # long ago: not "racy"
+    for d in [ws, *(p for p in ws.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        os.utime(d, ns=(old, old))
+    first = find_hidden(ws, PATTERNS, cache_file=cache)
+    before = cache.stat()
+    assert find_hidden(ws, PATTERNS, cache_file=cache) == first
+    after = cache.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    write(ws / "app/.envrc")  # a change is still written
+    assert "app/.envrc" in find_hidden(ws, PATTERNS, cache_file=cache)
+    assert cache.stat().st_ino != before.st_ino
+
+
 def test_corrupt_cache_is_ignored(ws: Path, tmp_path: Path) -> None:
     cache = tmp_path / "mask.cache"
     cache.write_text("{not json")
