@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,25 @@ def test_a_failure_shows_an_id_and_logs_the_details(cli: Cli) -> None:
     # serve's log has the details under that id.
     logged = err[err.index(f"internal error {eid} on GET '/'"):]
     assert "Traceback" in logged and "not a database" in logged, err
+
+
+def test_over_tls_the_cookie_is_secure(cli: Cli, tmp_path: Path) -> None:
+    import http.client
+    import ssl
+
+    from tests.integration.test_gateway_cli import _self_signed
+
+    cert, key = _self_signed(tmp_path)
+    token = make_token(cli, "rita", "reviewer")
+    port = free_port()
+    with serving(cli, f"127.0.0.1:{port}", "--tls-cert", str(cert), "--tls-key", str(key)):
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=30,
+                                           context=ssl.create_default_context(cafile=str(cert)))
+        conn.request("POST", "/login", body=f"token={token}".encode(), headers=FORM)
+        reply = conn.getresponse()
+        reply.read()
+        conn.close()
+    assert reply.status == 303
+    attrs = [a.strip().lower() for a in reply.getheader("set-cookie", "").split(";")]
+    assert attrs[0].startswith("sbx_session=") and token.lower() not in attrs[0]
+    assert {"secure", "httponly", "samesite=strict", "path=/"} <= set(attrs)
