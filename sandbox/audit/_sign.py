@@ -239,12 +239,7 @@ class SigningKey:
         pem = self.public.public_bytes(serialization.Encoding.PEM,
                                        serialization.PublicFormat.SubjectPublicKeyInfo)
         try:
-            if self.public_path.exists() and self.public_path.read_bytes() == pem:
-                return
-            tmp = self.public_path.with_suffix(".pub.tmp")
-            tmp.write_bytes(pem)
-            tmp.chmod(0o644)
-            tmp.replace(self.public_path)
+            publish(self.public_path, pem)
         except OSError as exc:
             raise UsageError(f"cannot write {self.public_path}: {exc.strerror}") from exc
 
@@ -252,6 +247,17 @@ class SigningKey:
         draft = Checkpoint(seq, digest, ts or utc_timestamp(), self.id, "")
         sig = base64.b64encode(self.private.sign(draft.signed_bytes())).decode("ascii")
         return Checkpoint(draft.seq, draft.hash, draft.ts, draft.key, sig)
+
+
+def publish(path: Path, pem: bytes) -> None:
+    """A public key where anyone may read it (0644), replaced atomically, and only when it
+    differs (a verifier reading it never sees a half-written file)."""
+    if path.exists() and path.read_bytes() == pem:
+        return
+    tmp = path.with_suffix(".pub.tmp")
+    tmp.write_bytes(pem)
+    tmp.chmod(0o644)
+    tmp.replace(path)
 
 
 def trusted_keys(keys: Iterable[Ed25519PublicKey]) -> dict[str, Ed25519PublicKey]:

@@ -119,7 +119,8 @@ def _seq_message(expected: int, found: int) -> str:
     return f"expected seq {expected}, found {found}: record inserted or out of order"
 
 
-def _check_record(rec: AuditRecord, line_no: int, exp_seq: int, exp_prev: str) -> Problem | None:
+def _check_record(rec: AuditRecord, line_no: int | None, exp_seq: int,
+                  exp_prev: str) -> Problem | None:
     """The first thing wrong with one record relative to its predecessor, if any."""
     if compute_hash(rec.body()) != rec.hash:
         return Problem(
@@ -132,6 +133,12 @@ def _check_record(rec: AuditRecord, line_no: int, exp_seq: int, exp_prev: str) -
             ProblemKind.CHAIN, line_no, rec.seq, "prev does not match the previous record's hash"
         )
     return None
+
+
+def check_extends(rec: AuditRecord, prev: Head, line_no: int | None = None) -> Problem | None:
+    """The first thing wrong with `rec` as the record after `prev` (a reader following the log
+    as it grows checks each new record with this, as `verify_lines` does)."""
+    return _check_record(rec, line_no, prev.seq + 1, prev.hash)
 
 
 def _head_problem(

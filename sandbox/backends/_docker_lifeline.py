@@ -9,29 +9,27 @@ invocation to find. On a normal end the launcher kills it with SIGKILL first (no
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
 import sys
 
-_PR_SET_PDEATHSIG = 1
 _SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
 
 
 def start(cid: str) -> subprocess.Popen[bytes] | None:
     """The lifeline of container `cid`, tied to this process; None if it could not start
     (the next invocation still reaps what a killed run left, as before)."""
-    libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork: no dlopen in the child
-    parent = os.getpid()
+    from sandbox._parent_death import tied_to_parent
 
-    def preexec() -> None:
+    def block() -> None:
         # Blocked across exec until `main` waits for them: a signal that comes while Python
         # starts stays pending instead of killing the lifeline before it could act.
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:  # died before prctl took effect: act now
-            os.kill(os.getpid(), signal.SIGTERM)
+
+    # A parent that died before prctl took effect: act now.
+    preexec = tied_to_parent(signal.SIGTERM, before=block,
+                             orphaned=lambda: os.kill(os.getpid(), signal.SIGTERM))
 
     try:
         # its own session: a Ctrl-C at the terminal is the run's to handle, not the lifeline's

@@ -7,7 +7,6 @@ exec nsjail, stream output, wait4 for usage, map nsjail's log to the exit-code c
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import shutil
@@ -233,24 +232,16 @@ class NsjailBackend:
 
 
 
-_PR_SET_PDEATHSIG = 1
 _STOP_GRACE_S = 0.5
 
 
 def _tied_to_parent(inner: Callable[[], None] | None) -> Callable[[], None]:
     """nsjail gets SIGKILL when `sandbox run` dies, however it dies (even SIGKILL); nsjail
     ties its jail to its own life the same way, so the whole sandbox goes with it."""
-    libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork: no dlopen in the child
-    parent = os.getpid()
+    from sandbox._parent_death import tied_to_parent
 
-    def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(EXIT_SANDBOX_FAILED)
-        if inner is not None:
-            inner()
-
-    return preexec
+    return tied_to_parent(signal.SIGKILL, orphaned=lambda: os._exit(EXIT_SANDBOX_FAILED),
+                          after=inner)
 
 
 def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from sandbox.audit import AuditEvent
 from sandbox.fs import ChangeKind, ChangeSet
 from sandbox.policy import EffectivePolicy
 from sandbox.review import esc as _review_esc
@@ -170,15 +171,11 @@ def _llm_usage(events: Sequence[Any]) -> dict[str, Any]:
     """The session's LLM calls through the gateway, summed (one implementation: gateway usage)."""
     from dataclasses import asdict
 
-    from sandbox.gateway._report import By, summarize
+    from sandbox.gateway._report import total
 
-    rows = summarize(events, By.SESSION)
-    if not rows:
-        return {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
-                "cache_write_tokens": 0, "cost_usd": 0.0}
-    total = asdict(rows[0])
-    del total["group"]
-    return total
+    usage = asdict(total(events))
+    del usage["group"]
+    return usage
 
 
 def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any], *,
@@ -187,7 +184,8 @@ def show(resolved: Any, runs: Sequence[Any], cs: ChangeSet, events: Sequence[Any
     holds = [e for e in events if e.event == "decision"]
     egress = [e for e in events if e.event == "egress"]
     llm = _llm_usage(events)
-    steps = [e for e in events if e.event in ("tool.call", "llm.call", "llm.blocked")]
+    steps = [e for e in events if e.event in (AuditEvent.TOOL_CALL, AuditEvent.LLM_CALL,
+                                              AuditEvent.LLM_BLOCKED)]
     if json_out:
         print(json.dumps({"session": session.id, "workspace": str(session.workspace),
                           "state": session.state.value, "level": session.level,

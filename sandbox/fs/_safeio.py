@@ -12,6 +12,7 @@ import errno
 import os
 import stat
 from collections import OrderedDict
+from collections.abc import Callable
 from types import TracebackType
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -31,25 +32,36 @@ def split(rel: str) -> tuple[str, str]:
     return parent, name
 
 
-def open_dir_at(root_fd: int, rel_dir: str) -> int:
-    """A new fd for `rel_dir` below `root_fd`, never crossing a symlink."""
+def walk_at(root_fd: int, rel_dir: str, step: Callable[[int, str, str], int]) -> int:
+    """A new fd for `rel_dir` below `root_fd`, each component opened by `step(parent fd,
+    name, path so far)`, which returns its fd (or raises); the fds passed are closed on the
+    way, and the one held on any error."""
     fd = os.dup(root_fd)
     walked = ""
     try:
         for comp in (c for c in rel_dir.split("/") if c):
             walked = f"{walked}/{comp}" if walked else comp
-            if comp in (".", ".."):
-                raise UnsafePathError(walked, "'..' or '.' component")
-            try:
-                nfd = os.open(comp, O_DIR, dir_fd=fd)
-            except OSError as exc:
-                raise UnsafePathError(walked, _why(fd, comp, exc)) from exc
+            nfd = step(fd, comp, walked)
             os.close(fd)
             fd = nfd
         return fd
     except BaseException:
         os.close(fd)
         raise
+
+
+def open_dir_at(root_fd: int, rel_dir: str) -> int:
+    """A new fd for `rel_dir` below `root_fd`, never crossing a symlink."""
+
+    def step(fd: int, comp: str, walked: str) -> int:
+        if comp in (".", ".."):
+            raise UnsafePathError(walked, "'..' or '.' component")
+        try:
+            return os.open(comp, O_DIR, dir_fd=fd)
+        except OSError as exc:
+            raise UnsafePathError(walked, _why(fd, comp, exc)) from exc
+
+    return walk_at(root_fd, rel_dir, step)
 
 
 def _why(dir_fd: int, name: str, exc: OSError) -> str:

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from sandbox.audit import AuditEvent, AuditRecord
 
-__all__ = ["By", "UsageRow", "summarize"]
+__all__ = ["By", "UsageRow", "summarize", "total"]
 
 
 class By(StrEnum):
@@ -46,18 +46,32 @@ def _group(rec: AuditRecord, by: By) -> str:
             return rec.ts[:10]
 
 
+_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd")
+
+
 def summarize(records: Iterable[AuditRecord], by: By) -> list[UsageRow]:
     sums: dict[str, list[float]] = {}
     for rec in records:
-        if rec.event is not AuditEvent.LLM_CALL:
-            continue
-        acc = sums.setdefault(_group(rec, by), [0.0] * 6)
-        acc[0] += 1
-        for i, f in enumerate(
-            ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd"), start=1
-        ):
-            acc[i] += _num(rec, f)
-    return [
-        UsageRow(g, int(a[0]), int(a[1]), int(a[2]), int(a[3]), int(a[4]), round(a[5], 6))
-        for g, a in sorted(sums.items())
-    ]
+        if rec.event is AuditEvent.LLM_CALL:
+            _add(sums.setdefault(_group(rec, by), [0.0] * 6), rec)
+    return [_row(g, a) for g, a in sorted(sums.items())]
+
+
+def total(records: Iterable[AuditRecord]) -> UsageRow:
+    """Every LLM call among `records` summed into one row (group "all"): a session's usage,
+    its agent's included, for `show`, `sandbox agent`'s summary and serve's session view."""
+    acc = [0.0] * 6
+    for rec in records:
+        if rec.event is AuditEvent.LLM_CALL:
+            _add(acc, rec)
+    return _row("all", acc)
+
+
+def _add(acc: list[float], rec: AuditRecord) -> None:
+    acc[0] += 1
+    for i, f in enumerate(_FIELDS, start=1):
+        acc[i] += _num(rec, f)
+
+
+def _row(group: str, a: list[float]) -> UsageRow:
+    return UsageRow(group, int(a[0]), int(a[1]), int(a[2]), int(a[3]), int(a[4]), round(a[5], 6))

@@ -349,21 +349,15 @@ def _llm_usage(session: McpSession, agent_session: str) -> tuple[dict[str, Any],
     """Calls, tokens and cost of the agent's LLM traffic (the gateway's audit records), and
     the foreign tools of any request the gateway refused for them."""
     from sandbox.audit import AuditEvent
+    from sandbox.gateway._report import total
 
-    calls = tokens_in = tokens_out = 0
-    cost = 0.0
+    records = list(session.audit.records(session=agent_session))
     refused: list[str] = []
-    for rec in session.audit.records(session=agent_session):
+    for rec in records:
         if rec.event is AuditEvent.LLM_BLOCKED and rec.data.get("reason") == "tools":
             tools = rec.data.get("tools")
             refused += [str(t) for t in tools] if isinstance(tools, list) else ["?"]
-        if rec.event is not AuditEvent.LLM_CALL:
-            continue
-        calls += 1
-        d = rec.data
-        tokens_in += int(str(d.get("input_tokens", 0) or 0))
-        tokens_out += int(str(d.get("output_tokens", 0) or 0))
-        c = d.get("cost_usd")
-        cost += float(c) if isinstance(c, int | float) else 0.0
-    return {"calls": calls, "input_tokens": tokens_in, "output_tokens": tokens_out,
-            "cost_usd": round(cost, 6)}, sorted(set(refused))
+    usage = total(records)
+    return {"calls": usage.calls, "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cost_usd": usage.cost_usd}, sorted(set(refused))

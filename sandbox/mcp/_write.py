@@ -18,7 +18,7 @@ from sandbox.backends._mountns import MAPPED_ROOT_ID
 from sandbox.fs import FileType
 from sandbox.fs._gitcreds import GIT_CONFIG, scrubbed_paths
 from sandbox.fs._rules import HiddenIndex, violations
-from sandbox.fs._safeio import O_DIR, fsync_fd, lstat_at
+from sandbox.fs._safeio import O_DIR, fsync_fd, lstat_at, walk_at
 from sandbox.mcp._errors import ToolRefused
 from sandbox.mcp._view import View
 
@@ -101,35 +101,32 @@ def write_file(view: View, rel: str, data: bytes) -> bool:
 def _upper_dir(view: View, parent: str, owner: tuple[int, int] | None) -> int:
     """An fd of `parent` inside the upper dir, creating the directories the view has (with the
     workspace's mode) or that are new; refusing where the view has no directory."""
-    fd = os.open(view.upper, O_DIR)
-    walked = ""
+
+    def step(fd: int, comp: str, walked: str) -> int:
+        node = view.lookup(walked, follow=False)
+        ust = lstat_at(fd, comp)
+        if node is not None and not node.is_dir:
+            raise ToolRefused(f"{walked}: not a directory")
+        if ust is None:
+            if node is None and view.hidden_at(walked, is_dir=True):
+                raise ToolRefused(f"{walked}: refused (hidden path)")
+            mode = stat.S_IMODE(node.st.st_mode) if node is not None else _NEW_DIR_MODE
+            os.mkdir(comp, 0o700, dir_fd=fd)
+            nfd = os.open(comp, O_DIR, dir_fd=fd)
+            if owner is not None:
+                os.fchown(nfd, *owner)
+            os.fchmod(nfd, mode)
+            return nfd
+        if stat.S_ISDIR(ust.st_mode):
+            return os.open(comp, O_DIR, dir_fd=fd)
+        raise ToolRefused(f"{walked}: was deleted in this session; recreate it with bash "
+                          "(mkdir) first")  # a whiteout: the session deleted this directory
+
+    root = os.open(view.upper, O_DIR)
     try:
-        for comp in (c for c in parent.split("/") if c):
-            walked = f"{walked}/{comp}" if walked else comp
-            node = view.lookup(walked, follow=False)
-            ust = lstat_at(fd, comp)
-            if node is not None and not node.is_dir:
-                raise ToolRefused(f"{walked}: not a directory")
-            if ust is None:
-                if node is None and view.hidden_at(walked, is_dir=True):
-                    raise ToolRefused(f"{walked}: refused (hidden path)")
-                mode = stat.S_IMODE(node.st.st_mode) if node is not None else _NEW_DIR_MODE
-                os.mkdir(comp, 0o700, dir_fd=fd)
-                nfd = os.open(comp, O_DIR, dir_fd=fd)
-                if owner is not None:
-                    os.fchown(nfd, *owner)
-                os.fchmod(nfd, mode)
-            elif stat.S_ISDIR(ust.st_mode):
-                nfd = os.open(comp, O_DIR, dir_fd=fd)
-            else:  # a whiteout: the session deleted this directory
-                raise ToolRefused(f"{walked}: was deleted in this session; recreate it with "
-                                  "bash (mkdir) first")
-            os.close(fd)
-            fd = nfd
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
+        return walk_at(root, parent, step)
+    finally:
+        os.close(root)
 
 
 def upper_snapshot(upper: Path) -> dict[str, tuple[int, int, int, int]]:

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sandbox.audit import AuditEvent
+
 __all__ = ["Report", "Session", "compute", "quantiles"]
 
 
@@ -152,15 +154,15 @@ class Report:
 
     def _count(self, s: Session, ts: str, event: object, d: dict[str, object], actor: str) -> None:
         match event:
-            case "run.started":
+            case AuditEvent.RUN_STARTED:
                 s.runs += 1
                 s.first_run = s.first_run or ts
                 level = s.level or 0
                 self.runs_by_level[level] = self.runs_by_level.get(level, 0) + 1
                 self._day(ts)["runs"] += 1
-            case "changeset":
+            case AuditEvent.CHANGESET:
                 s.proposed.update(_strs(d.get("paths")))
-            case "decision":
+            case AuditEvent.DECISION:
                 paths = _strs(d.get("paths"))
                 decision = d.get("decision")
                 if decision == "reject":
@@ -176,26 +178,26 @@ class Report:
                             s.protected.add(path)
                         elif key == "refused":
                             s.forbidden.add(path)
-            case "commit":
+            case AuditEvent.COMMIT:
                 paths = _strs(d.get("paths"))
                 s.accepted.update(paths)
                 s.proposed.update(paths)
                 s.last_commit = ts
                 self._day(ts)["accepted_files"] += len(paths)
-            case "llm.call":
+            case AuditEvent.LLM_CALL:
                 s.agent = True
                 s.llm_calls += 1
                 s.input_tokens += int(_num(d.get("input_tokens")))
                 s.output_tokens += int(_num(d.get("output_tokens")))
                 s.cost_usd += _num(d.get("cost_usd"))
                 self._day(ts)["cost_usd"] += _num(d.get("cost_usd"))
-            case "tool.call":
+            case AuditEvent.TOOL_CALL:
                 s.agent = True
                 s.tool_calls += 1
-            case "egress":
+            case AuditEvent.EGRESS:
                 if d.get("verdict") == "denied":
                     s.egress_denied += 1
-            case "profile.denied":
+            case AuditEvent.PROFILE_DENIED:
                 s.seccomp_denied += 1
             case _:
                 pass

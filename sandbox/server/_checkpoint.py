@@ -19,9 +19,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sandbox.audit._head import EMPTY_HEAD, Head
-from sandbox.audit._record import AuditRecord, RecordFormatError, compute_hash, decode_line
-from sandbox.audit._sign import Checkpoint, SigningKey, checkpoints_path, write_checkpoint
+from sandbox.audit._record import AuditRecord, RecordFormatError, decode_line
+from sandbox.audit._sign import (
+    Checkpoint,
+    SigningKey,
+    checkpoints_path,
+    publish,
+    write_checkpoint,
+)
 from sandbox.audit._sigverify import published_key_path, verify_signed
+from sandbox.audit._verify import check_extends
 from sandbox.errors import AuditError
 
 if TYPE_CHECKING:
@@ -50,11 +57,10 @@ def read_chain(path: Path, start: int, end: int, prev: Head, *, keep: bool,
                 rec = decode_line(line)
             except RecordFormatError as exc:
                 raise AuditError(f"record after seq {prev.seq} is malformed: {exc}") from exc
-            if compute_hash(rec.body()) != rec.hash:
-                raise AuditError(f"record seq {rec.seq} does not match its hash (edited)")
-            if rec.seq != prev.seq + 1 or rec.prev != prev.hash:
-                raise AuditError(f"record seq {rec.seq} does not extend the checked chain "
-                                 f"(expected seq {prev.seq + 1} after {prev.hash[:12]})")
+            problem = check_extends(rec, prev)
+            if problem is not None:
+                raise AuditError(f"the record after seq {prev.seq} does not extend the checked "
+                                 f"chain: {problem}")
             offset += len(line)
             if keep:
                 records.append(rec)
@@ -87,13 +93,7 @@ class Checkpointer:
             raise AuditError(
                 f"the audit log {self.log.path} fails verification, so it will not be signed: "
                 f"{report.first_problem}", hint="run `sandbox audit --verify`")
-        pub = published_key_path(self.log)
-        pem = self.key.public_path.read_bytes()
-        if not pub.exists() or pub.read_bytes() != pem:
-            tmp = pub.with_suffix(".pub.tmp")
-            tmp.write_bytes(pem)
-            tmp.chmod(0o644)
-            tmp.replace(pub)
+        publish(published_key_path(self.log), self.key.public_path.read_bytes())
         # Live events start with what is new from now on; senders resume from their cursors.
         return self.poll(forward=False)
 

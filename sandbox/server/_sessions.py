@@ -155,15 +155,13 @@ def session_json(server: Server, session_id: str) -> dict[str, object]:
     with lifecycle(server) as lc:
         p = _pending(lc, session_id)
         runs = lc.store.list_runs(50, session_id=session_id)
-        timeline = [r.to_json() for r in lc.timeline(p.session)][-500:]
-        usage = {"llm_calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
-        for r in timeline:
-            if r["event"] == "llm.call" and isinstance(r["data"], dict):
-                d = r["data"]
-                usage["llm_calls"] += 1
-                for k in ("input_tokens", "output_tokens", "cost_usd"):
-                    v = d.get(k)
-                    usage[k] += v if isinstance(v, int | float) else 0
+        from sandbox.gateway._report import total
+
+        records = lc.timeline(p.session)
+        timeline = [r.to_json() for r in records[-500:]]
+        llm = total(records)
+        usage = {"llm_calls": llm.calls, "input_tokens": llm.input_tokens,
+                 "output_tokens": llm.output_tokens, "cost_usd": llm.cost_usd}
         return _session_head(p) | _summary(p) | {
             "runs": [{"id": r.id, "seq": r.seq, "status": str(r.status),
                       "argv": list(r.command), "exit_code": r.exit_code} for r in runs],

@@ -221,3 +221,23 @@ def test_sessions_over_the_owner_socket(cli: Cli, workspace: Path, base_dir: Pat
     decisions = [rec for rec in AuditLog(cli.home / "audit.log").records(session="sock-1")
                  if rec.event == "decision" and rec.actor != "policy"]
     assert decisions and all(d.actor == me for d in decisions)
+
+
+def test_an_agent_sessions_view_counts_its_agents_llm_calls(served: Served) -> None:
+    """`sandbox agent` runs the agent in a session of its own beside the tool calls' session:
+    serve's session view shows one timeline and one usage over both, as `sandbox show`."""
+    from sandbox.audit import AuditEvent
+
+    log = AuditLog(served.cli.home / "audit.log")
+    log.append(AuditEvent.LLM_CALL, session="fix-1-agent",
+               data={"model": "m", "input_tokens": 100, "output_tokens": 7, "cost_usd": 0.25})
+    log.append(AuditEvent.TOOL_CALL, session="fix-1", data={"tool": "bash"})
+    log.append(AuditEvent.LLM_CALL, session="other-agent",
+               data={"model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": 9.0})
+    r = served.viewer.get("/api/v1/sessions/fix-1")
+    assert r.status == 200, r.body
+    view = r.json()
+    assert view["usage"] == {"llm_calls": 1, "input_tokens": 100, "output_tokens": 7,
+                             "cost_usd": 0.25}
+    events = [(e["event"], e["session"]) for e in view["timeline"]]
+    assert events[-2:] == [("llm.call", "fix-1-agent"), ("tool.call", "fix-1")]

@@ -102,3 +102,19 @@ def test_an_agent_sessions_timeline_holds_its_llm_calls_in_order(tmp_path: Path)
         assert steps == [(AuditEvent.LLM_CALL, agent), (AuditEvent.TOOL_CALL, sid)]
         seqs = [e.seq for e in events]
         assert seqs == sorted(seqs)
+
+
+def test_one_usage_total_over_a_session_and_its_agent(tmp_path: Path) -> None:
+    from sandbox.gateway._report import total
+
+    (tmp_path / "ws").mkdir()
+    with rt(tmp_path, write("f.txt", "f\n")) as r:
+        sid = r.run(["agent"], workspace=tmp_path / "ws", level=2, session="ag").session_id
+        r.audit.append(AuditEvent.LLM_CALL, session=sid,
+                       data={"input_tokens": 5, "output_tokens": 1, "cost_usd": 0.5})
+        r.audit.append(AuditEvent.LLM_CALL, session=agent_session_id(sid),
+                       data={"input_tokens": 7, "output_tokens": 2, "cost_usd": 0.25})
+        r.audit.append(AuditEvent.TOOL_CALL, session=sid, data={"tool": "bash"})
+        usage = total(r.lifecycle.timeline(r.store.get_session(sid)))
+    assert (usage.calls, usage.input_tokens, usage.output_tokens, usage.cost_usd) == (
+        2, 12, 3, 0.75)
