@@ -177,7 +177,16 @@ def agent_argv(kind: AgentKind, binary: Path, config_inside: str,
                     "-c", f"{server}.required=true",
                     # exec mode cannot ask a person: our tools are governed by the level
                     "-c", f'{server}.default_tools_approval_mode="approve"',
-                    "-c", provider, "-c", 'model_provider="sandbox-gateway"', *args)
+                    "-c", provider, "-c", 'model_provider="sandbox-gateway"',
+                    *_codex_exec_args(args))
+
+
+def _codex_exec_args(args: Sequence[str]) -> tuple[str, ...]:
+    """`exec` refuses to start outside a git repository unless told not to check; the agent's
+    working directory is an empty scratch directory, never one, so the check means nothing."""
+    if args and args[0] in ("exec", "e") and "--skip-git-repo-check" not in args:
+        return (args[0], "--skip-git-repo-check", *args[1:])
+    return tuple(args)
 
 
 def check_agent_args(kind: AgentKind, args: Sequence[str]) -> None:

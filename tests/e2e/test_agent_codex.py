@@ -46,7 +46,7 @@ def _agent(cli: Cli, ws: Path, session: str, *extra: str, env: dict[str, str],
            flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess[bytes]:
     """`sandbox agent codex [flags] -- exec ... [extra] PROMPT`"""
     return cli("agent", "codex", "-C", str(ws), "--session", session, "--bin",
-               str(codex_binary()), *flags, "--", "exec", "--skip-git-repo-check", "-m", MODEL,
+               str(codex_binary()), *flags, "--", "exec", "-m", MODEL,
                *extra, "Add a note", env=env, timeout=240)
 
 

@@ -22,7 +22,12 @@ def _overrides(argv: tuple[str, ...]) -> list[str]:
 
 def test_codex_gets_each_builtin_switched_off_and_our_server_required() -> None:
     argv = agent_argv(AgentKind.CODEX, Path("/x/codex"), "/unused", ["exec", "hi"])
-    assert argv[0] == "/run/agent/codex" and argv[-2:] == ("exec", "hi")  # theirs come last
+    assert argv[0] == "/run/agent/codex"
+    # theirs come last; exec's git check is off (its working directory is an empty scratch)
+    assert argv[-3:] == ("exec", "--skip-git-repo-check", "hi")
+    assert agent_argv(AgentKind.CODEX, Path("/x/codex"), "/unused",
+                      ["exec", "--skip-git-repo-check", "hi"])[-3:] == argv[-3:]
+    assert agent_argv(AgentKind.CODEX, Path("/x/codex"), "/unused", ["hi"])[-1:] == ("hi",)
     got = _overrides(argv)
     for feature in ("shell_tool", "unified_exec", "shell_snapshot", "view_image", "goals",
                     "multi_agent", "image_generation", "apps", "plugins"):
