@@ -39,7 +39,7 @@ from sandbox.errors import (
 
 _EXECVE_FAILED = re.compile(r"execve\('([^']*)'\) failed: (.*)")
 _TIMED_OUT = "run time >= time limit"
-_ENV = "/usr/bin/env"  # PATH lookup inside the sandbox, with 126/127 exit statuses
+_ENV = "/usr/bin/env"  # a command run through env brings its own PATH lookup
 # A real init as pid 1 (Debian's tini): the command runs as pid 2, so it can be killed by
 # signals (pid 1 ignores unhandled ones), zombies are reaped, and 128+N comes back for signals.
 INIT_INSIDE = "/dev/init"
@@ -136,7 +136,7 @@ class NsjailBackend:
             if why is not None:
                 raise EnforcementError(f"the sandbox cannot reach the image: {why}",
                                        hint="`sandbox doctor` checks every image")
-        wrapped = spec if spec.argv[:1] == (_ENV,) else _with_env_lookup(spec)
+        wrapped = spec if spec.argv[:1] == (_ENV,) else _with_init(spec)
         cfg = build_config(wrapped, outside_uid=outside_uid, outside_gid=outside_gid,
                            rootless_overlay=not is_root,
                            limits=plan,
@@ -256,14 +256,15 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         proc.wait()
 
 
-def _with_env_lookup(spec: LaunchSpec) -> LaunchSpec:
+def _with_init(spec: LaunchSpec) -> LaunchSpec:
+    """tini as pid 1 runs the command: it looks it up on PATH (execvp) and exits 127 when it
+    is not found, 126 when it cannot be executed, as `env` would (one exec less per run)."""
     from dataclasses import replace
 
     from sandbox.backends._base import BindMount
 
     init = BindMount(src=init_binary(), dst=INIT_INSIDE)
-    return replace(spec, argv=(_ENV, "--", *spec.argv),
-                   wrapper=(INIT_INSIDE, "-s", "-g", "--", *spec.wrapper),
+    return replace(spec, wrapper=(INIT_INSIDE, "-s", "-g", "--", *spec.wrapper),
                    extra_mounts=(*spec.extra_mounts, init))
 
 

@@ -76,3 +76,27 @@ def test_a_launch_waits_in_the_calling_thread(workspace: Path, base_dir: Path,
     assert captured.stderr == b"oops\n"
     assert started == []
     assert [c.path for c in out.changeset] == ["f.txt"]
+
+
+def test_init_looks_the_command_up_itself(workspace: Path, base_dir: Path) -> None:
+    """tini (pid 1) finds the command on PATH and maps exec failures to 127/126 as `env`
+    did, so the command is exec'ed once, not through `env` first."""
+    require_nsjail()
+    layout = HomeLayout(base_dir / "home").ensure()
+    backend = get_backend("nsjail", capture=True)
+    runner = Runner(layout, Store(layout), AuditLog(layout.audit), backend)
+    policy = merge([Layer("flags", "--level", {"level": 2})])
+    codes = {}
+    for argv in (("no-such-command-xyz",), ("/etc/hostname",), ("sh", "-c", "exit 7")):
+        out = runner.run(RunRequest(argv=argv, workspace=workspace, policy=policy,
+                                    session="init", capture=True))
+        codes[argv[0]] = out.exit_code
+        cfg = (layout.session_dir(out.session_id) / "runs" / out.run_id / "nsjail.cfg")
+        exec_bin = cfg.read_text().split("exec_bin {", 1)[1]
+        assert '"/usr/bin/env"' not in exec_bin
+        assert f'arg: "{argv[0]}"' in exec_bin
+        captured = getattr(backend, "captured", None)
+        assert captured is not None
+        if argv[0] != "sh":
+            assert argv[0].encode() in captured.stderr  # the message names the command
+    assert codes == {"no-such-command-xyz": 127, "/etc/hostname": 126, "sh": 7}
