@@ -96,6 +96,8 @@ def git_history_note(layout: HomeLayout, workspace: Path, policy: Policy) -> str
     from sandbox.fs._gitcreds import hidden_in_history
 
     found = hidden_in_history(workspace, tuple(policy.hide))
+    if found is None:
+        return None  # not checked (git missing, failing or too slow): try again next run
     with contextlib.suppress(OSError):
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text("\n".join(found))

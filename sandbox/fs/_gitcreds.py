@@ -162,20 +162,25 @@ def _pathspec(pattern: str) -> str:
     return f":(glob){body}" if "/" in pattern.rstrip("/") else f":(glob)**/{body}"
 
 
+HISTORY_TIMEOUT_S = 10.0  # a huge history is not worth a slow run start: then no warning
+
+
 def hidden_in_history(workspace: Path, patterns: tuple[str, ...],
-                      timeout_s: float = 10.0) -> tuple[str, ...]:
+                      timeout_s: float | None = None) -> tuple[str, ...] | None:
     """Hidden paths that some commit of the workspace's repository holds: the sandbox can read
-    them through git (`git show REV:PATH`) although the mask hides the working copy."""
+    them through git (`git show REV:PATH`) although the mask hides the working copy. None when
+    the check could not be made (no git, git failed or did not finish in time)."""
     from sandbox._git import GitUnavailable, git
 
     if not (workspace / ".git").is_dir():
         return ()
     try:
         out = git(workspace, "log", "--all", "--no-renames", "--format=", "--name-only", "-z",
-                  "--", *(_pathspec(p) for p in patterns), timeout=timeout_s)
+                  "--", *(_pathspec(p) for p in patterns),
+                  timeout=HISTORY_TIMEOUT_S if timeout_s is None else timeout_s)
     except GitUnavailable:
-        return ()
+        return None
     if out.returncode != 0:
-        return ()
+        return None
     names = {n for n in out.stdout.decode("utf-8", "replace").split("\0") if n.strip()}
     return tuple(sorted(n.strip() for n in names))

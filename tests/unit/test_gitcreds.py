@@ -79,3 +79,40 @@ def test_hide_git_adds_git_to_the_hide_list(tmp_path: Path) -> None:
     eff = merge([read_layer("user", f)])
     assert eff.policy.hide_git and ".git/" in eff.policy.hide
     assert ".git-credentials" in merge([]).policy.hide  # on the default list
+
+
+def test_the_history_warning_is_remembered_only_once_the_check_ran(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `git log` that did not finish in time checked nothing: the next run checks again
+    (it was marked done, so a repository with a secret in its history never warned)."""
+    import os
+
+    from sandbox._home import HomeLayout
+    from sandbox._launch import git_history_note
+    from sandbox.fs import _gitcreds
+    from sandbox.policy import Policy
+
+    git = shutil.which("git")
+    require(git is not None, "git (scripts/setup.sh installs it)")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ".env").write_text("TOKEN=1\n")
+    ident = ["-c", "user.name=p", "-c", "user.email=p@example.com"]
+    for args in (["init", "-q"], ["add", "-A"], [*ident, "commit", "-qm", "secret"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    hung = tmp_path / "log-was-asked"
+    (shim / "git").write_text(  # `git log` hangs; every other git command is the real one
+        f'#!/bin/sh\nfor a; do [ "$a" = log ] && touch {hung} && exec sleep 30; done\n'
+        f'exec {git} "$@"\n')
+    (shim / "git").chmod(0o755)
+    layout = HomeLayout(tmp_path / "home").ensure()
+    monkeypatch.setattr(_gitcreds, "HISTORY_TIMEOUT_S", 0.5, raising=False)
+    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+    assert git_history_note(layout, repo, Policy()) is None
+    assert hung.exists()  # the check was tried, and timed out
+    monkeypatch.undo()
+    note = git_history_note(layout, repo, Policy())
+    assert note is not None and ".env" in note  # checked now, and it warns
+    assert git_history_note(layout, repo, Policy()) is None  # once per workspace
