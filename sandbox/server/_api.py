@@ -129,7 +129,7 @@ def api_routes(server: Server) -> list[Route]:
                              "signed_hash": cp.head.hash, "stopped": cp.broken})
 
     async def metrics(_request: Request, _who: Principal) -> Response:
-        return Response(server.metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(server.metrics_text(), media_type="text/plain; version=0.0.4")
 
     v = "/api/v1"
     routes = [

@@ -38,6 +38,10 @@ class _Metrics:
                             "1 once the log stopped extending the signed chain", registry=r)
         self.decisions = Counter("sandbox_serve_decisions", "Decisions taken through serve",
                                  ["decision"], registry=r)
+        self.forward_behind = Gauge(
+            "sandbox_audit_forward_behind",
+            "Checked audit records a --forward target has not taken yet (0: caught up)",
+            ["target"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -65,6 +69,13 @@ class Server:
         from sandbox.server._mcp import McpHost
 
         self.mcp = McpHost(self.layout.root, self.hosts)
+
+    def metrics_text(self) -> bytes:
+        """The Prometheus exposition, with each forwarding target's backlog as of now."""
+        head = self.checkpointer.head.seq
+        for sender in self.senders:
+            self.metrics.forward_behind.labels(sender.shown).set(sender.behind(head))
+        return self.metrics.render()
 
     def sign_now(self) -> None:
         """Check, forward and sign what is new (blocking: call it off the event loop)."""

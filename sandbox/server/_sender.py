@@ -89,8 +89,17 @@ class Sender:
         self._cond = threading.Condition()
         self._target: tuple[Checkpoint | None, int] | None = None  # the one-slot queue
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name=f"forward {shown(forwarder.where)}",
+        self._thread = threading.Thread(target=self._run, name=f"forward {self.shown}",
                                         daemon=True)
+
+    @property
+    def shown(self) -> str:
+        return shown(self.forwarder.where)
+
+    def behind(self, head_seq: int) -> int:
+        """How many records up to `head_seq` the target has not taken yet."""
+        cursor = self.cursor
+        return max(0, head_seq - cursor.seq) if cursor is not None else 0
 
     def start(self, head: Head, offset: int, checkpoint: Checkpoint | None) -> None:
         """Begin (from the cursor, or at `head`/`offset` for a new target) and catch up to
@@ -166,5 +175,5 @@ class Sender:
         return True
 
     def _say(self, what: str) -> None:
-        print(f"sandbox serve: forwarding audit records to {shown(self.forwarder.where)}: {what}",
+        print(f"sandbox serve: forwarding audit records to {self.shown}: {what}",
               file=sys.stderr, flush=True)

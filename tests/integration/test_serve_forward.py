@@ -23,6 +23,15 @@ def _head(cli: Cli) -> int:
     return max((r.seq for r in _log(cli).records()), default=0)
 
 
+def _behind(api: Client, url: str) -> str:
+    """sandbox_audit_forward_behind of the target `url` (otlp+http://HOST:PORT)."""
+    label = url.removeprefix("otlp+") + "/v1/logs"
+    for line in api.get("/metrics").body.decode().splitlines():
+        if line.startswith(f'sandbox_audit_forward_behind{{target="{label}"}} '):
+            return line.rsplit(" ", 1)[1]
+    raise AssertionError(f"no backlog metric for {label}")
+
+
 def test_a_slow_collector_holds_up_no_request(cli: Cli, workspace: Path) -> None:
     pending_session(cli, workspace, "fix-1")
     token = make_token(cli, "rita", "reviewer")
@@ -53,6 +62,7 @@ def test_a_slow_collector_holds_up_no_request(cli: Cli, workspace: Path) -> None
 def test_records_survive_a_refusing_collector_and_a_restart(cli: Cli) -> None:
     listen = f"127.0.0.1:{free_port()}"
     log = _log(cli)
+    token = make_token(cli, "vera", "viewer")
     fill(log, 3)  # history before the first start is not replayed
     with collector() as c:
         with serving(cli, listen, "--forward", c.url):
@@ -61,8 +71,11 @@ def test_records_survive_a_refusing_collector_and_a_restart(cli: Cli) -> None:
             c.mode = Mode.FAIL
             fill(log, 2)
             c.wait_for(lambda: c.attempts >= 2, "a refused attempt")
+            # The backlog shows in the metrics.
+            c.wait_for(lambda: _behind(Client(listen, token), c.url) == "2.0", "a backlog of 2")
         fill(log, 3)  # while serve is down
         c.mode = Mode.OK
         with serving(cli, listen, "--forward", c.url):
             c.wait_for(lambda: c.seqs()[-1:] == [10], "seq 10")
+            assert _behind(Client(listen, token), c.url) == "0.0"
         assert c.seqs() == list(range(4, 11))  # nothing lost, nothing sent twice
