@@ -190,25 +190,17 @@ def _codex_exec_args(args: Sequence[str]) -> tuple[str, ...]:
 
 
 def check_agent_args(kind: AgentKind, args: Sequence[str]) -> None:
-    """AGENT ARGS may not configure MCP servers: ours must stay the agent's only one (another
-    server, or one replacing ours under its name, would offer tools that are not ours)."""
-    if kind is not AgentKind.CODEX:
-        return
-    for i, arg in enumerate(args):
-        if arg in ("-c", "--config"):
-            value = args[i + 1] if i + 1 < len(args) else ""
-        elif arg.startswith("--config="):
-            value = arg.removeprefix("--config=")
-        elif arg.startswith("-c") and not arg.startswith("--"):
-            value = arg[2:]
-        else:
-            continue
-        # TOML may quote a dotted key's parts and space them: compare the bare parts
-        key = "".join(value.split("=", 1)[0].replace('"', "").replace("'", "").split())
-        if key == "mcp_servers" or key.startswith("mcp_servers."):
-            raise UsageError(f"agent argument {value!r} configures an MCP server: the "
-                             "sandbox's server must be the agent's only one",
-                             hint="give the agent its tools through the sandbox's server")
+    """AGENT ARGS may not override the confinement (add tools, MCP servers, plugins, settings,
+    directories): exit 2 naming the flag, before anything starts (see `_agentargs`)."""
+    from sandbox.mcp import _agentargs
+
+    match kind:
+        case AgentKind.CLAUDE:
+            _agentargs.check(_agentargs.CLAUDE_REFUSED, args)
+        case AgentKind.CODEX:
+            _agentargs.check(_agentargs.CODEX_REFUSED, args)
+        case _:
+            assert_never(kind)
 
 
 def _agent_policy(effective: EffectivePolicy) -> EffectivePolicy:
@@ -239,8 +231,8 @@ class _Watch:
 
 def run_agent(req: AgentRequest, *, confirm: Confirm | None = None,
               connect_timeout_s: float = CONNECT_TIMEOUT_S) -> AgentOutcome:
+    check_agent_args(req.kind, req.args)  # before anything else: nothing starts if refused
     binary = find_binary(req.kind, req.binary)
-    check_agent_args(req.kind, req.args)
     from sandbox.mcp._server import Worker  # the MCP SDK: only once there is an agent to run
 
     worker = Worker()
