@@ -52,3 +52,25 @@ def test_reading_the_installed_filter_leaves_other_children_alone() -> None:
     prog = _jail.installed_filter("POLICY p { KILL { ptrace } } USE p DEFAULT ALLOW")
     assert len(prog) % 8 == 0 and len(prog) > 8  # a real BPF program came back
     assert other.wait(timeout=10) == 9
+
+
+def test_profile_test_in_process_leaves_other_children_alone(workspace: Path,
+                                                             base_dir: Path) -> None:
+    """`profile test` through the library, from a process with a child of its own."""
+    require_nsjail()
+    from sandbox._home import HomeLayout
+    from sandbox._profiling import ConfinedLaunch, test_profile
+    from sandbox.policy import load_policy
+    from sandbox.seccomp import load_profile
+
+    org = base_dir / "org.toml"
+    org.write_text("# no org policy\n")
+    env = {"SANDBOX_ORG_POLICY": str(org), "HOME": str(base_dir)}
+    policy = load_policy(workspace, env=env, trust_home=base_dir / "state").policy
+    launch = ConfinedLaunch(HomeLayout(base_dir / "state").ensure(), workspace, policy,
+                            ("sh", "-c", "echo traced > out.txt; exit 6"))
+    name, profile = load_profile("default")
+    other = _zombie("exit 8")
+    report = test_profile(launch, profile, name=name)
+    assert report.exit_code == 6 and launch.discarded == 1  # the command really ran
+    assert other.wait(timeout=10) == 8
