@@ -59,6 +59,9 @@ class Worker:
         self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sandbox-mcp")
         self.audit = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sandbox-audit")
         self.flush: Callable[[], None] | None = None
+        # Set when the transport calls `sent` after writing each message: the flush then
+        # starts once the answer is on its way, not while it is being serialized.
+        self.flush_after_send = False
 
     def sync(self, fn: Callable[..., T], *args: Any) -> T:
         return self.pool.submit(fn, *args).result()
@@ -75,6 +78,10 @@ class Worker:
     def after_call(self) -> None:
         """Flush the call's audit record once it is answered, beside the next call (a failed
         flush keeps the records for the next one; `close` flushes what is left)."""
+        if not self.flush_after_send:
+            self.sent()
+
+    def sent(self) -> None:
         if self.flush is not None:
             self.audit.submit(self.flush)
 
@@ -275,7 +282,7 @@ def serve_stdio(cfg: McpConfig, *, confirm: Confirm | None = None,
                 on_ready(session.id)
             from sandbox.mcp._transport import run_stdio
 
-            run_stdio(build_server(worker, session))
+            run_stdio(build_server(worker, session), worker)
             return worker.sync(session.finish)
         finally:
             worker.sync(session.close)

@@ -25,6 +25,8 @@ import anyio.abc
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
+    from sandbox.mcp._server import Worker
+
 MAX_LINE = 64 << 20  # one JSON-RPC message (a write_file of a large file)
 _CHUNK = 1 << 16
 
@@ -114,18 +116,22 @@ def claimed_stdio() -> Iterator[PipeStream | None]:
         os.close(wfd)
 
 
-def run_stdio(server: MCPServer[Any]) -> None:
-    """Serve `server` on stdin/stdout until the client closes stdin."""
+def run_stdio(server: MCPServer[Any], worker: Worker) -> None:
+    """Serve `server` on stdin/stdout until the client closes stdin; the worker's audit flush
+    follows each message written."""
     with claimed_stdio() as pipe:
         if pipe is None:
             server.run("stdio")
         else:
-            anyio.run(serve_stream, server, pipe)
+            worker.flush_after_send = True
+            anyio.run(serve_stream, server, pipe, None, worker.sent)
 
 
 async def serve_stream(server: MCPServer[Any], stream: anyio.abc.ByteStream,
-                       seen: Callable[[str], None] | None = None) -> None:
-    """Serve one client on `stream` until it closes; `seen(method)` for each request."""
+                       seen: Callable[[str], None] | None = None,
+                       sent: Callable[[], None] | None = None) -> None:
+    """Serve one client on `stream` until it closes; `seen(method)` for each request,
+    `sent()` after each message written."""
     import mcp_types as types
     from anyio.streams.buffered import BufferedByteReceiveStream
     from mcp.shared.message import SessionMessage
@@ -162,6 +168,8 @@ async def serve_stream(server: MCPServer[Any], stream: anyio.abc.ByteStream,
                     await stream.send(data.encode())
                 except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                     return
+                if sent is not None:
+                    sent()
 
     low = server._lowlevel_server  # the SDK serves a transport's streams only through it
     async with stream, anyio.create_task_group() as tg:

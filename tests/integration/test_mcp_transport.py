@@ -4,6 +4,8 @@ never after what a later call writes."""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,8 @@ import anyio
 
 from sandbox.audit import AuditLog
 from sandbox.mcp import McpConfig, McpSession
-from sandbox.mcp._server import Worker
+from sandbox.mcp._server import Worker, build_server
+from sandbox.mcp._transport import PipeStream, serve_stream
 from sandbox.policy import Layer, load_policy
 from tests.conftest import SANDBOX_BIN, Cli, require_nsjail
 from tests.support.jsonrpc_client import LeanClient
@@ -107,3 +110,69 @@ def test_the_next_call_does_not_wait_for_the_last_ones_audit_record(cli: Cli,
     assert tools == [("tool.call", "read_file")] * 2 + [("tool.call", "bash")]
     first_run_record = next(i for i, e in enumerate(events) if e[0] == "run.started")
     assert [e for e in events[:first_run_record] if e[0] == "tool.call"] == tools[:2]
+
+
+class _SpyStream(PipeStream):
+    def __init__(self, rfd: int, wfd: int, events: list[str]) -> None:
+        super().__init__(rfd, wfd)
+        self.events = events
+
+    async def send(self, item: bytes) -> None:
+        await super().send(item)
+        self.events.append("send")
+
+
+def test_the_audit_flush_starts_once_the_answer_is_written(cli: Cli, workspace: Path) -> None:
+    """The record's disk flush (its own thread) starts after the answer reached the pipe: it
+    would otherwise compete with the answer being serialized and written."""
+    effective = load_policy(workspace, flags=Layer("flags", "--level", {"level": 2}))
+    worker = Worker()
+    session = worker.sync(lambda: McpSession(McpConfig(workspace=workspace, policy=effective,
+                                                       session="order", home=cli.home)))
+    events: list[str] = []
+    server = build_server(worker, session)
+
+    def flush() -> None:
+        events.append("flush")
+        session.flush_audit()
+
+    worker.flush = flush
+    worker.flush_after_send = True
+    c2s_r, c2s_w = os.pipe()
+    s2c_r, s2c_w = os.pipe()
+    for fd in (c2s_r, s2c_w):
+        os.set_blocking(fd, False)
+    stream = _SpyStream(c2s_r, s2c_w, events)
+    serving = threading.Thread(target=anyio.run, args=(serve_stream, server, stream, None,
+                                                       worker.sent))
+    serving.start()
+    msgs = [{"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "t", "version": "0"}}},
+            {"jsonrpc": "2.0", "method": "notifications/initialized"}]
+    msgs += [{"jsonrpc": "2.0", "id": i, "method": "tools/call",
+              "params": {"name": "read_file", "arguments": {"path": "README.md"}}}
+             for i in range(1, 4)]
+    try:
+        with os.fdopen(c2s_w, "wb") as to_server, os.fdopen(s2c_r, "rb") as from_server:
+            answers = {}
+            for m in msgs:
+                to_server.write(json.dumps(m).encode() + b"\n")
+                to_server.flush()
+                if "id" in m:
+                    reply = json.loads(from_server.readline())
+                    answers[reply["id"]] = reply
+            to_server.close()
+            serving.join(_DEADLINE_S)
+        assert not serving.is_alive()
+    finally:
+        worker.sync(session.close)
+        worker.close()
+        os.close(c2s_r)
+        os.close(s2c_w)
+    assert all("hello" in answers[i]["result"]["content"][0]["text"] for i in range(1, 4))
+    assert events.count("send") == 4 and events.count("flush") == 4, events
+    for n in range(len(events)):  # never a flush ahead of the answer it follows
+        assert events[:n + 1].count("flush") <= events[:n + 1].count("send"), events
+    records = [r for r in session.audit.records(session="order") if r.event == "tool.call"]
+    assert len(records) == 3
