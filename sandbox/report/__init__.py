@@ -67,6 +67,8 @@ def render_text(data: dict[str, object]) -> str:
         f"LLM             {get('llm', 'calls')} calls, {get('llm', 'input_tokens')} in + "
         f"{get('llm', 'output_tokens')} out tokens, {get('llm', 'cost_usd')} USD; "
         f"{get('llm', 'cost_per_accepted_file_usd')} USD per accepted file",
+        f"LLM blocked     {get('llm_blocked', 'total')} requests refused before the model "
+        f"(by reason {get('llm_blocked', 'by_reason')})",
         f"denials         egress {get('denials', 'egress')}, seccomp {get('denials', 'seccomp')}",
         f"holds           protected {get('holds', 'protected')}, "
         f"forbidden {get('holds', 'forbidden')}",

@@ -8,7 +8,10 @@ Definitions (also in the README):
   (approve or reject, not policy's), one figure per decision: its oldest path's wait;
 - first run to commit: per committed session, its first run to its last commit;
 - an agent session is one with an LLM call or an MCP tool call; it ended committed when it has
-  a commit and no pending or rejected change is left at the end of the range.
+  a commit and no pending or rejected change is left at the end of the range;
+- LLM requests blocked: the gateway's `llm.blocked` records (refused before dispatch), per
+  reason (`tools`: a tool that is not the agent's; `model`: not in the key's allowlist;
+  `content`: a content rule), not counted as LLM calls.
 Records outside [since, until) are read to follow sessions across the boundary (when a path
 was first proposed) but only those inside are counted.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +49,7 @@ class Session:
     output_tokens: int = 0
     cost_usd: float = 0.0
     llm_calls: int = 0
+    llm_blocked: dict[str, int] = field(default_factory=dict)  # per reason
     tool_calls: int = 0
     egress_denied: int = 0
     seccomp_denied: int = 0
@@ -68,6 +73,7 @@ class Session:
             "agent": self.agent, "committed": self.committed,
             "proposed_files": len(self.proposed), "accepted_files": len(self.accepted),
             "rejected_files": len(self.rejected), "llm_calls": self.llm_calls,
+            "llm_blocked": sum(self.llm_blocked.values()),
             "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
             "cost_usd": round(self.cost_usd, 6),
         }
@@ -191,6 +197,9 @@ class Report:
                 s.output_tokens += int(_num(d.get("output_tokens")))
                 s.cost_usd += _num(d.get("cost_usd"))
                 self._day(ts)["cost_usd"] += _num(d.get("cost_usd"))
+            case AuditEvent.LLM_BLOCKED:
+                reason = str(d.get("reason") or "unknown")
+                s.llm_blocked[reason] = s.llm_blocked.get(reason, 0) + 1
             case AuditEvent.TOOL_CALL:
                 s.agent = True
                 s.tool_calls += 1
@@ -217,6 +226,9 @@ class Report:
         tokens = sum(s.input_tokens + s.output_tokens for s in everything)
         cost = sum(s.cost_usd for s in everything)
         runs_total = sum(self.runs_by_level.values())
+        blocked: Counter[str] = Counter()
+        for s in everything:
+            blocked.update(s.llm_blocked)
         return {
             "range": {"since": self.since, "until": self.until, "workspace": self.workspace},
             "records": self.records,
@@ -249,6 +261,8 @@ class Report:
                 "cost_per_accepted_file_usd": round(cost / accepted, 6) if accepted else None,
                 "tokens_per_accepted_file": round(tokens / accepted, 1) if accepted else None,
             },
+            "llm_blocked": {"total": blocked.total(),
+                            "by_reason": dict(sorted(blocked.items()))},
             "denials": {"egress": sum(s.egress_denied for s in everything),
                         "seccomp": sum(s.seccomp_denied for s in everything)},
             "holds": {"protected": sum(len(s.protected) for s in sel),

@@ -88,6 +88,8 @@ def render_html(data: Mapping[str, object]) -> str:
     changes, llm = _m(data, "changes"), _m(data, "llm")
     lat, ttc = _m(data, "approval_latency_s"), _m(data, "first_run_to_commit_s")
     denials, holds = _m(data, "denials"), _m(data, "holds")
+    blocked = _m(data, "llm_blocked")
+    by_reason = _m(blocked, "by_reason")
     share = sessions.get("agent_committed_share")
     scope = (f"{rng.get('since') or 'the beginning'} to {rng.get('until') or 'now'}"
              + (f", workspace {rng['workspace']}" if rng.get("workspace") else ""))
@@ -100,6 +102,7 @@ def render_html(data: Mapping[str, object]) -> str:
         ("first run to commit, median", _fmt(ttc.get("median"), " s")),
         ("LLM cost", _fmt(llm.get("cost_usd"), " USD")),
         ("cost per accepted file", _fmt(llm.get("cost_per_accepted_file_usd"), " USD")),
+        ("LLM requests blocked", _fmt(blocked.get("total"))),
         ("agent sessions committed",
          "-" if not isinstance(share, int | float) else f"{share * 100:.1f} %"),
     ]
@@ -116,6 +119,7 @@ def render_html(data: Mapping[str, object]) -> str:
                                     ("seccomp denied", _num(denials, "seccomp")),
                                     ("protected held", _num(holds, "protected")),
                                     ("forbidden refused", _num(holds, "forbidden"))]),
+        _bars("LLM requests blocked, by reason", [(k, _num(by_reason, k)) for k in by_reason]),
         _bars("Accepted files per day", [(str(d["day"]), _num(d, "accepted_files"))
                                          for d in day_rows[-31:]]),
         _bars("LLM cost per day", [(str(d["day"]), _num(d, "cost_usd")) for d in day_rows[-31:]],
@@ -124,7 +128,8 @@ def render_html(data: Mapping[str, object]) -> str:
     per = data.get("per_session")
     rows = [s for s in per if isinstance(s, dict)][:50] if isinstance(per, list) else []
     cols = ("id", "workspace", "level", "runs", "proposed_files", "accepted_files",
-            "rejected_files", "input_tokens", "output_tokens", "cost_usd", "committed")
+            "rejected_files", "input_tokens", "output_tokens", "cost_usd", "llm_blocked",
+            "committed")
     table = "".join(
         "<tr>" + "".join(f"<td>{_t(_fmt(s.get(c)))}</td>" for c in cols) + "</tr>" for s in rows)
     return (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -25,13 +26,20 @@ def _run(ws: str, level: int) -> dict[str, object]:
     return {"command": ["agent"], "workspace": ws, "level": level}
 
 
+def _blocked(reason: str, **extra: object) -> dict[str, object]:
+    return {"key": "k1", "api": "messages", "model": "m", "reason": reason, "rule": "r", **extra}
+
+
 KNOWN = [
     (_ts(0, day=19), "run.started", "s0", "u", _run(WS_A, 2)),  # before --since
+    (_ts(1, day=19), "llm.blocked", "s0", "u", _blocked("tools")),
     # s1, level 2, an agent: one hunk accepted after 60 s, one rejected after 120 s
     (_ts(0), "run.started", "s1", "u", _run(WS_A, 2)),
     (_ts(1), "llm.call", "s1", "u", {"model": "m", "input_tokens": 1000, "output_tokens": 200,
                                      "cost_usd": 0.5}),
     (_ts(2), "changeset", "s1", "u", {"paths": ["a.py", "b.py"], "lines": [10, 4]}),
+    (_ts(3), "llm.blocked", "s1", "u", _blocked("tools", tools=["Bash"], why="foreign")),
+    (_ts(4), "llm.blocked", "s1", "u", _blocked("tools", tools=["x"], why="before-server")),
     (_ts(2), "decision", "s1", "policy", {"decision": "hold", "refused": []}),
     (_ts(62), "decision", "s1", "alice", {"decision": "approve", "paths": ["a.py"]}),
     (_ts(62), "commit", "s1", "alice", {"paths": ["a.py"]}),
@@ -49,6 +57,9 @@ KNOWN = [
     (_ts(303), "egress", "s3", "u", {"verdict": "allowed", "host": "pypi.org"}),
     (_ts(304), "egress", "s3", "u", {"verdict": "denied", "host": "1.2.3.4"}),
     (_ts(305), "profile.denied", "s3", "u", {"syscall": "ptrace"}),
+    (_ts(305), "llm.blocked", "s3", "u", _blocked("model")),
+    (_ts(305), "llm.blocked", "s3", "u", _blocked("content")),
+    (_ts(305), "llm.blocked", "s3", "u", _blocked("tools")),
     (_ts(306), "changeset", "s3", "u", {"paths": ["d.py", "ci.yml"], "lines": [6, 3]}),
     (_ts(306), "decision", "s3", "policy", {"decision": "hold", "refused": []}),
     (_ts(400), "run.started", "s3", "u", _run(WS_B, 2)),
@@ -92,10 +103,14 @@ def test_report_figures_from_known_log(known: Cli) -> None:
                         "cost_per_session_usd": 0.125, "tokens_per_session": 300.0,
                         "cost_per_accepted_file_usd": 0.166667, "tokens_per_accepted_file": 400.0}
     assert r["denials"] == {"egress": 2, "seccomp": 1}
+    # refused before the model: not LLM calls (the one on day 19 is outside the range)
+    assert r["llm_blocked"] == {"total": 5, "by_reason": {"content": 1, "model": 1, "tools": 3}}
     assert r["holds"] == {"protected": 1, "forbidden": 1}
     per = {s["id"]: s for s in r["per_session"]}  # type: ignore[attr-defined]
     assert per["s1"]["cost_usd"] == 0.5 and per["s1"]["committed"] is True
     assert per["s3"]["committed"] is False and per["s3"]["runs"] == 2
+    assert (per["s1"]["llm_blocked"], per["s3"]["llm_blocked"], per["s2"]["llm_blocked"]) == (
+        2, 3, 0)
 
 
 def test_report_filters(known: Cli) -> None:
@@ -106,8 +121,14 @@ def test_report_filters(known: Cli) -> None:
     assert only_b["changes"]["proposed"] == {"files": 2, "lines": 11}  # type: ignore[index]
     assert only_b["denials"] == {"egress": 2, "seccomp": 1}
     assert only_b["llm"]["calls"] == 0  # type: ignore[index]
+    assert only_b["llm_blocked"] == {"total": 3,
+                                     "by_reason": {"content": 1, "model": 1, "tools": 1}}
+    assert _report(known)["llm_blocked"]["by_reason"]["tools"] == 4  # type: ignore[index]
     day19 = _report(known, "--until", "2026-11-19")
     assert day19["runs"]["total"] == 1  # type: ignore[index]
+    text = known("report", "--since", "2026-11-20").stdout.decode()
+    assert ("LLM blocked     5 requests refused before the model (by reason {'content': 1, "
+            "'model': 1, 'tools': 3})") in text
     bad = known("report", "--since", "yesterday-ish")
     assert bad.returncode == 2 and b"not a date" in bad.stderr
 
@@ -133,7 +154,11 @@ def test_report_html_is_self_contained(known: Cli, base_dir: Path) -> None:
     parser.feed(page)
     assert parser.refs == [] and "script" not in parser.tags and "link" not in parser.tags
     assert "url(" not in page and "@import" not in page and "//" not in page.replace("<!--", "")
-    assert page.count("<svg") == 6
+    assert page.count("<svg") == 7
+    blocked = page.split("LLM requests blocked, by reason</figcaption>")[1].split("</svg>")[0]
+    assert re.findall(r'font-size="12">([^<]+)</text>', blocked) == [
+        "content", "1", "model", "1", "tools", "3"]
+    assert "<b>5</b><span>LLM requests blocked</span>" in page
     assert "90 s" in page and "120 s" in page and "50.0 %" in page
 
 

@@ -157,7 +157,7 @@ def test_console_posts_need_the_csrf_token(served: Served) -> None:
     cookie = login.headers["set-cookie"].split(";")[0]
     assert "HttpOnly" in login.headers["set-cookie"] and "SameSite=strict" in login.headers["set-cookie"]
     report = served.anon.get("/report", headers={"Cookie": cookie})
-    assert report.status == 200 and report.body.count(b"<svg") == 6
+    assert report.status == 200 and report.body.count(b"<svg") == 7
     assert report.headers["content-security-policy"].startswith("default-src 'none'")
     assert served.anon.get("/report").status == 303  # no cookie: to the login page
     page = served.anon.get("/s/fix-1", headers={"Cookie": cookie})
