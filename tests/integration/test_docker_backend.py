@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from sandbox.backends import LaunchSpec, Limits, Snapshot
+from sandbox.backends._docker import reap_lost_containers
 from sandbox.backends._docker_config import LABEL_BACKEND
 from sandbox.backends._docker_stage import STAGE_NAME
 from sandbox.backends._mountns import MAPPED_ROOT_ID
@@ -94,9 +95,8 @@ def stage_mounts() -> list[str]:
 def clean_slate() -> Iterator[None]:
     """No sandbox container or stage before the test, and none left after it."""
     require_docker()
-    leftovers = sandbox_containers()
-    if leftovers:
-        subprocess.run(["docker", "rm", "-f", *leftovers], capture_output=True, check=False)
+    # Only what a dead run left: a live run's container may be another test's, on the same engine.
+    reap_lost_containers()
     yield
     assert sandbox_containers() == [], "a sandbox container outlived its run"
     assert stage_mounts() == [], "a staged overlay outlived its run"

@@ -18,6 +18,7 @@ import pytest
 
 from sandbox.egress import EgressEvent, EgressHandle, EgressPolicy, Verdict, mapped_resolver, start
 from tests.support.egress_env import (
+    denied_events,
     origin,
     require_nsjail,
     run_jailed,
@@ -99,7 +100,7 @@ def test_denied_host_gets_403_with_reason(world: World) -> None:
             f"curl -sS --cacert /run/data/cert.pem https://denied.test:{world.https}/ ; echo rc=$?",
             mounts=[(world.data, "/run/data")],
         )
-        denied = handle.denied()
+        denied = denied_events(handle, 2)
     assert result.stdout.startswith("HTTP/1.1 403 Forbidden")
     assert "X-Sandbox-Deny: not-in-allowlist" in result.stdout
     assert "is not in the egress allowlist" in result.stdout
@@ -158,7 +159,7 @@ def test_pip_cannot_reach_an_index_not_allowed(world: World) -> None:
             "--retries 0 --timeout 5 --index-url https://pypi.org/simple/ -d /tmp/dl six",
             timeout=120,
         )
-        denied = handle.denied()
+        denied = denied_events(handle)
     assert result.returncode != 0
     assert [(e.host, e.port, e.reason) for e in denied][:1] == [("pypi.org", 443, "not-in-allowlist")]
 

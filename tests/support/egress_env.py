@@ -15,12 +15,13 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.egress import EgressHandle
+from sandbox.egress import EgressEvent, EgressHandle
 from tests.conftest import require
 
 UNPRIVILEGED_UID = 1001  # the sbxtest user of the test image; any non-root uid works
@@ -146,6 +147,15 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     tag: str = "origin"
     root: Path | None = None
+
+
+def denied_events(handle: EgressHandle, count: int = 1, timeout: float = 10.0) -> tuple[EgressEvent, ...]:
+    """The proxy's refusals once `count` are recorded: it records a connection when its handler
+    finishes, just after the client was answered, so a read right after the client exits races it."""
+    deadline = time.monotonic() + timeout
+    while len(found := handle.denied()) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return found
 
 
 @contextlib.contextmanager
