@@ -19,6 +19,23 @@ class Network(StrEnum):
     EGRESS = "egress"  # loopback only, plus the egress proxy bridged in (see `egress`)
 
 
+
+# The host view every backend shows a sandbox (read-only): the directories programs and their
+# libraries live in, and the /etc files they need; never /home, /root, /run, /var, /mnt -- so
+# never the docker socket or $SANDBOX_HOME. One list, so the backends cannot drift apart.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
+ETC_ENTRIES = (
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "ssl", "ca-certificates",
+    "ca-certificates.conf", "localtime", "timezone", "nsswitch.conf", "protocols", "services",
+    "mime.types", "magic", "os-release", "debian_version", "locale.alias", "locale.conf",
+    "bash.bashrc", "inputrc", "profile", "profile.d", "gitconfig", "python3", "python3.11",
+    "perl", "terminfo", "environment", "shells", "login.defs", "xdg", "java-17-openjdk",
+    "mke2fs.conf", "npmrc",
+)
+# The sandbox's own /etc/passwd and /etc/group: root and nobody, nothing of the host's users.
+PASSWD = b"root:x:0:0:sandbox:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+GROUP = b"root:x:0:\nnogroup:x:65534:\n"
+
 @dataclass(frozen=True)
 class BindMount:
     """A host path made visible inside. `rw=False` unless there is a reason."""

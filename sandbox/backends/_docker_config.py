@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandbox.backends._base import LaunchSpec, Network
+from sandbox.backends._base import ETC_ENTRIES, GROUP, PASSWD, SYSTEM_DIRS, LaunchSpec, Network
 from sandbox.backends._mountns import MAPPED_ROOT_ID
 from sandbox.errors import EnforcementError
 
@@ -41,18 +41,6 @@ DEFAULT_TMPFS_BYTES = 1 << 30
 SHM_BYTES = 64 << 20
 EPERM = 1
 
-# The host view (mirrors the nsjail backend's: programs, libraries and the /etc files they
-# need; never /home, /root, /run, /var -- so never the docker socket or $SANDBOX_HOME).
-SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
-ETC_ENTRIES = (
-    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "ssl", "ca-certificates",
-    "ca-certificates.conf", "localtime", "timezone", "nsswitch.conf", "protocols", "services",
-    "mime.types", "magic", "os-release", "debian_version", "locale.alias", "locale.conf",
-    "bash.bashrc", "inputrc", "profile", "profile.d", "gitconfig", "python3", "python3.11",
-    "perl", "terminfo", "environment", "shells", "login.defs", "xdg", "mke2fs.conf", "npmrc",
-)
-PASSWD = b"root:x:0:0:sandbox:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
-GROUP = b"root:x:0:\nnogroup:x:65534:\n"
 
 
 @dataclass(frozen=True)

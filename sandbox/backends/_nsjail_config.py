@@ -14,7 +14,15 @@ import types
 from pathlib import Path
 from typing import Any
 
-from sandbox.backends._base import LaunchSpec, Limits, Network
+from sandbox.backends._base import (
+    ETC_ENTRIES,
+    GROUP,
+    PASSWD,
+    SYSTEM_DIRS,
+    LaunchSpec,
+    Limits,
+    Network,
+)
 from sandbox.backends._limits import CGROUP_PARENT, Enforcer, LimitPlan
 from sandbox.backends._mountns import STAGE_WORKSPACE, OverlayLayers
 
@@ -38,19 +46,7 @@ def _light_import_nsjail() -> tuple[Any, Any]:
     return config, textproto
 
 
-# Read-only system view: the dirs programs need, never /home, /root, /run, /var, /mnt...
-SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
-ETC_ENTRIES = (
-    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "ssl", "ca-certificates",
-    "ca-certificates.conf", "localtime", "timezone", "nsswitch.conf", "protocols", "services",
-    "mime.types", "magic", "os-release", "debian_version", "locale.alias", "locale.conf",
-    "bash.bashrc", "inputrc", "profile", "profile.d", "gitconfig", "python3", "python3.11",
-    "perl", "terminfo", "environment", "shells", "login.defs", "xdg", "java-17-openjdk",
-    "mke2fs.conf", "npmrc",
-)
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
-PASSWD = b"root:x:0:0:sandbox:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
-GROUP = b"root:x:0:\nnogroup:x:65534:\n"
 HOSTS = b"127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost\n"
 DEFAULT_TMPFS_BYTES = 1 << 30
 USER_ID = 1000  # `--user NAME`: the unprivileged user inside

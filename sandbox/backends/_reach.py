@@ -14,8 +14,8 @@ import os
 import stat
 from pathlib import Path
 
+from sandbox.backends._base import SYSTEM_DIRS
 from sandbox.backends._mountns import MAPPED_ROOT_ID
-from sandbox.backends._nsjail_config import SYSTEM_DIRS
 
 
 def _searchable_by(st: os.stat_result, uid: int, gid: int) -> bool:
