@@ -49,10 +49,12 @@ class TerminalConfirm:
 
 def mcp_config(args: argparse.Namespace) -> McpConfig:
     from sandbox._runner import check_workspace
+    from sandbox._workspace import locate_workspace
     from sandbox.cli._commands import _flags, _load
     from sandbox.mcp import McpConfig
 
-    workspace = check_workspace(Path(args.workspace or "."))
+    # As `sandbox run`: without -C, the git work tree's top level (else the current directory).
+    workspace = check_workspace(locate_workspace(args.workspace).workspace)
     effective = _load(workspace, args.policy, _flags(args), for_run=True)
     env: dict[str, str | None] = {}
     for item in args.env:

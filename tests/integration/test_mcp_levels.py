@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from mcp import Client
 
 from sandbox.mcp import McpConfig, McpSession
 from sandbox.mcp._errors import ToolRefused
 from sandbox.policy import Layer, load_policy
 from tests.conftest import SANDBOX_BIN, Cli, require_nsjail
-from tests.support.mcp_client import connect, tool_records
+from tests.support.mcp_client import Tools, connect, server_params, tool_records
 
 
 async def _work(cli: Cli, ws: Path, *extra: str, mode: str = "legacy",
@@ -153,3 +154,26 @@ def test_initialize_handshake_of_2025_06_18(cli: Cli, workspace: Path) -> None:
     assert tools["read_file"]["annotations"]["readOnlyHint"] is True
     assert tools["bash"]["annotations"]["destructiveHint"] is True
     assert tools["edit_file"]["inputSchema"]["required"] == ["path", "old_string", "new_string"]
+
+
+def test_without_dash_c_the_workspace_is_the_git_top_level(cli: Cli, workspace: Path) -> None:
+    """Started in a subdirectory of a git work tree (as an agent's config usually does), the
+    server is bound to the top level, as `sandbox run` is: not to the subdirectory."""
+    require_nsjail()
+    subprocess.run(["git", "init", "-q", str(workspace)], check=True)
+    sub = workspace / "src"
+
+    async def go() -> None:
+        params = server_params(cli, workspace, "--session", "top", "--level", "2")
+        at = params.args.index("-C")
+        params = params.model_copy(update={"args": params.args[:at] + params.args[at + 2:],
+                                           "cwd": str(sub)})
+        async with Client(params, mode="legacy") as client:
+            tools = Tools(client)
+            assert "print('hi')" in await tools.ok("read_file", {"path": "src/app.py"})
+            await tools.ok("write_file", {"path": "top.txt", "content": "at the top\n"})
+
+    anyio.run(go)
+    cli("approve", "top", check=True)
+    assert (workspace / "top.txt").read_text() == "at the top\n"
+    assert not (sub / "top.txt").exists()
