@@ -27,10 +27,11 @@ if TYPE_CHECKING:
 
     from sandbox.server._tokens import Role, Token, TokenStore
 
-__all__ = ["ABSOLUTE", "IDLE", "Login", "Logins"]
+__all__ = ["ABSOLUTE", "IDLE", "PER_TOKEN", "Login", "Logins"]
 
 IDLE = 30 * 60.0  # a console left alone this long asks for the token again
 ABSOLUTE = 12 * 3600.0  # a working day: no session outlives it, however busy
+PER_TOKEN = 20  # log-ins kept per token; a new one past this ends the least recently used
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Logins:
     tokens: TokenStore
     idle: float = IDLE
     absolute: float = ABSOLUTE
+    per_token: int = PER_TOKEN
     clock: Callable[[], float] = time.monotonic
     _by_digest: dict[str, Login] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -63,6 +65,10 @@ class Logins:
         now = self.clock()
         with self._lock:
             self._expire(now)
+            # Memory stays bounded however often a token logs in (a script, a leaked token).
+            mine = sorted((v.seen, k) for k, v in self._by_digest.items() if v.token_id == token.id)
+            for _seen, k in mine[:max(0, len(mine) - self.per_token + 1)]:
+                del self._by_digest[k]
             self._by_digest[_digest(sid)] = Login(token.id, token.sha256, token.name, token.role,
                                                   now, now)
         return sid

@@ -66,3 +66,21 @@ def test_unknown_ids_are_refused(tmp_path: Path) -> None:
     token, secret = store.create("rita", Role.ADMIN)
     logins.open(token)
     assert logins.resolve(secret) is None and logins.resolve("") is None
+
+
+def test_log_ins_per_token_are_bounded(tmp_path: Path) -> None:
+    logins, store, clock = _logins(tmp_path)
+    logins.per_token = 3
+    token = store.create("rita", Role.VIEWER)[0]
+    other = logins.open(store.create("bob", Role.VIEWER)[0])
+    sids = []
+    for _ in range(5):
+        clock.now += 1
+        sids.append(logins.open(token))
+    clock.now += 1
+    assert logins.resolve(sids[2]) is not None  # used now: the oldest unused go first
+    clock.now += 1
+    sids.append(logins.open(token))
+    alive = [s for s in sids if logins.resolve(s) is not None]
+    assert alive == [sids[2], sids[4], sids[5]] and len(logins) == 4
+    assert logins.resolve(other) is not None  # another token's log-in is its own
