@@ -52,7 +52,8 @@ def shown(target: str) -> str:
     return target
 
 
-_Socket = socket.socket
+type _Socket = socket.socket  # the class below has an attribute named socket
+type _SocketKind = socket.SocketKind
 
 
 class _RaisingSysLogHandler(logging.handlers.SysLogHandler):
@@ -60,6 +61,27 @@ class _RaisingSysLogHandler(logging.handlers.SysLogHandler):
     keep the batch. A broken stream socket is dropped so the next try connects afresh."""
 
     socket: _Socket | None  # typeshed leaves it undeclared; emit() creates it when None
+    unreachable: OSError | None = None  # why a TCP collector could not be reached at start
+    _starting = False
+
+    def __init__(self, address: tuple[str, int] | str, facility: int,
+                 socktype: _SocketKind) -> None:
+        self._starting = True
+        try:
+            super().__init__(address=address, facility=facility, socktype=socktype)
+        finally:
+            self._starting = False
+
+    def createSocket(self) -> None:
+        """A TCP collector that is down when serve starts is not a reason not to start: the
+        sender connects when it first has something to send, and retries until it can."""
+        try:
+            super().createSocket()
+        except OSError as exc:
+            if not self._starting or self.socktype != socket.SOCK_STREAM:
+                raise  # later, emit() reports it to the sender (handleError)
+            self.unreachable = exc
+            self.socket = None
 
     def handleError(self, record: logging.LogRecord) -> None:
         exc = sys.exception()
@@ -98,6 +120,10 @@ class SyslogForwarder:
         except OSError as exc:
             raise UsageError(f"--forward {target}: {exc}") from exc
         handler.ident = "sandbox-audit: "
+        if handler.unreachable is not None:
+            print(f"sandbox serve: {shown(target)} is not reachable yet "
+                  f"({handler.unreachable.strerror or handler.unreachable}); audit records will "
+                  "be sent once it is", file=sys.stderr, flush=True)
         return cls(handler, target)
 
     def _emit(self, line: bytes) -> None:

@@ -4,6 +4,7 @@ while the collector refused, or while serve was down, arrive after a restart, ea
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from sandbox._home import HomeLayout
@@ -79,3 +80,46 @@ def test_records_survive_a_refusing_collector_and_a_restart(cli: Cli) -> None:
             c.wait_for(lambda: c.seqs()[-1:] == [10], "seq 10")
             assert _behind(Client(listen, token), c.url) == "0.0"
         assert c.seqs() == list(range(4, 11))  # nothing lost, nothing sent twice
+
+
+def test_a_tcp_syslog_collector_down_at_start_gets_the_records_later(cli: Cli) -> None:
+    import io
+    import re
+    import socket
+    import threading
+
+    from tests.support.procs import Lines
+
+    log = _log(cli)
+    fill(log, 1)
+    port = free_port()  # nothing listens there yet
+    listen = f"127.0.0.1:{free_port()}"
+    with serving(cli, listen, "--forward", f"syslog+tcp://127.0.0.1:{port}") as proc:
+        assert proc.stderr is not None
+        said = Lines(io.TextIOWrapper(proc.stderr))
+        said.wait_for("is not reachable yet")  # and serve started all the same
+        fill(log, 2)
+        said.wait_for("cannot deliver")
+        got = bytearray()
+        with socket.create_server(("127.0.0.1", port)) as srv:
+            srv.settimeout(60)
+
+            def receive() -> None:
+                conn, _ = srv.accept()
+                with conn:
+                    while chunk := conn.recv(65536):
+                        got.extend(chunk)
+
+            threading.Thread(target=receive, daemon=True).start()
+
+            def seqs() -> list[int]:
+                """The seq of each record message received (one per NUL-ended message)."""
+                done = bytes(got).split(b"\0")[:-1]
+                return [int(m.group(1)) for msg in done if b"checkpoint" not in msg
+                        if (m := re.search(rb'"seq":(\d+)', msg))]
+
+            deadline = time.monotonic() + 60
+            while seqs()[-1:] != [3]:
+                assert time.monotonic() < deadline, bytes(got)
+                time.sleep(0.02)
+            assert seqs() == [2, 3]  # the one record before serve started is not replayed
