@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -214,8 +214,9 @@ def _agent_policy(effective: EffectivePolicy) -> EffectivePolicy:
 class _Watch:
     """What the event loop learns about the agent's MCP connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_connect: Callable[[], None] = lambda: None) -> None:
         self.connected = threading.Event()
+        self.on_connect = on_connect
         self.methods: list[str] = []
         self.agent_pids: set[int] = set()  # never stopped by a tool call's cancellation
 
@@ -227,6 +228,7 @@ class _Watch:
             # Only the agent's sandbox exists before its first tool call: remember it.
             self.agent_pids |= nsjail_children()
             self.connected.set()
+            self.on_connect()
 
 
 def run_agent(req: AgentRequest, *, confirm: Confirm | None = None,
@@ -253,6 +255,7 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
     from sandbox.egress._plumbing import _egress_dir
     from sandbox.gateway._tools import ToolGate
     from sandbox.lifecycle import agent_session_id
+    from sandbox.mcp._agentwait import Stopped, Wake, supervise
     from sandbox.mcp._server import build_server, stop_running_sandboxes
 
     agent_session = agent_session_id(session.id)
@@ -272,7 +275,8 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
         catalog.write_text(json.dumps(CODEX_CATALOG))
         catalog.chmod(0o644)
     sock = _socket.listen(relay_dir)
-    watch = _Watch()
+    wake = Wake()  # the waiting loop's: set on connection, refusal and the agent's end
+    watch = _Watch(on_connect=wake.set)
     server = build_server(worker, session, keep=watch.agent_pids)
     argv = agent_argv(req.kind, binary, f"{_socket.INSIDE_DIR}/{_socket.CONFIG_NAME}", req.args)
     env: dict[str, str | None] = dict(_CLAUDE_ENV) if req.kind is AgentKind.CLAUDE else {}
@@ -281,7 +285,13 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
     result: dict[str, Any] = {}
     failure: list[str] = []
     refusals: list[ToolsRefused] = []  # appended by the gateway's thread the moment it refuses
-    gate = ToolGate(allowed_tools(req.kind), refusals.append, ready=watch.connected.is_set)
+    launched = threading.Event()  # the launch thread's work is done (it is still alive then)
+
+    def on_refused(what: ToolsRefused) -> None:  # on the gateway's thread
+        refusals.append(what)
+        wake.set()
+
+    gate = ToolGate(allowed_tools(req.kind), on_refused, ready=watch.connected.is_set)
 
     def launch() -> None:
         from sandbox._runner import NoPerson, Runner, RunRequest
@@ -298,24 +308,30 @@ def _run(req: AgentRequest, binary: Path, worker: Worker, session: McpSession,
                     env=env, mounts=mounts, llm_tools=gate))
             except SandboxError as exc:
                 result["error"] = exc
+            finally:
+                launched.set()
+                wake.set()
 
     async def main() -> None:
+        wake.bind()
         thread = threading.Thread(target=launch, name="sandbox-agent", daemon=True)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_socket.serve_socket, server, sock, watch.seen)
             thread.start()
-            with anyio.move_on_after(connect_timeout_s):
-                while not watch.connected.is_set() and thread.is_alive() and not refusals:
-                    await anyio.sleep(0.05)
-            if not watch.connected.is_set() and thread.is_alive() and not refusals:
-                failure.append(f"the agent did not connect to the sandbox MCP server within "
-                               f"{connect_timeout_s:g}s; stopped it")
-                await anyio.to_thread.run_sync(stop_running_sandboxes)
-            while thread.is_alive():
-                if refusals and not failure:  # the gateway refused a request: stop the agent
+            stopped = await supervise(wake, connected=watch.connected, finished=launched,
+                                      thread=thread, refusals=refusals,
+                                      connect_timeout_s=connect_timeout_s,
+                                      stop=stop_running_sandboxes)
+            match stopped:
+                case Stopped.NOT_CONNECTED:
+                    failure.append(f"the agent did not connect to the sandbox MCP server "
+                                   f"within {connect_timeout_s:g}s; stopped it")
+                case Stopped.REFUSED:  # the gateway refused a request: the agent was stopped
                     failure.append(_foreign_message(refusals[0].tools, refusals[0].why))
-                    await anyio.to_thread.run_sync(stop_running_sandboxes)
-                await anyio.sleep(0.05)
+                case None:
+                    pass
+                case _:
+                    assert_never(stopped)
             tg.cancel_scope.cancel()
 
     try:
