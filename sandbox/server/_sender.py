@@ -152,6 +152,8 @@ class Sender:
         try:
             head, offset, records = read_chain(self.log.path, cur.offset, end, cur.head,
                                                keep=True, limit=BATCH)
+            if offset == cur.offset:  # checked bytes gone (truncated): no progress is possible
+                raise AuditError(f"the log ends before byte {end}")
         except (AuditError, OSError) as exc:
             # The checkpointer checked these bytes; if they no longer chain on from what was
             # sent, the log was rewritten under us: stop rather than send a different story.

@@ -105,3 +105,18 @@ def test_otlp_logs_carry_genai_conventions(log: AuditLog, key: SigningKey, tmp_p
     assert attrs["gen_ai.system"] == {"stringValue": "anthropic"}
     assert attrs["event.name"] == {"stringValue": "sandbox.audit.llm.call"}
     assert records[1]["attributes"][0]["value"] == {"stringValue": "sandbox.audit.checkpoint"}
+
+
+def test_a_sender_stops_when_the_log_is_truncated_under_it(log: AuditLog, key: SigningKey,
+                                                         tmp_path: Path) -> None:
+    """Rather than spin on bytes that are gone, or send a different story."""
+    with collector() as c:
+        cp, sender = _sending(log, key, c.url, tmp_path / "c.cursor")
+        cp.signed.remove(sender.notify)  # the sender is told below, after the truncation
+        fill(log, 2)
+        signed = cp.poll()
+        assert signed is not None
+        log.path.write_bytes(b"")
+        sender.notify(signed, cp.offset)
+        sender.stop(10)  # without the check it spins on, sending nothing, past this
+        assert not sender._thread.is_alive() and c.seqs() == []
