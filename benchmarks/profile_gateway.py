@@ -1,0 +1,90 @@
+"""Where the gateway's CPU goes per call: a fixed number of calls through `sandbox gateway serve`.
+
+    .venv/bin/python benchmarks/profile_gateway.py [--calls 2000] [--inflight 16] [--stream]
+                                                   [--cprofile FILE]
+
+The same stand-in and gateway set-up as bench_gateway.py (a virtual key with a budget, audit and
+bodies on). Reports the gateway process's CPU time per call (user + system, from /proc, so other
+processes' load on the machine changes it little) over the fixed number of calls after a
+warm-up, split into the event loop's thread and the others (the audit writer). With --cprofile
+FILE, the server runs under cProfile and its stats go to FILE (the event loop's thread only;
+read them with `python -m pstats FILE`; cProfile's own overhead inflates the figures).
+Instruction counts (`perf stat -e instructions`) would not depend on the machine's load, but
+this VM has no hardware counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gateway import REPO, STANDIN, UP_KEY, VENV_BIN, gateway_target, one, process, wait_http
+
+
+def cpu_seconds(pid: int, task: int | None = None) -> float:
+    """User + system CPU of process `pid` (or of its thread `task`)."""
+    where = f"/proc/{pid}/task/{task}/stat" if task else f"/proc/{pid}/stat"
+    fields = Path(where).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def calls(url: str, key: str, n: int, inflight: int, stream: bool) -> None:
+    left = n
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+
+        async def worker() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                await one(http, url, key, stream)
+
+        await asyncio.gather(*(worker() for _ in range(inflight)))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--inflight", type=int, default=16)
+    ap.add_argument("--stream", action="store_true")
+    ap.add_argument("--think", type=float, default=0.02)
+    ap.add_argument("--cprofile", type=Path)
+    args = ap.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="prof-gw-"))
+    try:
+        with process([str(VENV_BIN / "python"), "-c", STANDIN, str(REPO), UP_KEY, str(args.think)]) as st:
+            assert st.stdout is not None
+            up_url = st.stdout.readline().decode().strip()
+            argv, env, kurl = gateway_target(up_url, home)
+            key, base = kurl.split(" ")
+            if args.cprofile:
+                argv = [str(VENV_BIN / "python"), "-m", "cProfile", "-o", str(args.cprofile), *argv]
+            url = f"{base}/openai/v1/chat/completions"
+            with process(argv, env) as gw:
+                wait_http(base + "/healthz", gw)
+                asyncio.run(calls(url, key, 200, args.inflight, args.stream))  # warm-up
+                before, t0 = cpu_seconds(gw.pid), time.perf_counter()
+                loop_before = cpu_seconds(gw.pid, gw.pid)
+                asyncio.run(calls(url, key, args.calls, args.inflight, args.stream))
+                cpu, wall = cpu_seconds(gw.pid) - before, time.perf_counter() - t0
+                loop_cpu = cpu_seconds(gw.pid, gw.pid) - loop_before
+                print(f"{args.calls} calls ({'stream' if args.stream else 'complete'}, "
+                      f"{args.inflight} in flight) in {wall:.2f} s: {args.calls / wall:.0f}/s; "
+                      f"gateway CPU {cpu * 1000 / args.calls:.3f} ms per call "
+                      f"(event loop thread {loop_cpu * 1000 / args.calls:.3f} ms, "
+                      f"other threads {(cpu - loop_cpu) * 1000 / args.calls:.3f} ms)")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
