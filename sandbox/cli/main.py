@@ -149,8 +149,12 @@ def _agent_args(a: argparse.ArgumentParser) -> None:
     _run_options(a)
     a.add_argument("--bin", metavar="PATH", help="the agent's executable (default: on PATH)")
     a.epilog = ("Arguments after `--` go to the agent, e.g. sandbox agent claude -- -p "
-                "'fix the failing test'. Exit status: the agent's; 125 when the sandbox failed "
-                "or the agent could not be limited to our tools; 127 agent not found.")
+                "'fix the failing test'; those that would give it other tools, MCP servers, "
+                "settings, plugins or directories (Claude Code: --mcp-config, --tools, "
+                "--allowedTools, --settings, --plugin-dir, --add-dir, --permission-mode...; "
+                "Codex: -c mcp_servers...) are refused before anything starts. Exit status: the "
+                "agent's; 2 bad arguments; 125 when the sandbox failed or the agent could not be "
+                "limited to our tools; 127 agent not found.")
 
 
 def _run_options(r: argparse.ArgumentParser) -> None:

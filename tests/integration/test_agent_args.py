@@ -41,7 +41,13 @@ def test_refused_agent_args_start_nothing(cli: Cli, workspace: Path, base_dir: P
         err = r.stderr.decode()
         assert r.returncode == 2, err
         assert f"agent argument {flag} is refused: it " in err.splitlines()[0], err
+        assert "hint: " in err and "(sandbox agent --help)" in err
         assert b"AGENT RAN" not in r.stdout  # the agent never ran
         # no session made, nothing audited (no run, no tool call, no LLM call)
         assert sorted(p.name for p in (cli.home / "sessions").iterdir()) == sessions
         assert len(list(log.records())) == records
+
+
+def test_the_help_the_hint_names_says_so(cli: Cli) -> None:
+    r = cli("agent", "--help", check=True)
+    assert b"refused before anything starts" in r.stdout and b"2 bad arguments" in r.stdout
