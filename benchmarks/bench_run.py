@@ -103,7 +103,10 @@ def make_workspace(root: Path, files: int, *, git: bool = False) -> None:
     if git:
         (root / ".env").write_text("SECRET=1\n")
         (root / ".gitignore").write_text("build/\n")
-        ident = ["-c", "user.email=bench@example.com", "-c", "user.name=bench"]
+        # gc.auto=0: a commit of 100,000 loose objects would start `git gc` in the background,
+        # still writing in .git when the benchmark removes its directory.
+        ident = ["-c", "user.email=bench@example.com", "-c", "user.name=bench", "-c",
+                 "gc.auto=0"]
         for argv in (["init", "-q"], ["add", "-A"], [*ident, "commit", "-qm", "bench"]):
             subprocess.run(["git", "-C", str(root), *argv], check=True)
 
