@@ -152,7 +152,8 @@ def _agent_args(a: argparse.ArgumentParser) -> None:
                 "'fix the failing test'; those that would give it other tools, MCP servers, "
                 "settings, plugins or directories (Claude Code: --mcp-config, --tools, "
                 "--allowedTools, --settings, --plugin-dir, --add-dir, --permission-mode...; "
-                "Codex: -c mcp_servers...) are refused before anything starts. Exit status: the "
+                "Codex: -c mcp_servers|features|tools|model_provider..., --enable, --search, "
+                "--profile, --oss...) are refused before anything starts. Exit status: the "
                 "agent's; 2 bad arguments; 125 when the sandbox failed or the agent could not be "
                 "limited to our tools; 127 agent not found.")
 

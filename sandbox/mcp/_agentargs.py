@@ -63,11 +63,36 @@ CLAUDE_REFUSED: tuple[RefusedFlag, ...] = (
                 "runs the agent in a cloud session, outside the sandbox and its tools"),
 )
 
-# Codex CLI 0.171: `-c key=value` overrides any config key; the ones naming MCP servers would
-# add a server, or replace ours under its name.
+# Codex CLI 0.171 (`codex --help`, `codex exec --help`): `-c key=value` overrides any config
+# key; those that name MCP servers would add a server, or replace ours under its name, and those
+# that set tools, features, the model catalog or the provider undo what the sandbox set. A key
+# the sandbox does not set (`model`, `model_reasoning_effort`...) passes.
+_CODEX_TOOLS = ("turns a built-in tool back on or changes which tools the model is offered; the "
+                "sandbox switches them off")
 CODEX_REFUSED: tuple[RefusedFlag, ...] = (
     RefusedFlag(("-c", "--config"), "configures an MCP server: the sandbox's server must be the "
                                     "agent's only one", config_keys=("mcp_servers",)),
+    RefusedFlag(("-c", "--config"), _CODEX_TOOLS,
+                config_keys=("features", "tools", "web_search", "model_catalog_json",
+                             "include_apply_patch_tool", "experimental_use_freeform_apply_patch")),
+    RefusedFlag(("-c", "--config"), "changes the model provider; the agent's only network is the "
+                                    "sandbox's gateway",
+                config_keys=("model_provider", "model_providers", "openai_base_url",
+                             "chatgpt_base_url")),
+    RefusedFlag(("-c", "--config"), "selects or defines a config profile, which can set any of "
+                                    "the above", config_keys=("profile", "profiles")),
+    RefusedFlag(("--enable",), _CODEX_TOOLS),
+    RefusedFlag(("--search",), "offers the model the web search tool, which is not ours"),
+    RefusedFlag(("-p", "--profile"), "selects a config profile, which can set tools, features, "
+                                     "MCP servers and the provider"),
+    RefusedFlag(("--oss", "--local-provider"), "changes the model provider; the agent's only "
+                                               "network is the sandbox's gateway"),
+    RefusedFlag(("--remote", "--remote-auth-token-env"),
+                "runs the agent's loop on a remote app server, outside the sandbox and its tools"),
+    RefusedFlag(("--add-dir",), "gives the agent another directory; its only one is an empty "
+                                "scratch directory (the workspace is reached by our tools)"),
+    RefusedFlag(("--dangerously-bypass-approvals-and-sandbox", "--dangerously-bypass-hook-trust"),
+                "bypasses the approvals and hook trust the sandbox relies on"),
 )
 
 
@@ -90,6 +115,22 @@ def _config_key(value: str) -> str:
     return "".join(value.split("=", 1)[0].replace('"', "").replace("'", "").split())
 
 
+def _refusal(table: Sequence[RefusedFlag], name: str, value: str | None,
+             following: str) -> tuple[RefusedFlag, str] | None:
+    """The row refusing flag `name` with its value (attached, else the next argument), and how
+    to show it; a flag may have a row per family of config keys, each with its own reason."""
+    for flag in table:
+        if name not in flag.names:
+            continue
+        if not flag.config_keys:
+            return flag, name
+        given = following if value is None else value
+        key = _config_key(given)
+        if any(key == k or key.startswith(k + ".") for k in flag.config_keys):
+            return flag, repr(given)
+    return None
+
+
 def check(table: Sequence[RefusedFlag], args: Sequence[str]) -> None:
     """Raise UsageError (exit 2) naming the first refused flag in `args`.
 
@@ -97,22 +138,15 @@ def check(table: Sequence[RefusedFlag], args: Sequence[str]) -> None:
     Claude Code reads some flags (its settings) from the raw argv before parsing it, and a
     prompt that is exactly a refused flag is not worth the risk of reading argv like the agent.
     """
-    by_name = {n: flag for flag in table for n in flag.names}
     for i, arg in enumerate(args):
         split = _split(arg, table)
         if split is None:
             continue
         name, value = split
-        flag = by_name[name]
-        if flag.config_keys:
-            if value is None:
-                value = args[i + 1] if i + 1 < len(args) else ""
-            key = _config_key(value)
-            if not any(key == k or key.startswith(k + ".") for k in flag.config_keys):
-                continue
-            shown = repr(value)
-        else:
-            shown = name
+        refused = _refusal(table, name, value, args[i + 1] if i + 1 < len(args) else "")
+        if refused is None:
+            continue
+        flag, shown = refused
         raise UsageError(f"agent argument {shown} is refused: it {flag.reason}",
                          hint="the sandbox sets the agent's tools, MCP servers and directories; "
                               "its tools are the session's (sandbox agent --help)")

@@ -10,6 +10,9 @@ stays untouched until the session is approved."""
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -94,18 +97,52 @@ def test_codex_changes_files_only_through_our_tools(sbx: tuple[Cli, Path],
     check_session(cli, ws, "cx", llm_calls=9, note="written-by-codex\nmore\n")
 
 
+def _wrapped_codex(base: Path, *added: str) -> Path:
+    """A `--bin` that runs the real Codex with arguments of its own just before the prompt (the
+    last argument), after ours: AGENT ARGS that override ours are refused up front (exit 2), but
+    the argument check cannot see what the agent binary does, so the gateway's tool gate must
+    still stop the offer."""
+    real = codex_binary()
+    bin_dir = base / "wrapped-codex"
+    bin_dir.mkdir()
+    for name in ("codex", "codex-code-mode-host"):  # its directory is the agent's /run/agent
+        target = bin_dir / (name + "-real" if name == "codex" else name)
+        try:
+            os.link(real.parent / name, target)  # ~300 MB: not copied when possible
+        except OSError:
+            shutil.copy2(real.parent / name, target)
+    wrapper = bin_dir / "codex"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        "n=$#; i=0\n"
+        'for a in "$@"; do i=$((i + 1))\n'
+        f'  if [ "$i" -eq "$n" ]; then set -- "$@" {shlex.join(added)} "$a"; '
+        'else set -- "$@" "$a"; fi\n'
+        "done\n"
+        'shift "$n"\n'
+        'exec /run/agent/codex-real "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 def test_agent_args_switching_a_builtin_back_on_end_with_125(cli: Cli, workspace: Path,
                                                              base_dir: Path) -> None:
-    """`-c features.shell_tool=true` after ours turns Codex's shell back on: the gateway
-    refuses the first request offering it, so the model never answers, the agent is stopped,
-    125, and nothing is done (the script's shell call and write never happen)."""
+    """`-c features.shell_tool=true` after ours would turn Codex's shell back on. As AGENT ARGS
+    it is refused before anything starts (exit 2); given by the agent binary itself (a wrapper
+    the argument check cannot see), the gateway refuses the first request offering the shell,
+    so the model never answers, the agent is stopped, 125, and nothing is done (the script's
+    shell call and write never happen)."""
+    r = _agent(cli, workspace, "bad", "-c", "features.shell_tool=true", env={})
+    assert r.returncode == 2 and b"turns a built-in tool back on" in r.stderr, r.stderr
     pwned = base_dir / "PWNED"
     script = [Turn(ToolUse("exec_command", {"cmd": f"touch {pwned}"})),
               Turn(ToolUse("mcp__sandbox__write_file", {"path": "x.txt", "content": "x\n"})),
               Turn(Text("Done."))]
+    wrapped = _wrapped_codex(base_dir, "-c", "features.shell_tool=true")
     with LlmStandIn(script, api_key=UPSTREAM_KEY) as llm:
-        r = _agent(cli, workspace, "bad", "-c", "features.shell_tool=true",
-                   env=_gateway(cli, llm.url))
+        r = cli("agent", "codex", "-C", str(workspace), "--session", "bad", "--bin",
+                str(wrapped), "--", "exec", "-m", MODEL, "Add a note",
+                env=_gateway(cli, llm.url), timeout=240)
         assert llm.received == []  # nothing reached the model
     err = r.stderr.decode(errors="replace")
     assert r.returncode == 125, err[-2000:]

@@ -60,7 +60,39 @@ def test_codex_config_keys_in_more_spellings(args: list[str]) -> None:
 
 
 def test_codex_table_refuses_by_config_key_only() -> None:
-    (config,) = CODEX_REFUSED
-    assert config.names == ("-c", "--config") and config.config_keys == ("mcp_servers",)
+    assert all(f.config_keys for f in CODEX_REFUSED if "-c" in f.names)
     check_agent_args(AgentKind.CODEX, ["exec", "-c", "mcp_servers_note=1", "--config",
-                                       "model=\"x\"", "-cmodel_reasoning_effort=low"])
+                                       "model=\"x\"", "-cmodel_reasoning_effort=low",
+                                       "-m", "gpt-x", "--disable", "view_image", "-c",
+                                       "featuresx=1", "--json", "-C", "/tmp", "hi"])
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    # a built-in back on, by config key or by flag, in every spelling
+    (["exec", "-c", "features.shell_tool=true", "hi"], "turns a built-in tool back on"),
+    (["exec", "-c", "features={shell_tool=true}", "hi"], "turns a built-in tool back on"),
+    (["exec", "--config=tools.view_image=true", "hi"], "turns a built-in tool back on"),
+    (["exec", "-c", 'web_search="live"', "hi"], "turns a built-in tool back on"),
+    (["exec", "-cmodel_catalog_json=\"/tmp/m.json\"", "hi"], "turns a built-in tool back on"),
+    (["exec", "--enable", "shell_tool", "hi"], "turns a built-in tool back on"),
+    (["exec", "--enable=unified_exec", "hi"], "turns a built-in tool back on"),
+    (["exec", "--search", "hi"], "web search tool"),
+    # another provider than the gateway, or the loop elsewhere
+    (["exec", "-c", 'model_provider="openai"', "hi"], "changes the model provider"),
+    (["exec", "-c", "model_providers.x.base_url=\"http://h\"", "hi"], "changes the model provider"),
+    (["exec", "--oss", "hi"], "changes the model provider"),
+    (["exec", "--local-provider", "ollama", "hi"], "changes the model provider"),
+    (["exec", "--remote", "ws://h:1", "hi"], "remote app server"),
+    # profiles can set all of it
+    (["exec", "-p", "mine", "hi"], "config profile"),
+    (["exec", "--profile=mine", "hi"], "config profile"),
+    (["exec", "-c", "profiles.mine.features.shell_tool=true", "hi"], "config profile"),
+    (["exec", "--add-dir", "/", "hi"], "another directory"),
+    (["exec", "--dangerously-bypass-approvals-and-sandbox", "hi"], "bypasses"),
+])
+def test_codex_overrides_of_what_the_sandbox_sets_are_refused(args: list[str], says: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        check_agent_args(AgentKind.CODEX, args)
+    assert caught.value.exit_code == EXIT_USAGE
+    assert caught.value.message.startswith("agent argument ") and says in caught.value.message
+    assert "\n" not in caught.value.message
