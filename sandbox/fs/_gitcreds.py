@@ -58,7 +58,7 @@ def scrubbed_git_config(workspace: Path) -> bytes | None:
     raw = _read(workspace)
     if raw is None or not _SUSPECT.search(raw):
         return None
-    entries = _parse(workspace / GIT_CONFIG)
+    entries = _parse_cached(raw, workspace / GIT_CONFIG)
     if entries is None:
         return _FALLBACK
     kept = [e for e in (_scrub(e, workspace) for e in entries) if e is not None]
@@ -70,6 +70,28 @@ def scrubbed_git_config(workspace: Path) -> bytes | None:
 def scrubbed_paths(workspace: Path) -> tuple[str, ...]:
     """Paths the sandbox saw scrubbed: a change there must never be committed."""
     return (GIT_CONFIG,) if scrubbed_git_config(workspace) is not None else ()
+
+
+# git's parse of a config, by its bytes: a run looks at .git/config twice (the sandbox's view,
+# then the changes), a server on every run, and each parse spawns git. Parsed with
+# --no-includes, the result depends on those bytes alone.
+_PARSED: dict[bytes, tuple[_Entry, ...]] = {}
+_PARSED_KEEP = 8
+
+
+def _parse_cached(raw: bytes, path: Path) -> list[_Entry] | None:
+    if len(raw) >= _MAX_CONFIG:  # only a prefix was read: it does not identify the file
+        return _parse(path)
+    hit = _PARSED.get(raw)
+    if hit is not None:
+        return list(hit)
+    entries = _parse(path)
+    if entries is None:
+        return None  # git could not read it: ask again next time
+    if len(_PARSED) >= _PARSED_KEEP:
+        _PARSED.pop(next(iter(_PARSED)))
+    _PARSED[raw] = tuple(entries)
+    return entries
 
 
 def _parse(path: Path) -> list[_Entry] | None:

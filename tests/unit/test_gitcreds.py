@@ -53,6 +53,32 @@ def test_every_spelling_of_a_credential_is_removed(ws: Path, tmp_path: Path) -> 
     assert scrubbed_paths(ws) == (".git/config",)
 
 
+def test_git_parses_a_config_once_per_content(ws: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each run looks at .git/config twice (the view, then the changes) and a server runs
+    many: the same bytes are parsed by git once; a changed file (same size) is parsed again."""
+    import sandbox._git as git_mod
+
+    calls: list[Path] = []
+    real = git_mod.config_list
+
+    def counting(path: Path, timeout: float = 10.0) -> bytes | None:
+        calls.append(path)
+        return real(path, timeout)
+
+    monkeypatch.setattr(git_mod, "config_list", counting)
+    cfg = ws / ".git" / "config"
+    cfg.write_text('[remote "origin"]\n\turl = https://tok1@example.com/r.git\n')
+    for _ in range(3):
+        assert b"tok1" not in (scrubbed_git_config(ws) or b"tok1")
+        assert scrubbed_paths(ws) == (".git/config",)
+    assert len(calls) == 1
+    cfg.write_text('[remote "origin"]\n\turl = https://tok2@example.com/r.git\n')
+    out = scrubbed_git_config(ws)
+    assert out is not None and b"tok" not in out and b"https://example.com/r.git" in out
+    assert len(calls) == 2
+
+
 def test_a_config_without_credentials_is_left_alone(ws: Path) -> None:
     (ws / ".git" / "config").write_text(
         '[core]\n\tbare = false\n[remote "origin"]\n\turl = git@github.com:o/r.git\n')
