@@ -292,7 +292,8 @@ def test_before_the_agent_reaches_our_server_no_tool_is_ours(
     """Another MCP server configured under our name offers tools named exactly like ours: until
     the agent has connected to our server (`ready`), any offered tool is refused; a request
     offering none passes (titles, summaries)."""
-    connected, heard = False, []
+    connected = False
+    heard: list[ToolsRefused] = []
     gw.gateway.gate = ToolGate(OUR_TOOLS, heard.append, ready=lambda: connected)
     secret, _ = KeyStore.at_home(tmp_path).create(tools=OUR_TOOLS)
     a = anthropic.Anthropic(base_url=url_of(gw) + "/anthropic", api_key=secret, max_retries=0)

@@ -212,7 +212,7 @@ def test_an_out_of_memory_kill_is_named(sbx: tuple[Cli, Path]) -> None:
             "a = bytearray(512 << 20); print('allocated')")
     data = _json(r)
     assert r.returncode == 137 and "allocated" not in str(data["stdout"])  # it really ran out
-    notes = " ".join(str(n) for n in data["notes"])  # type: ignore[union-attr]
+    notes = " ".join(str(n) for n in data["notes"])  # type: ignore[attr-defined]
     if cli.user is None:  # the cgroup's OOM kill, named like a timeout is
         assert "killed: out of memory (limit 64m)" in notes, notes
     else:  # no memory cgroup for the user here: the polling fallback says it stopped the run

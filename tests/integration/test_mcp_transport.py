@@ -146,7 +146,7 @@ def test_the_audit_flush_starts_once_the_answer_is_written(cli: Cli, workspace: 
     serving = threading.Thread(target=anyio.run, args=(serve_stream, server, stream, None,
                                                        worker.sent))
     serving.start()
-    msgs = [{"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+    msgs: list[dict[str, Any]] = [{"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
                 "protocolVersion": "2025-06-18", "capabilities": {},
                 "clientInfo": {"name": "t", "version": "0"}}},
             {"jsonrpc": "2.0", "method": "notifications/initialized"}]

@@ -239,5 +239,7 @@ def test_an_agent_sessions_view_counts_its_agents_llm_calls(served: Served) -> N
     view = r.json()
     assert view["usage"] == {"llm_calls": 1, "input_tokens": 100, "output_tokens": 7,
                              "cost_usd": 0.25}
-    events = [(e["event"], e["session"]) for e in view["timeline"]]
+    timeline = view["timeline"]
+    assert isinstance(timeline, list)
+    events = [(e["event"], e["session"]) for e in timeline]
     assert events[-2:] == [("llm.call", "fix-1-agent"), ("tool.call", "fix-1")]

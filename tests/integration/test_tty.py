@@ -9,7 +9,7 @@ import pexpect
 from tests.conftest import SANDBOX_BIN, Cli
 
 
-def _spawn(cli: Cli, *args: str) -> pexpect.spawn:
+def _spawn(cli: Cli, *args: str) -> pexpect.spawn[bytes]:
     env = cli.env({"PAGER": "cat", "TERM": "xterm", "NO_COLOR": "1"})
     return pexpect.spawn(str(SANDBOX_BIN), list(args), env=env, timeout=60,
                          dimensions=(24, 80))

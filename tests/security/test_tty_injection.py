@@ -18,9 +18,9 @@ INJECT = ("import fcntl, termios\n"
 
 
 def test_tiocsti_into_the_callers_terminal_fails(cli: Cli, workspace: Path) -> None:
-    child = pexpect.spawn(str(SANDBOX_BIN), ["run", "-C", str(workspace), "--", "python3",
-                                             "-c", INJECT],
-                          env=cli.env({"TERM": "xterm"}), timeout=60)
+    argv = ["run", "-C", str(workspace), "--", "python3", "-c", INJECT]
+    child: pexpect.spawn[bytes] = pexpect.spawn(str(SANDBOX_BIN), argv,
+                                                env=cli.env({"TERM": "xterm"}), timeout=60)
     child.expect(["BLOCKED", "INJECTED"])
     assert child.after == b"BLOCKED", child.before
     child.expect(pexpect.EOF)

@@ -9,7 +9,7 @@ import shutil
 import signal
 import time
 
-import pexpect  # type: ignore[import-untyped]
+import pexpect
 
 from tests.conftest import SANDBOX_BIN, Cli, require
 
@@ -31,7 +31,7 @@ _OPEN: list[Tty] = []
 def reap() -> None:
     while _OPEN:
         child = _OPEN.pop().child
-        if child.isalive():
+        if child.isalive() and child.pid is not None:
             # the child leads its own session: its process group is its pid
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
@@ -50,7 +50,7 @@ class Tty:
             argv = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", cli.user, "--",
                     "env", "-i", *[f"{k}={v}" for k, v in env.items()], *argv]
         here = cli.here.get("ws")  # run from the test's workspace, as a person would
-        self.child = pexpect.spawn(argv[0], argv[1:], env=env, timeout=30,
+        self.child: pexpect.spawn[bytes] = pexpect.spawn(argv[0], argv[1:], env=env, timeout=30,
                                    dimensions=(rows, cols),
                                    cwd=str(here) if here is not None and here.is_dir() else None)
         self.screen = pyte.Screen(cols, rows)

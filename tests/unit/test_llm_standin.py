@@ -40,7 +40,7 @@ def test_a_responses_client_plays_the_script() -> None:
         (said, call), completed = _items(client, history)
         assert said.type == "message" and said.content[0].text == "Running it."
         assert call.type == "function_call" and call.name == "bash"
-        assert call.namespace == "mcp__sandbox"  # type: ignore[attr-defined]
+        assert call.namespace == "mcp__sandbox"
         assert completed.usage.input_tokens == 10 and completed.usage.output_tokens == 5
         history += [call.model_dump(exclude_none=True),
                     {"type": "function_call_output", "call_id": call.call_id,

@@ -79,7 +79,8 @@ def _watch(agent: FakeAgent, *, connected: threading.Event, refusals: list[objec
 
 @pytest.mark.parametrize("was_connected", [False, True])
 def test_a_refusal_on_the_gateways_thread_stops_the_agent_at_once(was_connected: bool) -> None:
-    agent, connected, refusals = FakeAgent(SpiedWake()), threading.Event(), []
+    agent, connected = FakeAgent(SpiedWake()), threading.Event()
+    refusals: list[object] = []
     if was_connected:
         connected.set()
 
@@ -119,5 +120,9 @@ def test_a_wake_after_the_loop_is_gone_is_harmless() -> None:
 
     anyio.run(main)
     done = threading.Event()
-    threading.Thread(target=lambda: (wake.set(), done.set()), daemon=True).start()
+    def late() -> None:
+        wake.set()
+        done.set()
+
+    threading.Thread(target=late, daemon=True).start()
     assert done.wait(DEADLINE_S)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from sandbox._home import HomeLayout
-from sandbox._runner import Runner, RunRequest
+from sandbox._runner import Interaction, Runner, RunRequest
 from sandbox.audit import AuditLog
-from sandbox.backends._fake import FakeBackend
+from sandbox.backends._fake import Act, FakeBackend
 from sandbox.errors import UsageError
 from sandbox.fs import ChangeSet
 from sandbox.governance import AskPerson
@@ -36,8 +36,11 @@ class Person:
         self.asked.append("review")
         return self.answers.pop(0)
 
+    def ask_egress(self, host: str, port: int) -> None:
+        raise AssertionError(f"no egress is asked for in these tests ({host}:{port})")
 
-def write(rel: str, text: str):  # type: ignore[no-untyped-def]
+
+def write(rel: str, text: str) -> Act:
     def act(upper: Path, lower: Path) -> int:
         p = upper / rel
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -46,8 +49,11 @@ def write(rel: str, text: str):  # type: ignore[no-untyped-def]
     return act
 
 
+Env = tuple[HomeLayout, Store, AuditLog, Path]
+
+
 @pytest.fixture
-def env(tmp_path: Path) -> tuple[HomeLayout, Store, AuditLog, Path]:
+def env(tmp_path: Path) -> Env:
     layout = HomeLayout(tmp_path / "home").ensure()
     ws = tmp_path / "ws"
     ws.mkdir()
@@ -55,7 +61,7 @@ def env(tmp_path: Path) -> tuple[HomeLayout, Store, AuditLog, Path]:
     return layout, Store(layout), AuditLog(layout.audit), ws
 
 
-def _runner(env, act, person=None):  # type: ignore[no-untyped-def]
+def _runner(env: Env, act: Act, person: Interaction | None = None) -> Runner:
     layout, store, audit, _ = env
     return Runner(layout, store, audit, FakeBackend(act), person)
 
