@@ -1,7 +1,7 @@
 """Where the gateway's CPU goes per call: a fixed number of calls through `sandbox gateway serve`.
 
     .venv/bin/python benchmarks/profile_gateway.py [--calls 2000] [--inflight 16] [--stream]
-                                                   [--cprofile FILE]
+                                                   [--cprofile FILE] [--code DIR]
 
 The same stand-in and gateway set-up as bench_gateway.py (a virtual key with a budget, audit and
 bodies on). Reports the gateway process's CPU time per call (user + system, from /proc, so other
@@ -10,7 +10,8 @@ warm-up, split into the event loop's thread and the others (the audit writer). W
 FILE, the server runs under cProfile and its stats go to FILE (the event loop's thread only;
 read them with `python -m pstats FILE`; cProfile's own overhead inflates the figures).
 Instruction counts (`perf stat -e instructions`) would not depend on the machine's load, but
-this VM has no hardware counters.
+this VM has no hardware counters. --code DIR serves the gateway from another source tree (a
+`git worktree` of an older commit), to compare before and after on the same machine.
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gateway import REPO, STANDIN, UP_KEY, VENV_BIN, gateway_target, one, process, wait_http
+
+# The sandbox CLI from the source tree in argv[1] rather than this venv's editable install.
+FROM_TREE = r"""
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path.insert(0, sys.argv.pop(1))
+from sandbox.cli.main import main
+sys.exit(main())
+"""
 
 
 def cpu_seconds(pid: int, task: int | None = None) -> float:
@@ -57,6 +67,7 @@ def main() -> int:
     ap.add_argument("--stream", action="store_true")
     ap.add_argument("--think", type=float, default=0.02)
     ap.add_argument("--cprofile", type=Path)
+    ap.add_argument("--code", type=Path, help="serve the gateway from this source tree")
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="prof-gw-"))
     try:
@@ -65,6 +76,8 @@ def main() -> int:
             up_url = st.stdout.readline().decode().strip()
             argv, env, kurl = gateway_target(up_url, home)
             key, base = kurl.split(" ")
+            if args.code:
+                argv = [str(VENV_BIN / "python"), "-c", FROM_TREE, str(args.code.resolve()), *argv[1:]]
             if args.cprofile:
                 argv = [str(VENV_BIN / "python"), "-m", "cProfile", "-o", str(args.cprofile), *argv]
             url = f"{base}/openai/v1/chat/completions"

@@ -1,4 +1,5 @@
-"""The gateway's HTTP surface (an ASGI app: Starlette, served by uvicorn) and call admission.
+"""The gateway's HTTP surface (an ASGI app served by uvicorn: the model endpoints in raw ASGI,
+the rest in Starlette) and call admission.
 
 Admission, in order, for every model call: the virtual key (401), the body (400), the key's
 model allowlist (403), the key's tool restriction (403 naming the foreign tools), the content
@@ -14,7 +15,6 @@ import json
 import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from sandbox._home import HomeLayout
 from sandbox.audit import AuditEvent, AuditLog
+from sandbox.gateway._asgi import GatewayApp, Incoming
 from sandbox.gateway._budget import Ledger, Refusal, Scope
 from sandbox.gateway._config import ApiFamily, Config, ContentMode, Price
 from sandbox.gateway._content import Scanner, redact_json, strings
@@ -46,7 +47,7 @@ from sandbox.gateway._upstream import (
 from sandbox.gateway._usage import Api, StreamTracker
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 __all__ = ["Gateway"]
 
@@ -68,7 +69,7 @@ def _error(
     return RawResponse(status, [(b"content-type", b"application/json"), *(headers or [])], body)
 
 
-def _presented_key(request: Request) -> str | None:
+def _presented_key(request: Incoming) -> str | None:
     h = request.headers
     if h.get("x-api-key"):
         return h["x-api-key"]
@@ -76,6 +77,10 @@ def _presented_key(request: Request) -> str | None:
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
     return h.get("api-key") or None
+
+
+async def _served_by_gateway_app(_request: Request) -> Response:
+    raise AssertionError("the model endpoints are served by GatewayApp")
 
 
 def _output_cap(api: Api, body: dict[str, object], default: int) -> tuple[int, bool]:
@@ -133,31 +138,30 @@ class Gateway:
             self.recorder.flush()
 
     def app(self) -> Starlette:
-        def llm(api: Api) -> Route:
-            path = {
-                Api.MESSAGES: "/anthropic/v1/messages",
-                Api.CHAT: "/openai/v1/chat/completions",
-                Api.RESPONSES: "/openai/v1/responses",
-            }[api]
+        models = {
+            "/anthropic/v1/messages": Api.MESSAGES,
+            "/openai/v1/chat/completions": Api.CHAT,
+            "/openai/v1/responses": Api.RESPONSES,
+        }
 
+        def starlette(
+            handler: Callable[[Incoming], Awaitable[Response]],
+        ) -> Callable[[Request], Awaitable[Response]]:
             async def endpoint(request: Request) -> Response:
-                return await self.call(request, api)
+                return await handler(await Incoming.of(request, MAX_BODY))
 
-            return Route(path, endpoint, methods=["POST"])
+            return endpoint
 
-        return Starlette(
-            lifespan=self._lifespan,
-            routes=[
-                Route("/healthz", self._healthz),
-                Route("/metrics", self._metrics),
-                llm(Api.MESSAGES),
-                llm(Api.CHAT),
-                llm(Api.RESPONSES),
-                Route("/anthropic/v1/messages/count_tokens", self._count_tokens, methods=["POST"]),
-                Route("/anthropic/v1/models", self._models_anthropic),
-                Route("/openai/v1/models", self._models_openai),
-            ],
-        )
+        routes = [
+            Route("/healthz", self._healthz),
+            Route("/metrics", self._metrics),
+            # The model endpoints' POSTs never get here (GatewayApp): these answer 405 otherwise.
+            *(Route(path, _served_by_gateway_app, methods=["POST"]) for path in models),
+            Route("/anthropic/v1/messages/count_tokens", starlette(self._count_tokens), methods=["POST"]),
+            Route("/anthropic/v1/models", starlette(self._models_anthropic)),
+            Route("/openai/v1/models", starlette(self._models_openai)),
+        ]
+        return GatewayApp(models, self.call, MAX_BODY, routes, self._lifespan)
 
     async def _healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -178,21 +182,20 @@ class Gateway:
         self._key_cache[presented] = (now, key)
         return key
 
-    def _auth(self, request: Request, family: ApiFamily) -> VirtualKey | RawResponse:
+    def _auth(self, request: Incoming, family: ApiFamily) -> VirtualKey | RawResponse:
         presented = _presented_key(request)
         key = self._lookup(presented) if presented else None
         if key is None or not key.usable(time.time()):
-            self.metrics.refused.labels("auth").inc()
+            self.metrics.child(self.metrics.refused, "auth").inc()
             why = "missing" if presented is None else ("invalid" if key is None else key.status(time.time()))
             return _error(family, Kind.AUTH, f"gateway key {why}")
         return key
 
-    async def _body(self, request: Request, family: ApiFamily) -> dict[str, object] | RawResponse:
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
+    def _body(self, request: Incoming, family: ApiFamily) -> dict[str, object] | RawResponse:
+        if request.over:
             return _error(family, Kind.TOO_LARGE, f"request body over {MAX_BODY} bytes")
         try:
-            body = json.loads(raw)
+            body = json.loads(request.body)
         except (ValueError, UnicodeDecodeError):
             return _error(family, Kind.INVALID, "request body is not JSON")
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
@@ -202,7 +205,7 @@ class Gateway:
     def _audit_block(
         self, key: VirtualKey, api: Api, model: str, reason: str, rule: str, **extra: object
     ) -> None:
-        self.metrics.refused.labels(reason).inc()
+        self.metrics.child(self.metrics.refused, reason).inc()
         self.recorder.submit(
             CallRecord(
                 AuditEvent.LLM_BLOCKED,
@@ -231,23 +234,23 @@ class Gateway:
         return _error(_family(api), Kind.TOOLS, f"{refused.message()} (this key allows: {allowed})")
 
     def _scopes(self, key: VirtualKey, cfg: Config) -> list[Scope]:
-        now = datetime.now(UTC)
+        day = time.strftime("%Y-%m-%d", time.gmtime())  # UTC
         scopes = [Scope(f"key:{key.id}", key.budget_usd)]
         if key.session:
             scopes.append(Scope(f"session:{key.session}", cfg.budget_session))
         scopes += [
-            Scope(f"day:{now:%Y-%m-%d}", cfg.budget_day),
-            Scope(f"month:{now:%Y-%m}", cfg.budget_month),
+            Scope(f"day:{day}", cfg.budget_day),
+            Scope(f"month:{day[:7]}", cfg.budget_month),
         ]
         return scopes
 
-    async def _admit(self, request: Request, api: Api) -> tuple[VirtualKey, dict[str, object]] | RawResponse:
+    def _admit(self, request: Incoming, api: Api) -> tuple[VirtualKey, dict[str, object]] | RawResponse:
         """The key, the body and the key's model allowlist: what every model endpoint checks."""
         family = _family(api)
         key = self._auth(request, family)
         if isinstance(key, RawResponse):
             return key
-        body = await self._body(request, family)
+        body = self._body(request, family)
         if isinstance(body, RawResponse):
             return body
         model = str(body["model"])
@@ -259,9 +262,9 @@ class Gateway:
             return refused
         return key, body
 
-    async def call(self, request: Request, api: Api) -> Response:
+    async def call(self, request: Incoming, api: Api) -> Response:
         cfg, family, started = self.config, _family(api), time.monotonic()
-        admitted = await self._admit(request, api)
+        admitted = self._admit(request, api)
         if isinstance(admitted, RawResponse):
             return admitted
         key, body = admitted
@@ -270,9 +273,7 @@ class Gateway:
         # key twice (`"tools"` foreign first, ours last) could mean other tools to the provider.
         changed = key.tools is not None
         if cfg.content is not ContentMode.OFF:
-            rules: set[str] = set()
-            for text in strings(body):
-                rules.update(f.rule for f in self.scanner.scan(text))
+            rules = self.scanner.rules(strings(body))
             if rules and cfg.content is ContentMode.BLOCK:
                 rule = sorted(rules)[0]
                 self._audit_block(key, api, model, "content", rule)
@@ -304,10 +305,10 @@ class Gateway:
                 changed = True
                 hide_usage = True
         # Unchanged requests leave as the client sent them (no re-encoding of long transcripts).
-        payload = json.dumps(body).encode() if changed else await request.body()
+        payload = json.dumps(body).encode() if changed else request.body
         limited = self.limits.admit(key.id, cfg.limits, stream)
         if limited is not None:
-            self.metrics.refused.labels("rate").inc()
+            self.metrics.child(self.metrics.refused, "rate").inc()
             why, after = limited
             return _error(family, Kind.RATE, why, [(b"retry-after", str(after).encode())])
         in_rate = max(price.input, price.read_rate, price.write_rate)
@@ -315,7 +316,7 @@ class Gateway:
         res = self.ledger.reserve(self._scopes(key, cfg), worst)
         if isinstance(res, Refusal):
             self.limits.done(key.id, stream, 0)
-            self.metrics.refused.labels("budget").inc()
+            self.metrics.child(self.metrics.refused, "budget").inc()
             return _error(family, Kind.BUDGET, res.message())
         self.metrics.inflight.inc()
         self.metrics.reserved.inc(worst)
@@ -324,7 +325,7 @@ class Gateway:
         assert self.http is not None
         try:
             sent = await dispatch(self.http, providers, Endpoint.of(api), model,
-                                  forward_headers(request.headers), payload, request.url.query)
+                                  forward_headers(request.headers), payload, request.query)
         except Unreachable as exc:
             call.settle(Outcome(502, None, False, b""))
             return _error(family, Kind.UPSTREAM, str(exc))
@@ -357,10 +358,10 @@ class Gateway:
         m.inflight.dec()
         m.reserved.dec(call.reservation.amount)
         provider = call.provider.name if call.provider else ""
-        m.calls.labels(str(call.api), provider, call.model, str(out.status)).inc()
-        m.latency.labels(str(call.api)).observe(now - call.started)
+        m.child(m.calls, str(call.api), provider, call.model, str(out.status)).inc()
+        m.child(m.latency, str(call.api)).observe(now - call.started)
         if call.ttfb is not None:
-            m.ttfb.labels(str(call.api)).observe(call.ttfb)
+            m.child(m.ttfb, str(call.api)).observe(call.ttfb)
         if usage:
             for kind, n in (
                 ("input", usage.input),
@@ -369,9 +370,9 @@ class Gateway:
                 ("cache_write", usage.cache_write),
             ):
                 if n:
-                    m.tokens.labels(call.model, kind).inc(n)
+                    m.child(m.tokens, call.model, kind).inc(n)
         if cost:
-            m.cost.labels(call.model).inc(cost)
+            m.child(m.cost, call.model).inc(cost)
         data: dict[str, object] = {
             "key": call.key.id,
             "api": str(call.api),
@@ -408,9 +409,9 @@ class Gateway:
             )
         )
 
-    async def _count_tokens(self, request: Request) -> Response:
+    async def _count_tokens(self, request: Incoming) -> Response:
         family = ApiFamily.ANTHROPIC
-        admitted = await self._admit(request, Api.MESSAGES)
+        admitted = self._admit(request, Api.MESSAGES)
         if isinstance(admitted, RawResponse):
             return admitted
         _, body = admitted
@@ -426,7 +427,7 @@ class Gateway:
                 str(body["model"]),
                 forward_headers(request.headers),
                 json.dumps(body).encode(),
-                request.url.query,
+                request.query,
             )
         except Unreachable as exc:
             return _error(family, Kind.UPSTREAM, str(exc))
@@ -445,7 +446,7 @@ class Gateway:
                 names.append(pattern)
         return names
 
-    async def _models_anthropic(self, request: Request) -> Response:
+    async def _models_anthropic(self, request: Incoming) -> Response:
         key = self._auth(request, ApiFamily.ANTHROPIC)
         if isinstance(key, RawResponse):
             return key
@@ -462,7 +463,7 @@ class Gateway:
             }
         )
 
-    async def _models_openai(self, request: Request) -> Response:
+    async def _models_openai(self, request: Incoming) -> Response:
         key = self._auth(request, ApiFamily.OPENAI)
         if isinstance(key, RawResponse):
             return key

@@ -234,3 +234,37 @@ async def test_upstream_dying_mid_stream_ends_the_stream_and_charges_the_reserva
     (call,) = _records(tmp_path, AuditEvent.LLM_CALL)
     assert call["status"] == 200 and call["upstream_broken"] is True and call["usage_complete"] is False
     assert call["cost_usd"] == call["reserved_usd"]  # never zero: the worst case is charged
+
+
+@pytest.mark.asyncio
+async def test_model_endpoints_outside_starlette_keep_http_behaviour(
+    tmp_path: Path, upstream: ProviderStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model endpoints are served in raw ASGI (sandbox/gateway/_asgi.py): an oversized body
+    is refused in the provider's shape and leaves the connection usable, the query string still
+    reaches Anthropic, a GET is still 405, and a repeated key header means its first value."""
+    monkeypatch.setattr("sandbox.gateway._app.MAX_BODY", 4096)
+    with running_gateway(tmp_path, config_text(upstream.url)) as gw:
+        key, _ = KeyStore.at_home(tmp_path).create()
+        url = url_of(gw)
+        big = {**MSG, "messages": [{"role": "user", "content": "x" * 8192}]}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as http:
+            headers = {"x-api-key": key, "content-type": "application/json"}
+            async with http.post(url + "/anthropic/v1/messages", json=big, headers=headers) as r:
+                assert r.status == 413
+                body = await r.json()
+                assert body["error"]["type"] == "request_too_large" and "4096" in body["error"]["message"]
+            # The same (only) connection serves the next call.
+            async with http.post(url + "/anthropic/v1/messages?beta=true", json=MSG, headers=headers) as r:
+                assert r.status == 200 and (await r.json())["type"] == "message"
+            async with http.get(url + "/anthropic/v1/messages", headers=headers) as r:
+                assert r.status == 405
+            async with http.post(
+                url + "/openai/v1/chat/completions",
+                data=json.dumps({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}),
+                headers=[("authorization", f"Bearer {key}"), ("authorization", "Bearer sk-sbx-wrong")],
+            ) as r:
+                assert r.status == 200
+        assert len(upstream.billed) == 2
+        first = upstream.received[0]
+        assert (first.path, first.query) == ("/v1/messages", "beta=true")

@@ -48,6 +48,7 @@ class Received:
     headers: Mapping[str, str]
     body: Mapping[str, Any]
     raw: bytes = b""  # as it came: the body above keeps only the last of a repeated key
+    query: str = ""
 
 
 @dataclass
@@ -132,7 +133,7 @@ class ProviderStandIn:
         raw = await request.read()
         body = json.loads(raw)
         headers = {k.lower(): v for k, v in request.headers.items()}
-        self.received.append(Received(request.path, headers, body, raw))
+        self.received.append(Received(request.path, headers, body, raw, request.query_string))
         if not self._authorized(request, raw):
             err = (
                 {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}

@@ -152,3 +152,20 @@ def test_llm_policy_layers_only_tighten() -> None:
         merge([off, Layer("flags", "--llm", {"llm": {"enabled": True}})])
     with pytest.raises(PolicyError, match="amount in USD"):
         merge([Layer("flags", "--policy", {"llm": {"budget": "lots"}})])
+
+
+def test_scanner_rules_over_many_strings_match_each_string_alone() -> None:
+    """The request's strings are searched joined (one pass): a secret in any one still fires,
+    and nothing fires across two strings that would not fire in either alone."""
+    cred = "sk-upstream-REAL-7f3c9a1b2d4e6f80"
+    s = Scanner([cred])
+    assert s.rules(["hello", "world"]) == set()
+    # A name in one string and a random-looking value in the next: neither is an assignment.
+    assert s.rules(["MY_API_KEY", "= Zx9qL2mW8vR4tY7uP3sK"]) == set()
+    assert s.rules(["MY_API_KEY=", "Zx9qL2mW8vR4tY7uP3sK"]) == set()
+    assert s.rules(["AKIA", "ABCDEFGHIJKLMNOP"]) == set()
+    assert s.rules(["ok", "MY_API_KEY = Zx9qL2mW8vR4tY7uP3sK"]) == {"high_entropy_assignment"}
+    assert s.rules(["a", "id AKIAABCDEFGHIJKLMNOP", "b"]) == {"aws_access_key_id"}
+    assert s.rules(["x", f"use {cred} please"]) == {"upstream_credential"}
+    assert s.rules([cred[:10], cred[10:]]) == set()
+    assert s.rules(iter(["gen", "AKIAABCDEFGHIJKLMNOP"])) == {"aws_access_key_id"}
