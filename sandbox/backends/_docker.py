@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -266,17 +267,28 @@ def _create(client: DockerClient, config: dict[str, Any]) -> str:
     return str(created["Id"])
 
 
-def _remove(client: DockerClient, cid: str) -> None:
+def _remove(client: DockerClient, cid: str, *, give_up_s: float = 10.0) -> None:
+    """Remove the container, retrying while the engine says it cannot yet ("removal already in
+    progress", a busy daemon); gone already is done. If it still cannot, say so: the next
+    sandbox command reaps it (its owner is gone by then), never silently."""
     from docker.errors import DockerException, NotFound
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-    for _ in range(3):
-        try:
-            client.api.remove_container(cid, force=True, v=True)
-            return
-        except NotFound:
-            return
-        except DockerException:
-            time.sleep(0.2)  # "removal already in progress": retry briefly
+    def transient(exc: BaseException) -> bool:
+        return isinstance(exc, DockerException) and not isinstance(exc, NotFound)
+
+    try:
+        for attempt in Retrying(retry=retry_if_exception(transient), reraise=True,
+                                stop=stop_after_delay(give_up_s),
+                                wait=wait_exponential(multiplier=0.05, max=1.0)):
+            with attempt:
+                try:
+                    client.api.remove_container(cid, force=True, v=True)
+                except NotFound:
+                    return
+    except DockerException as exc:
+        print(f"sandbox: could not remove container {cid[:12]}: {exc}; the next sandbox "
+              "command removes it", file=sys.stderr)
 
 
 def _wait(client: DockerClient, cid: str, *, limit_s: float | None = None,
