@@ -1,6 +1,7 @@
 """LLM gateway benchmark: added latency and throughput, ours vs LiteLLM's proxy vs direct, same run.
 
     .venv/bin/python benchmarks/bench_gateway.py [--seconds 8] [--think 0.02] [--no-litellm] [--json]
+                                                 [--baseline DIR]
 
 One provider stand-in (tests/support/provider_standin.py, its own process, a fixed think time)
 answers OpenAI Chat Completions. The same load generator (aiohttp, this process) sends to it:
@@ -9,7 +10,9 @@ answers OpenAI Chat Completions. The same load generator (aiohttp, this process)
   with its bodies stored, i.e. logging on);
 - through LiteLLM's proxy (`litellm[proxy]` from PyPI, installed by this script into
   benchmarks/.litellm; own process; one worker; its master key: LiteLLM's virtual keys and
-  budgets need a Postgres database, which this benchmark does not run).
+  budgets need a Postgres database, which this benchmark does not run);
+- with --baseline DIR, also through the gateway served from the source tree DIR (a `git
+  worktree` of an older commit), same set-up: before and after a change in one run.
 
 For each, open-loop load at 50 and 200 requests/s: latency of complete responses and time to
 the first byte of streamed ones; added latency = the peer's percentile minus direct's. Then the
@@ -51,6 +54,21 @@ with up:
     print(up.url, flush=True)
     sys.stdin.read()
 """
+
+
+# The sandbox CLI from the source tree in argv[1] rather than this venv's editable install.
+FROM_TREE = r"""
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path.insert(0, sys.argv.pop(1))
+from sandbox.cli.main import main
+sys.exit(main())
+"""
+
+
+def from_tree(tree: Path, argv: list[str]) -> list[str]:
+    """`argv` (a `sandbox ...` command line) run with the sandbox package from `tree`."""
+    return [str(VENV_BIN / "python"), "-c", FROM_TREE, str(tree.resolve()), *argv[1:]]
 
 
 def free_port() -> int:
@@ -160,6 +178,7 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def gateway_target(up_url: str, home: Path) -> tuple[list[str], dict[str, str], str]:
+    home.mkdir(parents=True, exist_ok=True)
     cfg = home / "gateway.toml"
     cfg.write_text(
         f'[providers.up]\ntype = "openai"\nbase_url = "{up_url}/v1"\napi_key_env = "UP_KEY"\n'
@@ -219,6 +238,7 @@ def main() -> int:
     ap.add_argument("--think", type=float, default=0.02, help="the stand-in's think time (s)")
     ap.add_argument("--no-litellm", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--baseline", type=Path, help="also measure the gateway from this source tree")
     args = ap.parse_args()
     rates = [50.0, 200.0]
     home = Path(tempfile.mkdtemp(prefix="bench-gw-"))
@@ -238,6 +258,14 @@ def main() -> int:
                 results["sandbox gateway"] = measure(
                     f"{base}/openai/v1/chat/completions", key, rates, args.seconds
                 )
+            if args.baseline is not None:
+                argv, env, kurl = gateway_target(up_url, home / "baseline")
+                key, base = kurl.split(" ")
+                with process(from_tree(args.baseline, argv), env) as gw:
+                    wait_http(base + "/healthz", gw)
+                    results[f"sandbox gateway ({args.baseline})"] = measure(
+                        f"{base}/openai/v1/chat/completions", key, rates, args.seconds
+                    )
             if exe is not None:
                 argv, env, kurl = litellm_target(exe, up_url, home)
                 key, base = kurl.split(" ")

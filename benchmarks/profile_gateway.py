@@ -28,16 +28,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gateway import REPO, STANDIN, UP_KEY, VENV_BIN, gateway_target, one, process, wait_http
-
-# The sandbox CLI from the source tree in argv[1] rather than this venv's editable install.
-FROM_TREE = r"""
-import sys
-sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
-sys.path.insert(0, sys.argv.pop(1))
-from sandbox.cli.main import main
-sys.exit(main())
-"""
+from bench_gateway import REPO, STANDIN, UP_KEY, VENV_BIN, from_tree, gateway_target, one, process, wait_http
 
 
 def cpu_seconds(pid: int, task: int | None = None) -> float:
@@ -77,7 +68,7 @@ def main() -> int:
             argv, env, kurl = gateway_target(up_url, home)
             key, base = kurl.split(" ")
             if args.code:
-                argv = [str(VENV_BIN / "python"), "-c", FROM_TREE, str(args.code.resolve()), *argv[1:]]
+                argv = from_tree(args.code, argv)
             if args.cprofile:
                 argv = [str(VENV_BIN / "python"), "-m", "cProfile", "-o", str(args.cprofile), *argv]
             url = f"{base}/openai/v1/chat/completions"
