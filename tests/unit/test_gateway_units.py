@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from sandbox.gateway._budget import Ledger, Refusal, Reservation, Scope
 from sandbox.gateway._config import ConfigError, parse_config
@@ -169,3 +171,82 @@ def test_scanner_rules_over_many_strings_match_each_string_alone() -> None:
     assert s.rules(["x", f"use {cred} please"]) == {"upstream_credential"}
     assert s.rules([cred[:10], cred[10:]]) == set()
     assert s.rules(iter(["gen", "AKIAABCDEFGHIJKLMNOP"])) == {"aws_access_key_id"}
+
+
+_SECRETISH = st.lists(
+    st.sampled_from(
+        ["KEY", "TOKEN", "SECRET", "_", "=", ":", " ", "\n", '"', "'", "/", "+", "-", ".", "é", "ß", "٣",
+         "KEY=", "MY_TOKEN: '", "éKEY=", "/API_KEY=", "_SECRET =", "aKEY:",
+         "a", "Z", "9", "x7Qp", "Zx9qL2mW8vR4tY7uP3sK", "AKIA", "ABCDEFGHIJKLMNOP", "ghp_", "eyJ", "xoxb-",
+         "glpat-", "-----BEGIN ", "RSA ", "PRIVATE KEY-----", "\x00"]
+    ),
+    max_size=40,
+).map("".join)
+
+
+_TRICKY = (
+    "éKEY=abc/MY_KEY=Zx9qL2mW8vR4tY7uP3sK",  # a name inside another tail's value
+    "٣KEY=Zx9qL2mW8vR4tY7uP3sK KEY=Zx9qL2mW8vR4tY7uP3sK",  # no \b after a Unicode digit
+    "KEYKEY = 'Zx9qL2mW8vR4tY7uP3sK' TOKENS=Zx9qL2mW8vR4tY7uP3sK",
+)
+
+
+@given(_SECRETISH)
+@example(_TRICKY[0])
+@example(_TRICKY[1])
+@example(_TRICKY[2])
+@settings(max_examples=400, deadline=None)
+def test_assignments_found_from_the_name_match_the_full_pattern(text: str) -> None:
+    """The assignment rule is searched from its KEY/TOKEN/SECRET (not at every position): the
+    same matches as the rule's full pattern, whatever surrounds the name."""
+    from sandbox.gateway._content import _ASSIGN, _assignments
+
+    assert [m.span(1) for m in _assignments(text)] == [m.span(1) for m in _ASSIGN.finditer(text)]
+    if text in _TRICKY:  # each has matches to compare
+        assert [m.span(1) for m in _ASSIGN.finditer(text)]
+
+
+@given(_SECRETISH)
+@settings(max_examples=400, deadline=None)
+def test_scan_skipping_rules_without_their_literal_finds_what_every_pattern_finds(text: str) -> None:
+    from sandbox.gateway._content import _ASSIGN, _MIN_ENTROPY, _PATTERNS, Finding, _entropy
+
+    every = [Finding(rule, m.start(), m.end()) for rule, p, _ in _PATTERNS for m in p.finditer(text)]
+    every += [Finding("high_entropy_assignment", *m.span(1)) for m in _ASSIGN.finditer(text)
+              if _entropy(m.group(1)) >= _MIN_ENTROPY]
+    assert Scanner().scan(text) == every
+    assert Scanner().rules([text, text]) == {f.rule for f in every}
+
+
+def test_scanning_a_large_clean_request_runs_no_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large request holding no rule's literal runs no regular expression over it (the one
+    alternation of every rule cost ~0.5 us a character: 80 ms for a 170 KB agent request, on
+    the event loop, per call)."""
+    import re
+
+    import sandbox.gateway._content as content
+
+    tried: list[str] = []
+
+    class Spy:
+        def __init__(self, pattern: re.Pattern[str]) -> None:
+            self.pattern = pattern
+
+        def finditer(self, s: str) -> Iterator[re.Match[str]]:
+            tried.append(self.pattern.pattern)
+            return self.pattern.finditer(s)
+
+        def search(self, s: str, pos: int = 0) -> re.Match[str] | None:
+            tried.append(self.pattern.pattern)
+            return self.pattern.search(s, pos)
+
+    monkeypatch.setattr(content, "_PATTERNS", tuple((r, Spy(p), n) for r, p, n in content._PATTERNS))
+    tail = content._ASSIGN_TAIL.pattern
+    monkeypatch.setattr(content, "_ASSIGN_TAIL", Spy(content._ASSIGN_TAIL))
+    text = "def handler(request):\n    return compute(request.body, limit=4096)  # ok\n" * 2500
+    scanner = Scanner(["sk-upstream-REAL-7f3c9a1b2d4e6f80"])
+    assert scanner.scan(text) == [] and scanner.rules([text, "hi"]) == set()
+    assert tried == []
+    found = scanner.scan(text + "API_KEY=Zx9qL2mW8vR4tY7uP3sK")
+    assert [f.rule for f in found] == ["high_entropy_assignment"]
+    assert tried == [tail] * 2  # found, then the search past it
