@@ -25,6 +25,25 @@ SHIM = Path(__file__).with_name("_shim.py")
 _ATTACH_TIMEOUT = 10.0
 
 
+def sandbox_only(path: Path) -> None:
+    """Let the sandbox, and no one else, connect to the unix socket at `path`.
+
+    As root the socket's directory sits under /run/sandbox-egress, whose name any local user
+    can read in the sandbox's /proc/PID/mountinfo (world-readable): a socket anyone may write
+    to would let another account drive the run's MCP session or hand over the proxy's
+    listener. Every root sandbox runs as MAPPED_ROOT_ID outside (nsjail's one-id map, Docker's
+    user or remapped root), so the socket is that id's alone. Unprivileged, the directory is
+    under the caller's 0700 state dir: only the caller and its sandbox reach it at all.
+    """
+    if os.geteuid() == 0:
+        from sandbox.backends._mountns import MAPPED_ROOT_ID
+
+        os.chown(path, MAPPED_ROOT_ID, MAPPED_ROOT_ID, follow_symlinks=False)
+        path.chmod(0o600)
+    else:
+        path.chmod(0o666)  # a Docker sandbox runs as MAPPED_ROOT_ID: the directory guards it
+
+
 def bind_unix(path: Path) -> socket.socket:
     """Bind a unix socket at `path`, even past the 108-byte sun_path limit: long paths go
     through the /proc/self/fd/N alias of their directory."""
@@ -78,7 +97,7 @@ class Handoff:
             shutil.copyfile(SHIM, dir / "shim.py")
             (dir / "shim.py").chmod(0o644)
             self._control = bind_unix(self._path)
-            self._path.chmod(0o666)
+            sandbox_only(self._path)
             self._control.listen(1)
         except OSError as exc:
             shutil.rmtree(dir, ignore_errors=True)

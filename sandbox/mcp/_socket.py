@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sandbox.egress._handoff import sandbox_only
+
 if TYPE_CHECKING:  # the SDK and anyio load only when a server is served
     from mcp.server.mcpserver import MCPServer
 
@@ -70,7 +72,7 @@ def listen(directory: Path) -> socket.socket:
         path.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(os.fspath(path))
-    os.chmod(path, 0o666)  # connect needs write permission; the directory is ours alone
+    sandbox_only(path)  # the agent's sandbox may connect, no other local account
     sock.listen(8)
     return sock
 
