@@ -32,7 +32,7 @@ PHASES = [
     ("sandbox._runner", "Runner.run"),
     ("sandbox.backends._nsjail", "NsjailBackend.launch"),
     ("sandbox.backends._nsjail", "supervise"),  # nsjail running: its wait, in our thread
-    ("subprocess", "Popen.__init__"),  # fork, the root path's staging (preexec), exec
+    ("sandbox.backends._nsjail", "spawn"),  # the root path's staging, vfork, exec
     ("sandbox.backends._nsjail", "make_idmap_userns"),
     ("sandbox.backends._nsjail", "build_config"),
     ("sandbox.backends._nsjail", "render"),
@@ -108,8 +108,8 @@ def main() -> int:
                 per_run[k].append(v)
     print(f"load average (1 min): {os.getloadavg()[0]:.1f}; {args.n} runs, level {args.level}")
     print("| phase | median ms |\n|---|---:|")
-    for k, v in sorted(per_run.items(), key=lambda kv: -statistics.median(kv[1])):
-        print(f"| {k} | {statistics.median(v) * 1000:.2f} |")
+    for k, vals in sorted(per_run.items(), key=lambda kv: -statistics.median(kv[1])):
+        print(f"| {k} | {statistics.median(vals) * 1000:.2f} |")
     return 0
 
 

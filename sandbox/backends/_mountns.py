@@ -3,11 +3,12 @@
 Why this exists: when root runs `sandbox`, uid 0 inside the sandbox must be an unprivileged id
 outside (`MAPPED_ROOT_ID`). The workspace, though, is usually owned by root, and a process whose
 outside id is `MAPPED_ROOT_ID` may neither read root's 0600 files nor edit root's 0644 files, and
-may not even traverse `/root` to reach the workspace or `$SANDBOX_HOME`. So, in the forked child
-that is about to exec nsjail (still real root), we:
+may not even traverse `/root` to reach the workspace or `$SANDBOX_HOME`. So, as real root, in the
+spawner thread that is about to start nsjail (`_spawn`: no fork of this process), we:
 
-1. unshare a private mount namespace (nothing here is ever visible on the host, and it dies with
-   the nsjail process tree: no mount outlives the run, even after `kill -9`);
+1. unshare a private mount namespace for that thread (nothing here is ever visible on the host;
+   nsjail starts in it, the thread then leaves it, so it dies with the nsjail process tree: no
+   mount outlives the run, even after `kill -9`);
 2. clone the workspace as a detached mount and idmap it (disk uid of the owner -> MAPPED_ROOT_ID)
    so the sandbox sees the workspace owner's files as its own root's files;
 3. mount the overlay (mask and idmapped workspace as lower layers, the session's upper dir) as
@@ -163,24 +164,25 @@ def _new_idmap_userns(disk_uid: int, disk_gid: int) -> int:
         os.waitpid(pid, 0)
 
 
-def root_preexec(layers: OverlayLayers, userns_fd: int,
-                 image_root: Path | None = None) -> Callable[[], None]:
-    """Build the preexec hook run in the forked child, as real root, before exec of nsjail.
+def root_stage(layers: OverlayLayers, userns_fd: int,
+               image_root: Path | None = None) -> Callable[[], None]:
+    """Build the staging step, run as real root by the spawner thread (_spawn) in its own
+    mount namespace just before it starts nsjail there.
 
     image_root: a built image's rootfs, staged read-only at STAGE_IMAGE (see the module doc)."""
 
-    libc = _libc()  # loaded before fork: no dlopen in the child of a threaded process
+    libc = _libc()
     os.makedirs(STAGE_DIR, mode=0o755, exist_ok=True)
 
-    def preexec() -> None:
+    def stage() -> None:
         try:
             _stage(libc, layers, userns_fd, image_root)
         except OSError as exc:
-            # subprocess only reports "Exception occurred in preexec_fn": say what failed.
-            os.write(2, f"sandbox: staging the overlay failed: {exc}\n".encode())
-            raise
+            raise EnforcementError(
+                "could not stage the workspace overlay (private mount namespace, idmapped "
+                f"mount): {exc}", hint="run `sandbox doctor`") from exc
 
-    return preexec
+    return stage
 
 
 def _clone_tree(libc: ctypes.CDLL, path: Path, what: str) -> int:
@@ -198,13 +200,27 @@ def _attach(libc: ctypes.CDLL, tree: int, target: str, what: str) -> None:
 
 def _stage(libc: ctypes.CDLL, layers: OverlayLayers, userns_fd: int,
            image_root: Path | None) -> None:
+    # The caller (the spawner thread) goes on living: every fd taken here is closed however
+    # this ends; the mounts go with the namespace when the thread leaves it.
+    fds: list[int] = []
+    try:
+        _stage_in(libc, layers, userns_fd, image_root, fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _stage_in(libc: ctypes.CDLL, layers: OverlayLayers, userns_fd: int,
+              image_root: Path | None, fds: list[int]) -> None:
     os.unshare(os.CLONE_NEWNS)
     _check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "make / private")
     # Take handles on every layer first: the stage tmpfs below may shadow their paths.
     tree = _clone_tree(libc, layers.lower, "workspace")
+    fds.append(tree)
     image = -1
     if image_root is not None:
         image = _clone_tree(libc, image_root, "image")
+        fds.append(image)
         ro = _MountAttr(_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV, 0, 0, 0)
         _check(libc.syscall(_SYS_MOUNT_SETATTR, image, b"", _AT_EMPTY_PATH | _AT_RECURSIVE,
                             ctypes.byref(ro), ctypes.sizeof(ro)), "make the image read-only")
@@ -216,8 +232,13 @@ def _stage(libc: ctypes.CDLL, layers: OverlayLayers, userns_fd: int,
     )
     flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
     upper = os.open(layers.upper, flags)
+    fds.append(upper)
     work = os.open(layers.work, flags)
-    mask = os.open(layers.mask, flags) if layers.mask is not None else -1
+    fds.append(work)
+    mask = -1
+    if layers.mask is not None:
+        mask = os.open(layers.mask, flags)
+        fds.append(mask)
     _check(libc.mount(b"sandbox-stage", STAGE_DIR.encode(), b"tmpfs",
                       _MS_NOSUID | _MS_NODEV, b"mode=0755,size=64k"), "stage tmpfs")
     os.mkdir(_STAGE_LOWER, 0o755)
@@ -234,6 +255,3 @@ def _stage(libc: ctypes.CDLL, layers: OverlayLayers, userns_fd: int,
     )
     _check(libc.mount(b"overlay", STAGE_WORKSPACE.encode(), b"overlay", _MS_NOSUID,
                       staged.options().encode()), "mount overlay")
-    for fd in (tree, upper, work, mask, image):
-        if fd >= 0:
-            os.close(fd)

