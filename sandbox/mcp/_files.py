@@ -22,7 +22,8 @@ MAX_FILE_BYTES = 10 * 1024 * 1024  # larger files are read in pieces (offset/lim
 MAX_LIST = 1000  # entries of one list_files answer
 MAX_GREP_MATCHES = 200
 MAX_GREP_FILE = 5 * 1024 * 1024  # grep skips larger files (say so)
-GREP_TIMEOUT_S = 10.0  # one grep call, all files: a pathological pattern stops here
+GREP_TIMEOUT_S = 10.0  # one grep call, all files: a huge tree stops here
+GREP_PATTERN_MEM = 8 << 20  # RE2's budget for one compiled pattern (its default, made explicit)
 _SNIFF = 8192
 SKIP_DIRS = frozenset({".git"})  # like ripgrep: never searched or listed by a pattern
 
@@ -139,12 +140,22 @@ def list_files(view: View, path: str | None, pattern: str | None) -> str:
 
 
 def grep(view: View, pattern: str, path: str | None, glob: str | None) -> str:
-    import regex  # `re` has no time limit: one catastrophic pattern would hang the server
+    # RE2, not `re`/`regex`: the pattern is the model's (or what a file talked it into). A
+    # backtracking engine takes exponential time on `(a|aa)+$`, and the `regex` module's
+    # compile expanded nested counted repeats (`((a{1000}){1000}){1000}`: GBs of memory in
+    # the server, outside any sandbox). RE2 matches in linear time within a memory budget.
+    import re2
 
+    options = re2.Options()
+    options.max_mem = GREP_PATTERN_MEM
+    options.log_errors = False  # the model reads the error in the answer, not on our stderr
     try:
-        rx = regex.compile(pattern)
-    except regex.error as exc:
-        raise ToolRefused(f"pattern {pattern!r} is not a valid regular expression: {exc}") from exc
+        rx = re2.compile(pattern, options)
+    except re2.error as exc:
+        why = exc.args[0].decode("utf-8", "replace") if exc.args and \
+            isinstance(exc.args[0], bytes) else str(exc)
+        raise ToolRefused(f"pattern {pattern!r} is not a valid regular expression (RE2 syntax, "
+                          f"as ripgrep's: no lookaround or backreferences): {why}") from exc
     deadline = time.monotonic() + GREP_TIMEOUT_S
     rel = normalize(path or ".", view.workspace)
     matcher = PathMatcher.of([glob]) if glob else None
@@ -170,13 +181,11 @@ def grep(view: View, pattern: str, path: str | None, glob: str | None) -> str:
         if binary:
             continue
         for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-            try:
-                found = rx.search(line, timeout=max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
+            if time.monotonic() > deadline:
                 out.append(f"[grep stopped after {GREP_TIMEOUT_S:g}s (at {node.rel}:{n}): "
-                           "simplify the pattern or narrow the path]")
+                           "narrow the path or glob]")
                 return "\n".join(out)
-            if found:
+            if rx.search(line):
                 matches += 1
                 if matches <= MAX_GREP_MATCHES:
                     cut = line if len(line) <= 500 else line[:500] + "..."

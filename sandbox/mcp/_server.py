@@ -245,7 +245,8 @@ def build_server(worker: Worker, session: McpSession,
         return await worker.run(session.list_files, path, pattern)
 
     @server.tool(annotations=_READ, structured_output=False, description=(
-        "Search file contents with a regular expression (Python syntax) in the session's view; "
+        "Search file contents with a regular expression (RE2 syntax, as ripgrep: no lookaround "
+        "or backreferences) in the session's view; "
         "prints path:line:text. Binary files and .git are skipped; at most 200 matches."))
     async def grep(
         pattern: Annotated[str, Field(description="regular expression")],

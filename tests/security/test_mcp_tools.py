@@ -6,6 +6,7 @@ nothing running. Each attack is checked to have reached the server (a readable r
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -13,10 +14,12 @@ from pathlib import Path
 import anyio
 import psutil
 import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
 from tests.conftest import Cli, give, make_tree
 from tests.integration.test_docker_backend import require_docker
-from tests.support.mcp_client import connect, tool_records
+from tests.support.mcp_client import Tools, connect, server_params, tool_records
 
 SECRET = "TOPSECRET-4d1f"
 FINDS_SECRET = "SECRET-4d1[f]"  # a regex matching it that does not contain it
@@ -186,3 +189,26 @@ def test_git_credentials_stay_out_of_the_file_tools(cli: Cli, workspace: Path) -
 
     anyio.run(go)
     assert token in (workspace / ".git/config").read_text()
+
+
+def test_a_grep_pattern_cannot_exhaust_the_servers_memory(cli: Cli, workspace: Path) -> None:
+    """grep runs in the MCP server, on the host, outside any sandbox: a pattern whose compiled
+    form explodes (`regex` expanded nested counted repeats: ~0.7 GB a second, without end) took
+    the host's memory. The server here may use 2 GB of address space; the pattern is refused at
+    once with a message the model can read, and the server answers the next call."""
+    base = server_params(cli, workspace, "--session", "redos")
+    capped = StdioServerParameters(command=shutil.which("prlimit") or "/usr/bin/prlimit",
+                                   args=[f"--as={2 << 30}", "--", base.command, *base.args],
+                                   env=base.env)
+
+    async def attack() -> None:
+        async with Client(capped, mode="legacy") as client:
+            t = Tools(client)
+            with anyio.fail_after(60):
+                text = await t.refused("grep", {"pattern": "(?:(?:a{1000}){1000}){1000}"})
+            assert "not a valid regular expression" in text and "repetition" in text, text
+            assert "README.md:1:hello" in await t.ok("grep", {"pattern": "hel+o"})
+
+    anyio.run(attack)
+    records = [r["data"] for r in tool_records(cli, "redos")]
+    assert [r["status"] for r in records] == ["refused", "ok"], records
