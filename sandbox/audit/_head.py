@@ -3,6 +3,7 @@ kept apart from the verification walk in _verify)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -24,18 +25,26 @@ EMPTY_HEAD = Head(0, GENESIS)
 
 class HeadState(StrEnum):
     MATCH = "match"
-    # The process died (or failed) between appending a record and updating the sidecar: the
-    # one record past the head is legitimate and the next append brings the head up to date.
-    LAGS_ONE = "lags-one"
+    # The sidecar names an earlier record of this log: the process died between appending and
+    # updating the sidecar, or the machine lost power before the sidecar's write reached the disk
+    # (it is not fsync'd: the log is, before any append returns). The next append repairs it.
+    # A log cut short is never this: its end is before what the sidecar names.
+    LAGS = "lags"
     MISMATCH = "mismatch"
 
 
-def check_head(head: Head | None, last: AuditRecord | None) -> HeadState:
+def check_head(head: Head | None, last: AuditRecord | None,
+               hash_at: Callable[[int], str | None]) -> HeadState:
+    """Compare the sidecar with the log's last record; `hash_at(seq)` reads an earlier record's
+    hash from the log (only called when the sidecar lags by more than one record)."""
     h = EMPTY_HEAD if head is None else head
     if last is None:
         return HeadState.MATCH if h == EMPTY_HEAD else HeadState.MISMATCH
     if (h.seq, h.hash) == (last.seq, last.hash):
         return HeadState.MATCH
     if h.seq == last.seq - 1 and h.hash == last.prev:
-        return HeadState.LAGS_ONE
+        return HeadState.LAGS
+    # A missing sidecar beside records stays a mismatch (deleted?): the first append writes it.
+    if head is not None and 1 <= h.seq < last.seq and hash_at(h.seq) == h.hash:
+        return HeadState.LAGS
     return HeadState.MISMATCH

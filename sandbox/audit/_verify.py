@@ -142,19 +142,22 @@ def check_extends(rec: AuditRecord, prev: Head, line_no: int | None = None) -> P
 
 
 def _head_problem(
-    head: Head | None, last: AuditRecord | None, *, head_garbled: bool
+    head: Head | None, last: AuditRecord | None, hashes: Mapping[int, str], *, head_garbled: bool
 ) -> tuple[Problem | None, str | None]:
-    """(problem, note) from comparing the sidecar with the last good record."""
+    """(problem, note) from comparing the sidecar with the last good record (`hashes`: the
+    records' hashes by seq, the one the sidecar names among them)."""
     if head_garbled:
         return Problem(ProblemKind.HEAD, None, None, "head sidecar is garbled"), None
-    state = check_head(head, last)
+    state = check_head(head, last, hashes.get)
     last_seq = 0 if last is None else last.seq
     match state:
         case HeadState.MATCH:
             return None, None
-        case HeadState.LAGS_ONE:
+        case HeadState.LAGS:
+            behind = last_seq - (0 if head is None else head.seq)
             return None, (
-                "head sidecar is one record behind (interrupted append); the next append repairs it"
+                f"head sidecar is {behind} record(s) behind (an append interrupted, or its "
+                "update not yet on disk at a power loss); the next append repairs it"
             )
         case HeadState.MISMATCH:
             if head is None:
@@ -186,6 +189,7 @@ def verify_lines(
     the hashes of the records numbered in `keep` are returned in the report's `hashes`."""
     problems: list[Problem] = []
     hashes: dict[int, str] = {}
+    at_head: dict[int, str] = {}  # the hash of the record the sidecar names
     notes: list[str] = []
     count = 0
     exp_seq, exp_prev = 1, GENESIS
@@ -217,9 +221,11 @@ def verify_lines(
             problems.append(problem)
         if rec.seq in keep:
             hashes[rec.seq] = rec.hash
+        if head is not None and rec.seq == head.seq:
+            at_head[rec.seq] = rec.hash
         exp_seq, exp_prev, anchored, last = rec.seq + 1, rec.hash, True, rec
 
-    head_problem, note = _head_problem(head, last, head_garbled=head_garbled)
+    head_problem, note = _head_problem(head, last, at_head, head_garbled=head_garbled)
     if head_problem is not None:
         problems.append(head_problem)
     if note is not None:

@@ -158,6 +158,56 @@ def test_lost_head_update_is_tolerated_once_and_repaired(log: AuditLog) -> None:
     assert log.verify().ok and not log.verify().notes
 
 
+def test_an_append_flushes_the_log_alone_before_it_returns(
+        log: AuditLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One fsync per append (each cost 1-7 ms on a loaded disk; a run makes two appends): the
+    log's, before append returns, so a record is durable before its action's result is
+    reported. The sidecar is not flushed: one lost at a power loss only lags (below)."""
+    log.append(AuditEvent.RUN_STARTED, data={})
+    flushed: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    log.append(AuditEvent.RUN_FINISHED, data={})
+    assert flushed == [str(log.path)]
+
+
+def test_a_head_lost_at_a_power_loss_lags_and_is_repaired(log: AuditLog) -> None:
+    """The sidecar's writes since its last flush may all be lost: it then names an earlier
+    record of the log (several behind), which is no sign of tampering and must not stop the
+    audit; the next append brings it up to date."""
+    log.append(AuditEvent.RUN_STARTED, data={})
+    on_disk = log.head_path.read_bytes()
+    for _ in range(3):
+        log.append(AuditEvent.EGRESS, data={})
+    log.head_path.write_bytes(on_disk)  # what the disk kept
+    report = log.verify()
+    assert report.ok, report.summary()
+    assert any("3 record(s) behind" in n for n in report.notes)
+    rec = log.append(AuditEvent.DECISION, data={})
+    head = log.read_head()
+    assert head is not None and (head.seq, head.hash) == (rec.seq, rec.hash) == (5, rec.hash)
+    assert log.verify().ok and not log.verify().notes
+
+
+def test_a_head_naming_a_record_the_log_does_not_hold_is_tampering(log: AuditLog) -> None:
+    """Lagging is accepted only when the sidecar names a record of this very chain: a rewritten
+    log (or sidecar) is still refused and reported."""
+    for _ in range(4):
+        log.append(AuditEvent.EGRESS, data={})
+    log.head_path.write_bytes(log.head_path.read_bytes().replace(b"4 ", b"2 ", 1))
+    head = log.read_head()
+    assert head is not None and head.seq == 2  # seq 2 with record 4's hash
+    report = log.verify()
+    assert not report.ok and "rewritten" in report.summary()
+    with pytest.raises(AuditError, match="does not match its head"):
+        log.append(AuditEvent.EGRESS, data={})
+
+
 def test_append_refuses_truncated_log(log: AuditLog) -> None:
     for _ in range(3):
         log.append(AuditEvent.EGRESS, data={})
