@@ -9,7 +9,8 @@ create`) are not limited.
 Every dialect the gateway serves is read, failing closed on anything it cannot name:
 - Anthropic Messages: `tools` (custom tools by name, server tools such as web search by type)
   and `mcp_servers` (the MCP connector: remote tools the request does not list);
-- OpenAI Chat Completions: `tools[].function.name` (and `custom`), the legacy `functions`;
+- OpenAI Chat Completions: `tools[].function.name` (and `custom`), the legacy `functions`,
+  and `web_search_options` (hosted web search switched on without any `tools` entry);
 - OpenAI Responses: `tools` (functions by name, `namespace` groups as `ns__tool`, as Codex
   groups an MCP server's tools, hosted tools such as web_search by type) and `prompt` (a stored
   prompt brings tools of its own that the request does not list).
@@ -142,6 +143,8 @@ def offered_tools(api: Api, body: Mapping[str, object]) -> list[str]:
                     names.append(f"mcp_servers:{label if isinstance(label, str) else '?'}")
         case Api.CHAT:
             names += tool_names(body.get("functions"))
+            if body.get("web_search_options") is not None:
+                names.append("web_search_options (hosted web search)")
         case Api.RESPONSES:
             if body.get("prompt") is not None:
                 names.append("prompt (a stored prompt's tools)")

@@ -256,6 +256,23 @@ def test_a_restricted_key_offering_a_foreign_tool_never_reaches_the_model(
     assert ok.content and len(upstream.received) == 1
 
 
+def test_a_restricted_key_cannot_switch_on_chat_web_search(
+    tmp_path: Path, upstream: ProviderStandIn, gw: EmbeddedGateway
+) -> None:
+    """Chat Completions turns the provider's hosted web search on with `web_search_options`,
+    no `tools` entry at all: a restricted key's request with it offered the model a tool that
+    is not ours, and went through. Refused now, naming it; the provider saw nothing."""
+    secret, _ = KeyStore.at_home(tmp_path).create(tools=OUR_TOOLS)
+    o = openai.OpenAI(base_url=url_of(gw) + "/openai/v1", api_key=secret, max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError) as ce:
+        o.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}],
+                                  web_search_options={"search_context_size": "high"})
+    assert ce.value.code == "tool_not_allowed" and "web_search_options" in ce.value.message
+    assert upstream.received == []
+    ok = o.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}])
+    assert ok.choices and len(upstream.received) == 1  # the same key without it passes
+
+
 def test_an_unrestricted_key_offers_any_tool(
     tmp_path: Path, upstream: ProviderStandIn, gw: EmbeddedGateway
 ) -> None:

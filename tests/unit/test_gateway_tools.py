@@ -49,6 +49,8 @@ def test_offered_tools_per_endpoint() -> None:
     assert OURS.foreign(offered_tools(Api.CHAT, {
         "tools": [{"type": "function", "function": {"name": "mcp__sandbox__bash"}}],
         "functions": [{"name": "shell", "parameters": {}}]})) == ("shell",)  # the legacy form
+    assert OURS.foreign(offered_tools(Api.CHAT, {"web_search_options": {}})) == (
+        "web_search_options (hosted web search)",)  # hosted search without a `tools` entry
     assert OURS.foreign(offered_tools(Api.RESPONSES, {
         "tools": [{"type": "namespace", "name": "mcp__sandbox", "tools": [
             {"type": "function", "name": "bash"}, {"type": "function", "name": "view_image"}]},
