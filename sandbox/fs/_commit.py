@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import stat
 import time
 from collections.abc import Mapping, Sequence
@@ -95,7 +94,7 @@ def commit_changeset(
             moved = _moved(changes, dirs, bases, force)
             plan = make_plan(changes, dirs, started_ns=None if bases is not None else started_ns,
                              force=force)
-            jid = f"{time.time_ns():x}-{secrets.token_hex(4)}"
+            jid = f"{time.time_ns():x}-{os.urandom(4).hex()}"
             owner_fd = create_owner_lock(journal_dir, jid)
             try:
                 _execute(plan, dirs, src, journal_dir, jid, workspace_abs)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import difflib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -78,10 +77,14 @@ def opcodes(a: Sequence[bytes], b: Sequence[bytes]) -> list[Opcode]:
         out.append(("equal", 0, head, 0, head))
     if mid_a or mid_b:
         ops: Sequence[Opcode]
-        if len(mid_a) + len(mid_b) > XDIFF_ABOVE and mid_a and mid_b:
+        if not mid_a or not mid_b:  # a pure insertion or deletion: what difflib would say
+            ops = [("insert", 0, 0, 0, len(mid_b))] if mid_b else [("delete", 0, len(mid_a), 0, 0)]
+        elif len(mid_a) + len(mid_b) > XDIFF_ABOVE:
             ops = _xdiff(b"".join(mid_a), b"".join(mid_b), len(mid_a), len(mid_b))
         else:
             # autojunk would treat frequent lines ("}", blank) as junk and give odd hunks.
+            import difflib  # only for a changed middle: a run with no edits never needs it
+
             ops = difflib.SequenceMatcher(None, mid_a, mid_b, autojunk=False).get_opcodes()
         out += [(tag, i1 + head, i2 + head, j1 + head, j2 + head) for tag, i1, i2, j1, j2 in ops]
     if tail:

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from enum import StrEnum
 from pathlib import Path
 
@@ -55,6 +54,8 @@ def _read(home: Path) -> dict[str, str]:
 
 def _write(home: Path, files: dict[str, str]) -> None:
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    import tempfile  # only when trusting: not on the `sandbox run` path
+
     fd, tmp = tempfile.mkstemp(dir=home, prefix=".trust-", suffix=".json")
     try:
         with os.fdopen(fd, "w") as f:

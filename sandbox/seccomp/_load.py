@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from sandbox.backends._base import Seccomp
@@ -125,6 +124,8 @@ def _read_cache(path: Path, name: str) -> Seccomp | None:
 
 
 def _write_cache(path: Path, sc: Seccomp) -> None:
+    import tempfile  # only on a cache miss: not on the usual `sandbox run` path
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         data = json.dumps({"digest": sc.digest, "kafel": sc.kafel, "oci_json": sc.oci_json})

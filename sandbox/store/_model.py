@@ -69,7 +69,9 @@ def format_time(moment: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, _TIME_FMT).replace(tzinfo=UTC)
+    # fromisoformat reads format_time's "...Z" text; strptime would import _strptime and
+    # calendar on every CLI call (~3 ms) and parse ~10x slower.
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 def path_to_db(path: Path) -> bytes:
