@@ -133,6 +133,17 @@ def _parse_event(raw: bytes) -> SseEvent:
     return SseEvent(raw, name, "\n".join(data))
 
 
+# What an event that reports usage or ends a stream holds, per API: other events (the text
+# deltas, nearly all of a stream) are relayed without parsing their JSON. A provider spelling
+# these with JSON escapes would only lose its usage report: the call is then charged its
+# reservation, never less.
+_MARKERS: dict[Api, tuple[str, ...]] = {
+    Api.MESSAGES: ('"usage"',),
+    Api.CHAT: ('"usage"',),
+    Api.RESPONSES: ('"response.completed"', '"response.incomplete"', '"response.failed"'),
+}
+
+
 class StreamTracker:
     """Follows one streamed response: usage so far, whether it finished, which events to hide."""
 
@@ -144,8 +155,8 @@ class StreamTracker:
 
     def feed(self, event: SseEvent) -> bool:
         """Account for `event`; True when it is to be relayed to the client."""
-        if self.api is Api.CHAT and event.data.strip() == "[DONE]":
-            return True
+        if not any(m in event.data for m in _MARKERS[self.api]):
+            return True  # [DONE], text deltas, pings: nothing to account for
         try:
             obj = json.loads(event.data) if event.data else None
         except json.JSONDecodeError:
