@@ -147,6 +147,26 @@ def find_binary(kind: AgentKind, explicit: Path | None) -> Path:
     return real
 
 
+def check_binary_dir(binary: Path, workspace: Path, state: Path) -> None:
+    """The binary's directory is bind-mounted into the agent's sandbox (INSIDE_AGENT_DIR), so
+    it must hold nothing the agent may not see: not the workspace (no hide mask applies there:
+    .env and keys would be readable), not the sandbox's state (gateway keys, pending changes),
+    not the person's home (~/.ssh, provider keys). Exit 2 naming it, before anything starts."""
+    where = binary.parent
+    home = Path(os.path.expanduser("~")).resolve()
+    # (what, its path, whether a directory inside it is refused too): inside the home is
+    # where installers put agents (~/.local/share/claude); the home itself or above is not.
+    for what, other, inside in (("the workspace", workspace.resolve(), True),
+                                ("the sandbox's state directory", state.resolve(), True),
+                                ("your home directory", home, False)):
+        if where == other or where in other.parents or (inside and other in where.parents):
+            raise UsageError(
+                f"agent binary {binary}: its directory {where} is mounted into the agent's "
+                f"sandbox and would show it {what} ({other})",
+                hint="install the agent (or a wrapper) in a directory of its own, e.g. "
+                     "/usr/local/bin or an npm prefix, and pass it with --bin")
+
+
 def agent_argv(kind: AgentKind, binary: Path, config_inside: str,
                args: Sequence[str]) -> tuple[str, ...]:
     """The agent's command line: built-in tools off, our MCP server its only tools."""
@@ -235,6 +255,10 @@ def run_agent(req: AgentRequest, *, confirm: Confirm | None = None,
               connect_timeout_s: float = CONNECT_TIMEOUT_S) -> AgentOutcome:
     check_agent_args(req.kind, req.args)  # before anything else: nothing starts if refused
     binary = find_binary(req.kind, req.binary)
+    from sandbox._home import HomeLayout
+
+    check_binary_dir(binary, req.mcp.workspace,
+                     (HomeLayout(req.mcp.home) if req.mcp.home else HomeLayout.from_env()).root)
     from sandbox.mcp._server import Worker  # the MCP SDK: only once there is an agent to run
 
     worker = Worker()
