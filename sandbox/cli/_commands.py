@@ -240,8 +240,7 @@ def _show(ctx: Ctx, args: argparse.Namespace) -> int:
     from sandbox.fs import git_work
 
     resolved = _ref(ctx, args)
-    ctx.lifecycle.settle(resolved)
-    pending = ctx.lifecycle.pending(resolved)
+    pending = ctx.lifecycle.settled(resolved)
     cs = pending.changeset
     git = git_work(pending.upper, resolved.session.workspace, cs.changes) if cs else None
     runs = ctx.store.list_runs(limit=1000, session_id=resolved.session.id)

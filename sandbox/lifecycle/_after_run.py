@@ -12,6 +12,7 @@ from sandbox.audit import AuditEvent, Entry
 from sandbox.errors import CommitError
 from sandbox.governance import AskPerson, AutoCommit, Decision, Hold, NothingToDo, Verdict
 from sandbox.governance import commit_paths as _commit_paths
+from sandbox.lifecycle._session import left_after
 from sandbox.lifecycle._states import Closing
 from sandbox.store import SessionState
 
@@ -90,6 +91,6 @@ def apply_decision(lc: Lifecycle, p: Pending, decision: Decision, *, run_id: str
             assert_never(decision)
     if records:
         flush()
-    state = lc.advance(p, closing, committed=len(committed),
-                       left=None if committed else p.changeset)
+    state = lc.advance(p, closing, committed=len(committed), left=left_after(p.changeset, committed))
     return Applied(committed, state, error, interrupted)
+

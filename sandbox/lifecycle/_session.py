@@ -260,7 +260,8 @@ class Lifecycle:
                 self.audit.append(AuditEvent.DECISION, run=p.run_id, session=p.session.id,
                                   data={"decision": "keep-pending", "conflicts": [
                                       {"path": q, "reason": why} for q, why in conflicts]})
-            state = self.advance(p, Closing.APPROVE, committed=len(committed))
+            state = self.advance(p, Closing.APPROVE, committed=len(committed),
+                                 left=left_after(p.changeset, committed))
         return Approved(p.session.id, committed, forbidden, state, tuple(conflicts))
 
     def reject(self, ref: ResolvedRef, paths: Sequence[str] = (), *,
@@ -275,7 +276,7 @@ class Lifecycle:
             chosen = normalize_paths(paths, p.changeset, workspace=p.session.workspace, cwd=cwd)
             rejected = reject_paths(self.audit, p.session, p.changeset, p.upper, chosen,
                                     message=message)
-            state = self.advance(p, Closing.REJECT)
+            state = self.advance(p, Closing.REJECT, left=left_after(p.changeset, rejected))
         return Rejected(p.session.id, rejected, state)
 
     @contextmanager
@@ -297,8 +298,9 @@ class Lifecycle:
         result = apply_plan(plan, p.changeset, target, self.audit, message=message, force=force,
                             actor=actor)
         count = len(result.committed) + len(result.partial)
-        state = self.advance(p, Closing.APPROVE if count else Closing.REJECT, committed=count)
-        left = self.pending(p.ref).changeset
+        left = self.pending(p.ref).changeset  # one diff: the state's and the count's
+        state = self.advance(p, Closing.APPROVE if count else Closing.REJECT, committed=count,
+                             left=left)
         return Reviewed(result, state, len(left.changes))
 
     def export(self, ref: ResolvedRef, branch: str, *, message: str | None = None,
@@ -322,6 +324,20 @@ class Lifecycle:
                 "skipped": [{"path": q, "reason": r} for q, r in result.skipped],
                 "carried": list(result.carried), "message": message})
         return result
+
+    def settled(self, ref: ResolvedRef) -> Pending:
+        """`settle`, then the pending changes (`sandbox show`): one diff of the upper dir
+        serves both, unless settling closed the session (its ignored output is then gone)."""
+        try:
+            with self.locked(ref.session.id):
+                p = self.pending(ref)
+                state = self._settle(p)
+                if not (state in FINAL and state is not p.session.state):
+                    session = self.store.get_session(p.session.id)  # its state as recorded
+                    return replace(p, ref=ResolvedRef(p.ref.ref, p.ref.kind, session, p.ref.run))
+        except SessionBusyError:
+            pass
+        return self.pending(ref)
 
     def settle(self, ref: ResolvedRef) -> SessionState:
         """Bring the recorded state up to what is pending now (after an export was merged,
@@ -370,15 +386,17 @@ class Lifecycle:
         committed, and whether a person closed it decide the state (see `_states`)."""
 
         session = self.store.get_session(p.session.id)
+        walked: tuple[ChangeSet, Ignored] | None = None
         if left is None:  # ignored output left over is not pending
-            left = self._changes(session, p.upper, p.policy)[0]
+            walked = self._changes(session, p.upper, p.policy)
+            left = walked[0]
         if session.state in FINAL and not left and not committed:
             return session.state
         state = next_state(session.state, pending=bool(left),
                            committed_any=session.committed + committed > 0, closing=closing)
         check_move(session.state, state)
         if state in FINAL and state is not session.state:
-            self._drop_ignored(session, p)
+            self._drop_ignored(session, p, walked)
         self.store.set_session_state(session.id, state, committed=committed)
         for run in self.store.list_runs(1, session_id=session.id):
             self.store.set_decision(run.id, run_decision(state))
@@ -388,12 +406,14 @@ class Lifecycle:
                 "reason": "nothing is pending any more: its changes are in the workspace"})
         return state
 
-    def _drop_ignored(self, session: SessionRecord, p: Pending) -> None:
+    def _drop_ignored(self, session: SessionRecord, p: Pending,
+                      walked: tuple[ChangeSet, Ignored] | None) -> None:
         """Ignored output goes with the session it was made in (`approve --include-ignored`
-        was the way to keep it): a closed session leaves nothing behind in its upper dir."""
+        was the way to keep it): a closed session leaves nothing behind in its upper dir.
+        `walked`: a diff of the upper dir made since the commit, if `advance` made one."""
         from sandbox.fs import discard_paths
 
-        ignored = self._changes(session, p.upper, p.policy)[1]
+        ignored = (walked or self._changes(session, p.upper, p.policy))[1]
         if ignored.changes:
             discard_paths(p.upper, [c.path for c in ignored.changes], lower=session.workspace)
 
@@ -423,6 +443,20 @@ def held_policy(effective: EffectivePolicy, policy: Policy | None = None) -> Eff
     the agent process itself (its scratch changes are thrown away)."""
     return replace(effective, policy=replace(policy or effective.policy,
                                              level=Level.HUMAN_ON_THE_LOOP))
+
+
+def left_after(cs: ChangeSet, done: Sequence[str]) -> ChangeSet | None:
+    """What stays pending after `done` paths of `cs` were committed or discarded, when that
+    is known without another diff of the upper dir: all of `cs` when nothing was done; nothing
+    when every change was (both remove exactly those paths from the upper dir: level 4's
+    usual run, an approve or reject of everything). None otherwise: a partial commit may
+    have made parents of a held path in the workspace; only a fresh diff says what is left."""
+    if not done:
+        return cs
+    gone = set(done)
+    if all(c.path in gone for c in cs.changes):
+        return ChangeSet(())
+    return None
 
 
 def agent_session_id(session_id: str) -> str | None:
