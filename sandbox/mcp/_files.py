@@ -112,12 +112,16 @@ def read_file(view: View, path: str, offset: int | None, limit: int | None) -> s
 def list_files(view: View, path: str | None, pattern: str | None) -> str:
     rel = normalize(path or ".", view.workspace)
     if pattern is None:
+        shown: list[str] = []
+        total = 0
         with view.opened_dir(rel) as (_, d):
-            entries = view.entries(d, rel)
-        shown = [name + ("/" if node.is_dir else f" -> {view.readlink(node)}" if node.is_symlink
-                         else "") for name, node in entries[:MAX_LIST]]
-        more = len(entries) - len(shown)
-        head = f"{rel or '.'}: {len(entries)} entries"
+            for name, node in view.entries(d, rel):  # counted all, kept MAX_LIST
+                total += 1
+                if len(shown) < MAX_LIST:
+                    shown.append(name + ("/" if node.is_dir else f" -> {view.readlink(node)}"
+                                         if node.is_symlink else ""))
+        more = total - len(shown)
+        head = f"{rel or '.'}: {total} entries"
         return "\n".join([head, *shown] + ([f"[{more} more not shown]"] if more > 0 else []))
     try:
         matcher = PathMatcher.of([pattern])
@@ -162,11 +166,16 @@ def grep(view: View, pattern: str, path: str | None, glob: str | None) -> str:
     top = view.lookup(rel)
     if top is None:
         raise ToolRefused(f"{rel or '.'}: no such file or directory")
-    nodes = [top] if not top.is_dir else list(view.walk(top.rel, skip=SKIP_DIRS))
+    # Walked as it goes (never listed whole: memory), under the same time limit as the search.
+    nodes = iter([top]) if not top.is_dir else view.walk(top.rel, skip=SKIP_DIRS)
     out: list[str] = []
     matches = 0
     skipped: list[str] = []
     for node in nodes:
+        if time.monotonic() > deadline:
+            out.append(f"[grep stopped after {GREP_TIMEOUT_S:g}s (at {node.rel}): narrow the "
+                       "path or glob]")
+            return "\n".join(out)
         if not node.is_file:
             continue
         if matcher is not None and matcher.match(node.rel) is None:

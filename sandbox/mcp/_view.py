@@ -267,20 +267,20 @@ class View:
         os.lseek(mem, 0, os.SEEK_SET)
         return mem
 
-    def entries(self, d: _Dir, rel: str) -> list[tuple[str, Node]]:
-        """The merged, visible entries of an opened directory, sorted by name."""
+    def entries(self, d: _Dir, rel: str) -> Iterator[tuple[str, Node]]:
+        """The merged, visible entries of an opened directory, sorted by name, made one at a
+        time: a directory of a million entries (a run or a hostile repository can make one)
+        keeps only its names in memory here, not a million stats (~1 KB each, on the host)."""
         names: set[str] = set()
         for fd in (d.upper, d.lower):
             if fd is not None:
                 names.update(os.listdir(fd))
-        out: list[tuple[str, Node]] = []
         for name in sorted(names):
             child = f"{rel}/{name}" if rel else name
             node, _ = self._child(d, name, child)
             if node is None or self.hidden_at(child, is_dir=node.is_dir):
                 continue
-            out.append((name, node))
-        return out
+            yield name, node
 
     def walk(self, rel: str, *, skip: frozenset[str] = frozenset()) -> Iterator[Node]:
         """Every visible entry below `rel`, depth first, never following a symlink; directory

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,28 @@ def test_catastrophic_pattern_is_linear_and_a_long_grep_stops_at_the_limit(
     assert "no matches" in _files.grep(view, r"(a|aa)+$", None, None)
     monkeypatch.setattr(_files, "GREP_TIMEOUT_S", -1.0)
     assert "grep stopped after -1s" in _files.grep(view, "a", None, None)
+
+
+def test_a_huge_directory_is_listed_and_searched_in_bounded_memory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run (or a hostile repository) can make a directory of millions of entries; the file
+    tools run on the host. list_files kept a stat for every entry (~1 KB each: GBs), grep
+    listed the whole tree before its time limit was even looked at."""
+    view = _view(tmp_path)
+    big = tmp_path / "upper" / "big"
+    big.mkdir()
+    for i in range(20_000):
+        os.close(os.open(big / f"f{i:06d}", os.O_CREAT | os.O_WRONLY, 0o644))
+    tracemalloc.start()
+    try:
+        out = _files.list_files(view, "big", None)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.startswith("big: 20000 entries") and "[19000 more not shown]" in out
+    assert peak < 8 << 20, peak  # its names (~2 MB), not 20,000 stats (~18 MB)
+    monkeypatch.setattr(_files, "GREP_TIMEOUT_S", -1.0)  # the walk is under the limit too
+    assert "grep stopped after -1s (at big/f000000)" in _files.grep(view, "x", "big", None)
 
 
 def test_view_follows_the_overlay(tmp_path: Path) -> None:
