@@ -30,13 +30,13 @@ _KIND = {ChangeKind.ADDED: "A", ChangeKind.MODIFIED: "M", ChangeKind.DELETED: "D
 
 def change_table(cs: ChangeSet, limit: int = 200, policy: Any = None) -> str:
     """The changes, risky first (see `governance.by_risk`); past `limit`, counts per kind."""
-    from sandbox.governance import Concern, by_risk, concern, kind_counts
+    from sandbox.governance import Concern, kind_counts, with_concerns
 
-    ordered = by_risk(cs, policy)
+    ordered = with_concerns(cs, policy)
     lines = []
-    for c in ordered[:limit]:
+    for c, worry in ordered[:limit]:
         marks = []
-        match concern(c, policy):
+        match worry:
             case Concern.FORBIDDEN:
                 marks.append("FORBIDDEN")
             case Concern.PROTECTED:
@@ -56,7 +56,7 @@ def change_table(cs: ChangeSet, limit: int = 200, policy: Any = None) -> str:
         t = f" [{kind.value}]" if kind is not None and kind.value != "file" else ""
         mark = f"  ({', '.join(marks)})" if marks else ""
         lines.append(f"  {_KIND[c.kind]} {esc(c.path)}{t}{counts}{esc(mark)}\n")
-    rest = ordered[limit:]
+    rest = [c for c, _ in ordered[limit:]]
     if rest:
         lines.append(f"  ... and {len(rest):,} more: {kind_counts(rest)}\n")
     return "".join(lines)
@@ -64,10 +64,10 @@ def change_table(cs: ChangeSet, limit: int = 200, policy: Any = None) -> str:
 
 def changes_json(cs: ChangeSet, policy: Any = None) -> dict[str, Any]:
     """`ChangeSet.to_json`, the risky first (as every listing), each with its concern."""
-    from sandbox.governance import by_risk, concern
+    from sandbox.governance import with_concerns
 
-    return cs.to_json() | {"changes": [c.to_json() | {"concern": concern(c, policy).value}
-                                       for c in by_risk(cs, policy)]}
+    return cs.to_json() | {"changes": [c.to_json() | {"concern": worry.value}
+                                       for c, worry in with_concerns(cs, policy)]}
 
 
 def run_summary(outcome: Any, policy: Any = None) -> None:

@@ -101,29 +101,22 @@ def record(session_dir: Path, cs: ChangeSet, workspace: Path, run_started_ns: in
             for path in (*_ancestors(change.path), change.path):
                 if path in bases:
                     continue
-                seen = bases[path] = _observe(dirs, path, run_started_ns)
+                seen, content = _observe(dirs, path, run_started_ns,
+                                         keep=min(_BLOB_MAX, budget))
+                bases[path] = seen
                 added = True
-                if seen.kind is FileType.FILE and seen.size <= min(_BLOB_MAX, budget):
-                    budget -= seen.size
-                    _keep_blob(session_dir, dirs, path, seen)
+                if content is not None:
+                    budget -= len(content)
+                    _keep_blob(session_dir, seen.digest, content)
     if added or not (session_dir / BASE_FILE).exists():
         save(session_dir, bases)
 
 
-def _keep_blob(session_dir: Path, dirs: DirFds, path: str, seen: Seen) -> None:
-    blob = session_dir / BLOBS / seen.digest
+def _keep_blob(session_dir: Path, digest: str, data: bytes) -> None:
+    """Keep `data` (the bytes `digest` was computed from: one read, so they cannot differ)."""
+    blob = session_dir / BLOBS / digest
     if blob.exists():
         return
-    parent, name = split(path)
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
-                     dir_fd=dirs.get(parent))
-    except (OSError, UnsafePathError):
-        return
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(_BLOB_MAX + 1)
-    if hashlib.sha256(data).hexdigest() != seen.digest:
-        return  # changed while we looked: better no copy than a wrong one
     blob.parent.mkdir(mode=0o700, exist_ok=True)
     tmp = blob.with_suffix(".tmp")
     tmp.write_bytes(data)
@@ -152,9 +145,10 @@ def reobserve(session_dir: Path, workspace: Path, paths: Iterable[str]) -> None:
         return
     with DirFds(workspace) as dirs:
         for path in paths:
-            seen = bases[path] = _observe(dirs, path, 0)
-            if seen.kind is FileType.FILE and seen.size <= _BLOB_MAX:
-                _keep_blob(session_dir, dirs, path, seen)
+            seen, content = _observe(dirs, path, 0, keep=_BLOB_MAX)
+            bases[path] = seen
+            if content is not None:
+                _keep_blob(session_dir, seen.digest, content)
     save(session_dir, bases)
 
 
@@ -163,19 +157,35 @@ def _ancestors(path: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _observe(dirs: DirFds, path: str, run_started_ns: int) -> Seen:
+def _observe(dirs: DirFds, path: str, run_started_ns: int,
+             keep: int = -1) -> tuple[Seen, bytes | None]:
+    """What is at `path` now; with the file's bytes when it holds at most `keep` of them
+    (read once for both the digest and the kept copy: they were read twice)."""
     parent, name = split(path)
     try:
         fd = dirs.get(parent)
     except UnsafePathError:
-        return ABSENT
+        return ABSENT, None
     st = lstat_at(fd, name)
     if st is None:
-        return ABSENT
+        return ABSENT, None
     kind = FileType.of_mode(st.st_mode)
     during = bool(run_started_ns) and st.st_ctime_ns > run_started_ns
+    content = _read_upto(fd, name, keep) if kind is FileType.FILE and st.st_size <= keep \
+        else None
+    digest = hashlib.sha256(content).hexdigest() if content is not None \
+        else _digest(fd, name, kind)
     return Seen(kind, st.st_mode & _PERM, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                _digest(fd, name, kind), during_run=during and kind is not FileType.DIR)
+                digest, during_run=during and kind is not FileType.DIR), content
+
+
+def _read_upto(dir_fd: int, name: str, limit: int) -> bytes | None:
+    """The file's bytes, or None when it holds more than `limit` (it grew since its lstat)."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                 dir_fd=dir_fd)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)
+    return data if len(data) <= limit else None
 
 
 def _digest(dir_fd: int, name: str, kind: FileType) -> str:

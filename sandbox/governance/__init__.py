@@ -17,6 +17,7 @@ from sandbox.governance._decide import (
     kind_counts,
     low_risk_failures,
     split_conflicts,
+    with_concerns,
 )
 
 __all__ = [
@@ -37,4 +38,5 @@ __all__ = [
     "low_risk_failures",
     "reject_paths",
     "split_conflicts",
+    "with_concerns",
 ]

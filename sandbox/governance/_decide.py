@@ -109,7 +109,15 @@ def concern(change: Change, policy: Policy | None) -> Concern:
 def by_risk(cs: ChangeSet, policy: Policy | None) -> tuple[Change, ...]:
     """The changes with the risky first (forbidden, protected, conflicting, deletions, mode
     and executable changes, binaries), then ordinary edits; path order within each."""
-    return tuple(sorted(cs.changes, key=lambda c: _CONCERN_RANK[concern(c, policy)]))
+    return tuple(c for c, _ in with_concerns(cs, policy))
+
+
+def with_concerns(cs: ChangeSet, policy: Policy | None) -> list[tuple[Change, Concern]]:
+    """`by_risk`'s order, each change with its concern: a listing that shows the concern
+    classifies each change once (against the policy's protected globs), not twice."""
+    pairs = [(c, concern(c, policy)) for c in cs.changes]
+    pairs.sort(key=lambda pc: _CONCERN_RANK[pc[1]])  # stable: path order within each
+    return pairs
 
 
 def kind_counts(changes: Sequence[Change]) -> str:

@@ -115,3 +115,52 @@ def test_a_decision_command_diffs_the_upper_dir_as_few_times_as_it_can(
     out = capfd.readouterr().out
     assert out  # it did its work: the changes shown, or the decision made
     assert diffs.calls == walks
+
+
+def test_a_change_listing_classifies_each_change_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sandbox run`'s summary and every --json listing show each change's concern in risk
+    order: one classification per change (protected globs are matched for each)."""
+    import sandbox.governance._decide as decide
+    from sandbox.cli import _render
+
+    out = _run(tmp_path, 2, _files(a="a\n", b="b\n", **{".github__workflows__ci.yml": "x\n"}))
+    policy = merge([Layer("flags", "--level", {"level": 2})]).policy
+    calls = Counter()
+    monkeypatch.setattr(decide, "classify", calls.wrap(decide.classify))
+    n = len(out.changeset.changes)
+    table = _render.change_table(out.changeset, policy=policy)
+    first = table.splitlines()[0]  # the risky first, and marked
+    assert "ci.yml" in first and first.endswith("(protected)")
+    assert calls.calls == n
+    listing = _render.changes_json(out.changeset, policy)["changes"]
+    assert listing[0]["concern"] == "protected" and len(listing) == n
+    assert calls.calls == 2 * n
+
+
+def test_a_base_is_read_once_for_its_digest_and_its_kept_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the session saw at a changed path is recorded (digest, and the bytes of a small
+    file for diffs against it): one read of the workspace file for both."""
+    from sandbox.fs import ChangeKind, ChangeSet, FileType, record_bases
+    from sandbox.fs._base import load, seen_content
+
+    ws, session_dir = tmp_path / "ws", tmp_path / "session"
+    ws.mkdir()
+    session_dir.mkdir()
+    (ws / "a.txt").write_text("what the person wrote\n")
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(path: Any, *args: Any, **kwargs: Any) -> int:
+        opened.append(os.fsdecode(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spy)
+    cs = ChangeSet((sandbox.fs.Change("a.txt", ChangeKind.MODIFIED, old_type=FileType.FILE,
+                                      new_type=FileType.FILE),))
+    record_bases(session_dir, cs, ws, 0)
+    monkeypatch.setattr(os, "open", real_open)
+    assert opened.count("a.txt") == 1
+    seen = (load(session_dir) or {})["a.txt"]
+    assert seen_content(session_dir, seen) == b"what the person wrote\n"  # kept, and right
