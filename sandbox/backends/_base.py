@@ -32,6 +32,27 @@ ETC_ENTRIES = (
     "perl", "terminfo", "environment", "shells", "login.defs", "xdg", "java-17-openjdk",
     "mke2fs.conf", "npmrc",
 )
+
+
+def etc_entries(root: Path) -> list[str]:
+    """The ETC_ENTRIES that `root`/etc has and a sandbox may see. /etc/gitconfig is shown to
+    every sandbox, and CI machines put tokens there (`git config --system url."https://x:TOKEN@
+    github.com/".insteadOf ...`, an http extraheader, a credential helper): when it might hold
+    one, no sandbox sees it at all (no git spawn per run to rewrite it; nothing in it is needed
+    without network)."""
+    from sandbox.fs._gitcreds import may_hold_credentials
+
+    names = []
+    for name in ETC_ENTRIES:
+        p = root / "etc" / name
+        if not p.exists():
+            continue
+        if name == "gitconfig" and may_hold_credentials(p):
+            continue
+        names.append(name)
+    return names
+
+
 # The sandbox's own /etc/passwd and /etc/group: root and nobody, nothing of the host's users.
 PASSWD = b"root:x:0:0:sandbox:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 GROUP = b"root:x:0:\nnogroup:x:65534:\n"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandbox.backends._base import ETC_ENTRIES, GROUP, PASSWD, SYSTEM_DIRS, LaunchSpec, Network
+from sandbox.backends._base import GROUP, PASSWD, SYSTEM_DIRS, LaunchSpec, Network, etc_entries
 from sandbox.backends._mountns import MAPPED_ROOT_ID
 from sandbox.errors import EnforcementError
 
@@ -203,10 +203,8 @@ def host_view_mounts(root: Path) -> list[dict[str, Any]]:
         if p.is_dir() and not p.is_symlink():
             mounts.append(_bind(p, d, rw=False))
     etc = root / "etc"
-    for name in ETC_ENTRIES:
-        p = etc / name
-        if p.exists():
-            mounts.append(_bind(p, f"/etc/{name}", rw=False))
+    for name in etc_entries(root):
+        mounts.append(_bind(etc / name, f"/etc/{name}", rw=False))
     return mounts
 
 
@@ -235,11 +233,10 @@ def host_view_tar(root: Path) -> bytes:
                 tar.addfile(ti)
             elif p.is_dir():
                 add_dir(d.lstrip("/"))
-        for name in ETC_ENTRIES:  # mount points for the read-only binds
-            p = root / "etc" / name
-            if p.is_dir():
+        for name in etc_entries(root):  # mount points for the read-only binds
+            if (root / "etc" / name).is_dir():
                 add_dir(f"etc/{name}")
-            elif p.exists():
+            else:
                 add_file(f"etc/{name}", b"")
         add_file("etc/passwd", PASSWD)
         add_file("etc/group", GROUP)

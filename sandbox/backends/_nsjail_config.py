@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.backends._base import (
-    ETC_ENTRIES,
     GROUP,
     PASSWD,
     SYSTEM_DIRS,
     LaunchSpec,
     Limits,
     Network,
+    etc_entries,
 )
 from sandbox.backends._limits import CGROUP_PARENT, Enforcer, LimitPlan
 from sandbox.backends._mountns import STAGE_WORKSPACE, OverlayLayers
@@ -82,11 +82,10 @@ def build_config(
             mounts.append(mp(src=str(source / d.lstrip("/")), dst=d, is_bind=True,
                              nosuid=True, nodev=True))
     etc = root / "etc"
-    for name in ETC_ENTRIES:
+    for name in etc_entries(root):
         p = etc / name
-        if p.exists():
-            mounts.append(mp(src=str(source / "etc" / name), dst=f"/etc/{name}", is_bind=True,
-                             mandatory=False, nosuid=True, nodev=True, is_dir=p.is_dir()))
+        mounts.append(mp(src=str(source / "etc" / name), dst=f"/etc/{name}", is_bind=True,
+                         mandatory=False, nosuid=True, nodev=True, is_dir=p.is_dir()))
     passwd, group, inside = PASSWD, GROUP, "0"
     if spec.user != "root":  # an unprivileged user inside, who owns what root owned
         inside = str(USER_ID)

@@ -52,6 +52,17 @@ def _read(workspace: Path) -> bytes | None:
         os.close(fd)
 
 
+def may_hold_credentials(path: Path) -> bool:
+    """Whether the git config file at `path` might hold a credential (the cheap check on its
+    bytes; unreadable counts as might)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_CONFIG)
+    except OSError:
+        return True
+    return _SUSPECT.search(raw) is not None
+
+
 def scrubbed_git_config(workspace: Path) -> bytes | None:
     """The workspace's .git/config without credential-bearing values; None when there is no
     such file or nothing in it to remove."""

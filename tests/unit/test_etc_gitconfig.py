@@ -1,0 +1,53 @@
+"""The host's /etc/gitconfig is shown to every sandbox (nsjail and Docker alike), and CI machines
+keep tokens there (`git config --system url."https://x:TOKEN@host/".insteadOf ...`). One that
+might hold a credential is shown to none; one without stays (programs in the sandbox use it)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from sandbox.backends._base import LaunchSpec, Limits, Seccomp, Snapshot
+from sandbox.backends._docker_config import host_view_mounts, host_view_tar
+from sandbox.backends._limits import Enforcer, LimitPlan
+from sandbox.backends._nsjail_config import build_config
+
+TOKEN = "ghs_sandboxtesttoken0123456789"
+
+
+def _seen(root: Path) -> tuple[set[str], set[str], set[str]]:
+    """/etc entries each view shows: nsjail's mounts, Docker's binds and its skeleton."""
+    spec = LaunchSpec(argv=("true",), snapshot=Snapshot(root, root, root), scratch=root, env={},
+                      seccomp=Seccomp("default", "d", "ALLOW {}"), limits=Limits())
+    plan = LimitPlan(Enforcer.FALLBACK, Enforcer.FALLBACK, Enforcer.FALLBACK)
+    cfg = build_config(spec, outside_uid=1000, outside_gid=1000, rootless_overlay=True,
+                       limits=plan, host_root=root)
+    nsjail = {m.dst for m in cfg.mount if m.dst.startswith("/etc/") and m.src}
+    docker = {str(m["Target"]) for m in host_view_mounts(root) if str(m["Target"]).startswith("/etc/")}
+    with tarfile.open(fileobj=io.BytesIO(host_view_tar(root))) as tar:
+        skeleton = {"/" + n for n in tar.getnames() if n.startswith("etc/")}
+    return nsjail, docker, skeleton
+
+
+@pytest.mark.parametrize("config", [
+    f'[url "https://x-access-token:{TOKEN}@github.com/"]\n\tinsteadOf = https://github.com/\n',
+    f"[http \"https://github.com/\"]\n\textraheader = AUTHORIZATION: basic {TOKEN}\n",
+    "[credential]\n\thelper = store\n",
+])
+def test_a_system_gitconfig_with_a_credential_reaches_no_sandbox(tmp_path: Path,
+                                                                 config: str) -> None:
+    (tmp_path / "etc" / "ssl").mkdir(parents=True)
+    (tmp_path / "etc" / "gitconfig").write_text(config)
+    for view in _seen(tmp_path):
+        assert "/etc/ssl" in view  # the host's /etc is shown at all
+        assert "/etc/gitconfig" not in view, view
+
+
+def test_a_system_gitconfig_without_one_is_still_shown(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "gitconfig").write_text("[safe]\n\tdirectory = *\n")
+    for view in _seen(tmp_path):
+        assert "/etc/gitconfig" in view, view
