@@ -217,7 +217,6 @@ class Runner:
         with self.store.session_lock(session.id):
             session = self.store.get_session(session.id)  # another run may have closed it
             _refuse_closed(session, req.session)
-            self.store.set_session_policy(session.id, policy_record(policy))
             return self._run_locked(req, session, workspace, policy, env, seccomp)
 
     def _session(self, req: RunRequest, workspace: Path, policy: Policy) -> SessionRecord:
@@ -242,12 +241,13 @@ class Runner:
                                             workspace, policy)
         run_started_ns = run_start_ns(self.layout.root)  # a base changed after this is unsure
         image_root, image_digest = image(policy.image)
-        run = self.store.new_run(session.id, req.argv, backend=self.backend.name,
-                                 profile=seccomp.name)
         from sandbox.lifecycle import launcher_identity
 
         pid, start = launcher_identity()
-        self.store.set_launcher(run.id, pid=pid, start=start)
+        # with the policy this run is decided under (the session keeps its latest run's)
+        run = self.store.new_run(session.id, req.argv, backend=self.backend.name,
+                                 profile=seccomp.name, launcher=(pid, start),
+                                 session_policy=policy_record(policy))
         self.audit.append(AuditEvent.RUN_STARTED, run=run.id, session=session.id, data={
             "command": list(req.argv), "workspace": str(workspace), "level": int(policy.level),
             "policy_digest": policy.digest(), "backend": self.backend.name,

@@ -397,9 +397,8 @@ class Lifecycle:
         check_move(session.state, state)
         if state in FINAL and state is not session.state:
             self._drop_ignored(session, p, walked)
-        self.store.set_session_state(session.id, state, committed=committed)
-        for run in self.store.list_runs(1, session_id=session.id):
-            self.store.set_decision(run.id, run_decision(state))
+        self.store.set_session_state(session.id, state, committed=committed,
+                                     latest_run=run_decision(state))
         if state is not session.state and closing is Closing.SETTLE:
             self.audit.append(AuditEvent.DECISION, run=p.run_id, session=session.id, data={
                 "decision": "settle", "state": state.value,

@@ -206,9 +206,11 @@ class Store:
         return [session_from_row(r) for r in rows]
 
     def set_session_state(self, session_id: str, state: SessionState, *,
-                          committed: int = 0) -> SessionRecord:
+                          committed: int = 0, latest_run: Decision | None = None
+                          ) -> SessionRecord:
         """Move the session to `state` (the caller checked the move) and count `committed`
-        more of its changes as committed."""
+        more of its changes as committed; with `latest_run`, record that decision on the
+        session's latest run (`list_runs` order) in the same write."""
         with self._tx() as conn:
             cur = conn.execute(
                 "UPDATE sessions SET state = ?, updated = ?, committed = committed + ?"
@@ -217,6 +219,11 @@ class Store:
             )
             if cur.rowcount == 0:
                 raise NotFoundError(f"no session {session_id!r}")
+            if latest_run is not None:
+                conn.execute(
+                    "UPDATE runs SET decision = ? WHERE id = (SELECT id FROM runs WHERE"
+                    " session_id = ? ORDER BY started DESC, id DESC LIMIT 1)",
+                    (latest_run, session_id))
         return self.get_session(session_id)
 
     def set_session_policy(self, session_id: str, policy: Mapping[str, object]) -> None:
@@ -236,8 +243,13 @@ class Store:
         profile: str,
         workspace: Path | None = None,
         level: int | None = None,
+        launcher: tuple[int, float | None] | None = None,
+        session_policy: Mapping[str, object] | None = None,
     ) -> RunRecord:
-        """Record a run as `running`; workspace and level default to the session's."""
+        """Record a run as `running`; workspace and level default to the session's.
+        `launcher`: (pid, start) of the process that holds it (see `set_launcher`);
+        `session_policy`: the policy the session's runs are now decided under. Both are
+        written with the run, in one transaction (each write of its own costs a commit)."""
         session = self.get_session(session_id)
         ws = session.workspace if workspace is None else workspace
         lvl = session.level if level is None else level
@@ -246,13 +258,17 @@ class Store:
             rid = new_id(IdKind.RUN)
             try:
                 with self._tx() as conn:
+                    if session_policy is not None:
+                        conn.execute("UPDATE sessions SET policy = ? WHERE id = ?",
+                                     (_json(dict(session_policy)), session_id))
                     # seq is computed inside the write transaction, so concurrent runs of a
                     # session (which the session lock should prevent anyway) cannot share one.
                     conn.execute(
                         "INSERT INTO runs (id, session_id, seq, command, workspace, level,"
-                        " backend, profile, status, started, decision)"
+                        " backend, profile, status, started, decision, launcher_pid,"
+                        " launcher_start)"
                         " VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs"
-                        " WHERE session_id = ?), ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " WHERE session_id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             rid,
                             session_id,
@@ -265,6 +281,8 @@ class Store:
                             RunStatus.RUNNING,
                             format_time(_now()),
                             Decision.NONE,
+                            None if launcher is None else launcher[0],
+                            None if launcher is None else launcher[1],
                         ),
                     )
             except StateError as exc:

@@ -164,3 +164,22 @@ def test_a_base_is_read_once_for_its_digest_and_its_kept_copy(
     assert opened.count("a.txt") == 1
     seen = (load(session_dir) or {})["a.txt"]
     assert seen_content(session_dir, seen) == b"what the person wrote\n"  # kept, and right
+
+
+
+@pytest.mark.parametrize("level", [2, 4])
+def test_a_run_writes_the_state_database_in_four_transactions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: int) -> None:
+    """Session, run (with its launcher and the session's policy), the session's new state
+    (with the run's decision), how the run finished: a commit each, and no more."""
+    writes = Counter()
+    monkeypatch.setattr(Store, "_tx", writes.wrap(Store._tx))
+    out = _run(tmp_path, level, _files(a="a\n"))
+    assert writes.calls == 4
+    layout = HomeLayout(tmp_path / "home")
+    with Store(layout) as store:  # and all of it was written
+        run = store.get_run(out.run_id)
+        session = store.get_session(out.session_id)
+    assert run.launcher_pid == os.getpid() and run.status.value == "finished"
+    assert run.decision.value == ("none" if level == 4 else "pending")  # 4: session open
+    assert session.policy and session.policy.get("level") == level
