@@ -53,17 +53,6 @@ def pid_file(home: Path) -> Path:
     return home / "gateway" / "serve.pid"
 
 
-# How long a thread holding the GIL keeps it while another waits. Python's default (5 ms) let
-# the audit writer's CPU work (redaction, hashing, JSON) hold up the event loop for whole
-# milliseconds: a streamed call's headers reached the client ~5 ms late at 50 calls/s.
-_SWITCH_INTERVAL = 0.0005
-
-
-def quick_gil_handoff() -> None:
-    """Lower the interpreter's thread switch interval for the gateway's sake (never raise it)."""
-    sys.setswitchinterval(min(sys.getswitchinterval(), _SWITCH_INTERVAL))
-
-
 def _uvicorn_config(app: Starlette, host: str = "127.0.0.1", port: int = 0,
                     tls: tuple[Path, Path] | None = None) -> uvicorn.Config:
     # Graceful shutdown waits for in-flight streams (agents' turns can take minutes). uvloop and
@@ -89,7 +78,6 @@ def serve(config_path: Path | None, listen: str | None, allow_remote: bool, home
         if cfg.tls_cert is None or cfg.tls_key is None:
             raise ConfigError(f"listening on {host} needs TLS: set gateway.tls_cert and gateway.tls_key")
     gw = Gateway(cfg, home)
-    quick_gil_handoff()
 
     def reload(_sig: int, _frame: FrameType | None) -> None:
         try:
@@ -147,7 +135,6 @@ class EmbeddedGateway:
               gate: ToolGate | None = None) -> EmbeddedGateway:
         gw = Gateway(cfg, home)
         gw.gate = gate
-        quick_gil_handoff()
         server = uvicorn.Server(_uvicorn_config(gw.app()))
         errors: list[BaseException] = []
 
