@@ -64,6 +64,7 @@ class Server:
         self.audit = AuditLog(self.layout.audit)
         self.events = EventHub()
         self.logins = Logins(self.tokens)  # console sessions: the browser never holds a token
+        self.live_watches = 0  # /watch streams going on (bounded: _watch.MAX_WATCHES)
         self.checkpointer.listeners.append(self.events.publish)
         self.checkpointer.signed.extend(s.notify for s in self.senders)
         from sandbox.server._mcp import McpHost
