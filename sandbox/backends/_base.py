@@ -7,7 +7,8 @@ enforces exactly what the spec says or raises `EnforcementError` (exit 125).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -35,22 +36,59 @@ ETC_ENTRIES = (
 
 
 def etc_entries(root: Path) -> list[str]:
-    """The ETC_ENTRIES that `root`/etc has and a sandbox may see. /etc/gitconfig is shown to
-    every sandbox, and CI machines put tokens there (`git config --system url."https://x:TOKEN@
-    github.com/".insteadOf ...`, an http extraheader, a credential helper): when it might hold
-    one, no sandbox sees it at all (no git spawn per run to rewrite it; nothing in it is needed
-    without network)."""
-    from sandbox.fs._gitcreds import may_hold_credentials
-
+    """The ETC_ENTRIES that `root`/etc has and a sandbox may see. Some of them are where
+    machines (CI above all) keep credentials, shown to every sandbox: /etc/gitconfig (`git
+    config --system url."https://x:TOKEN@github.com/".insteadOf ...`, an http extraheader, a
+    credential helper), /etc/npmrc (`_authToken`, `_auth`, `_password`) and /etc/environment
+    (a TOKEN=, a proxy URL with a password). One that might hold a credential is shown to no
+    sandbox (a cheap look at its bytes; nothing in them is needed without network)."""
     names = []
     for name in ETC_ENTRIES:
         p = root / "etc" / name
         if not p.exists():
             continue
-        if name == "gitconfig" and may_hold_credentials(p):
+        if name in _CREDENTIAL_FILES and _CREDENTIAL_FILES[name](p):
             continue
         names.append(name)
     return names
+
+
+def _npmrc_secret(path: Path) -> bool:
+    return _matches(path, re.compile(rb"(?i)_auth|_password|://[^\s/@]*:[^\s/@]*@"))
+
+
+def _environment_secret(path: Path) -> bool:
+    from sandbox.policy import secret_env_name
+
+    raw = _read_small(path)
+    if raw is None:
+        return True
+    names = re.findall(rb"(?m)^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", raw)
+    return (any(secret_env_name(n.decode()) for n in names)
+            or re.search(rb"://[^\s/@]*:[^\s/@]*@", raw) is not None)
+
+
+def _gitconfig_secret(path: Path) -> bool:
+    from sandbox.fs._gitcreds import may_hold_credentials
+
+    return may_hold_credentials(path)
+
+
+def _read_small(path: Path) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(1 << 20)
+    except OSError:
+        return None  # unreadable: counts as might hold one
+
+
+def _matches(path: Path, rx: re.Pattern[bytes]) -> bool:
+    raw = _read_small(path)
+    return raw is None or rx.search(raw) is not None
+
+
+_CREDENTIAL_FILES: dict[str, Callable[[Path], bool]] = {
+    "gitconfig": _gitconfig_secret, "npmrc": _npmrc_secret, "environment": _environment_secret}
 
 
 # The sandbox's own /etc/passwd and /etc/group: root and nobody, nothing of the host's users.

@@ -1,6 +1,7 @@
-"""The host's /etc/gitconfig is shown to every sandbox (nsjail and Docker alike), and CI machines
-keep tokens there (`git config --system url."https://x:TOKEN@host/".insteadOf ...`). One that
-might hold a credential is shown to none; one without stays (programs in the sandbox use it)."""
+"""The host's /etc/gitconfig, /etc/npmrc and /etc/environment are shown to every sandbox (nsjail
+and Docker alike), and CI machines keep tokens there (`git config --system url."https://x:TOKEN@
+host/".insteadOf ...`, an npm `_authToken`, a TOKEN= line). One that might hold a credential is
+shown to none; one without stays (programs in the sandbox use it)."""
 
 from __future__ import annotations
 
@@ -51,3 +52,26 @@ def test_a_system_gitconfig_without_one_is_still_shown(tmp_path: Path) -> None:
     (tmp_path / "etc" / "gitconfig").write_text("[safe]\n\tdirectory = *\n")
     for view in _seen(tmp_path):
         assert "/etc/gitconfig" in view, view
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("npmrc", f"//registry.npmjs.org/:_authToken={TOKEN}\n"),
+    ("npmrc", "_auth=dXNlcjpwYXNz\n"),
+    ("environment", f'PATH="/usr/bin:/bin"\nGITHUB_TOKEN={TOKEN}\n'),
+    ("environment", f"http_proxy=http://ci:{TOKEN}@proxy.corp:3128\n"),
+])
+def test_npmrc_and_environment_with_a_credential_reach_no_sandbox(tmp_path: Path, name: str,
+                                                                  content: str) -> None:
+    (tmp_path / "etc" / "ssl").mkdir(parents=True)
+    (tmp_path / "etc" / name).write_text(content)
+    for view in _seen(tmp_path):
+        assert "/etc/ssl" in view
+        assert f"/etc/{name}" not in view, view
+
+
+def test_plain_npmrc_and_environment_are_still_shown(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "npmrc").write_text("cafile=/etc/ssl/certs/ca-certificates.crt\n")
+    (tmp_path / "etc" / "environment").write_text('PATH="/usr/local/bin:/usr/bin:/bin"\n')
+    for view in _seen(tmp_path):
+        assert {"/etc/npmrc", "/etc/environment"} <= view, view
