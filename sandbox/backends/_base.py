@@ -39,9 +39,10 @@ def etc_entries(root: Path) -> list[str]:
     """The ETC_ENTRIES that `root`/etc has and a sandbox may see. Some of them are where
     machines (CI above all) keep credentials, shown to every sandbox: /etc/gitconfig (`git
     config --system url."https://x:TOKEN@github.com/".insteadOf ...`, an http extraheader, a
-    credential helper), /etc/npmrc (`_authToken`, `_auth`, `_password`) and /etc/environment
-    (a TOKEN=, a proxy URL with a password). One that might hold a credential is shown to no
-    sandbox (a cheap look at its bytes; nothing in them is needed without network)."""
+    credential helper), /etc/npmrc (`_authToken`, `_auth`, `_password`), /etc/environment
+    (a TOKEN=, a proxy URL with a password) and /etc/xdg (pip's index URL with a password).
+    One that might hold a credential is shown to no sandbox (a cheap look at its bytes;
+    nothing in them is needed without network)."""
     names = []
     for name in ETC_ENTRIES:
         p = root / "etc" / name
@@ -87,8 +88,16 @@ def _matches(path: Path, rx: re.Pattern[bytes]) -> bool:
     return raw is None or rx.search(raw) is not None
 
 
+def _xdg_secret(path: Path) -> bool:
+    """/etc/xdg holds pip's site config: an index URL with a password in it, or a password key."""
+    conf = path / "pip" / "pip.conf"
+    return conf.exists() and _matches(conf, re.compile(
+        rb"(?i)://[^\s/@]*:[^\s/@]*@|^\s*(password|token)\s*=", re.M))
+
+
 _CREDENTIAL_FILES: dict[str, Callable[[Path], bool]] = {
-    "gitconfig": _gitconfig_secret, "npmrc": _npmrc_secret, "environment": _environment_secret}
+    "gitconfig": _gitconfig_secret, "npmrc": _npmrc_secret, "environment": _environment_secret,
+    "xdg": _xdg_secret}
 
 
 # The sandbox's own /etc/passwd and /etc/group: root and nobody, nothing of the host's users.

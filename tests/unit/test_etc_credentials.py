@@ -59,19 +59,24 @@ def test_a_system_gitconfig_without_one_is_still_shown(tmp_path: Path) -> None:
     ("npmrc", "_auth=dXNlcjpwYXNz\n"),
     ("environment", f'PATH="/usr/bin:/bin"\nGITHUB_TOKEN={TOKEN}\n'),
     ("environment", f"http_proxy=http://ci:{TOKEN}@proxy.corp:3128\n"),
+    ("xdg/pip/pip.conf", f"[global]\nindex-url = https://ci:{TOKEN}@pypi.corp/simple\n"),
 ])
-def test_npmrc_and_environment_with_a_credential_reach_no_sandbox(tmp_path: Path, name: str,
+def test_npmrc_environment_and_pip_conf_with_a_credential_reach_no_sandbox(tmp_path: Path, name: str,
                                                                   content: str) -> None:
     (tmp_path / "etc" / "ssl").mkdir(parents=True)
+    (tmp_path / "etc" / name).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / "etc" / name).write_text(content)
+    top = name.split("/")[0]
     for view in _seen(tmp_path):
         assert "/etc/ssl" in view
-        assert f"/etc/{name}" not in view, view
+        assert f"/etc/{top}" not in view, view
 
 
 def test_plain_npmrc_and_environment_are_still_shown(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "npmrc").write_text("cafile=/etc/ssl/certs/ca-certificates.crt\n")
     (tmp_path / "etc" / "environment").write_text('PATH="/usr/local/bin:/usr/bin:/bin"\n')
+    (tmp_path / "etc" / "xdg" / "pip").mkdir(parents=True)
+    (tmp_path / "etc" / "xdg" / "pip" / "pip.conf").write_text("[global]\nconstraint = c.txt\n")
     for view in _seen(tmp_path):
-        assert {"/etc/npmrc", "/etc/environment"} <= view, view
+        assert {"/etc/npmrc", "/etc/environment", "/etc/xdg"} <= view, view
