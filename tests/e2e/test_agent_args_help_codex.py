@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 from sandbox.mcp._agentargs import CODEX_REFUSED
 from tests.e2e.test_agents_gateway import codex_binary
@@ -27,14 +28,15 @@ HARMLESS = {
 }
 
 
-def _options(*sub: str) -> set[str]:
+def _options(home: Path, *sub: str) -> set[str]:
+    # a HOME of its own: Codex creates ~/.codex even for --help
     out = subprocess.run([str(codex_binary()), *sub, "--help"], capture_output=True, text=True,
-                         check=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
+                         check=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
     return set(re.findall(r"^\s+(?:-\w, )?(--[\w-]+)", out.stdout, re.M))
 
 
-def test_every_option_of_codexs_help_is_refused_or_judged_harmless() -> None:
-    options = _options() | _options("exec")
+def test_every_option_of_codexs_help_is_refused_or_judged_harmless(tmp_path: Path) -> None:
+    options = _options(tmp_path) | _options(tmp_path, "exec")
     assert len(options) > 25, options  # the help was read
     refused = {n for flag in CODEX_REFUSED for n in flag.names}
     assert not refused & HARMLESS
