@@ -20,6 +20,7 @@ that started the child, so nsjail must not outlive that thread, only the process
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import shutil
@@ -65,6 +66,10 @@ def spawn(argv: Sequence[str], *, stdout: int | None, pass_fds: tuple[int, ...],
     """Start argv (stderr piped, stdin inherited) tied to this process's life; `stage` runs
     first in a private mount namespace the command then starts in. Raises what Popen or
     `stage` raised."""
+    if shutil.which(argv[0]) is None:
+        # Through setpriv and sh a missing binary would be sh's exit 127, indistinguishable
+        # from the command's own: say it here, as Popen of the binary itself would.
+        raise FileNotFoundError(errno.ENOENT, "no such executable file", argv[0])
     req = _Request(argv=argv, stdout=stdout, pass_fds=pass_fds, stage=stage, done=Future())
     with _LOCK:
         if not _THREAD or not _THREAD[0].is_alive():

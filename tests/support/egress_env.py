@@ -9,6 +9,7 @@ a fresh network namespace with loopback only, the host's system read-only.
 from __future__ import annotations
 
 import contextlib
+import os
 import http.server
 import shutil
 import socket
@@ -21,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.backends._mountns import MAPPED_ROOT_ID
 from sandbox.egress import EgressEvent, EgressHandle
 from tests.conftest import require
 
@@ -71,15 +73,19 @@ def run_jailed(
     argv: Sequence[str] | None = None,
 ) -> JailResult:
     """Run `sh -c script` (or argv) in nsjail with the handle's egress plumbing (None: no
-    network at all). `uid`: the user inside and outside (None: root, as nsjail maps it)."""
+    network at all). `uid`: the user inside (None: root); outside, as the backend maps it."""
     nsjail = require_nsjail()
     args = [str(nsjail), "-Mo", "-q", "-R", "/", "-T", "/run", "-T", "/root"]
     args += ["-m", "none:/tmp:tmpfs:mode=1777,size=268435456"]
     # a finite fsize: with "inf"/"max"/"def" nsjail makes every write fail with EIO on this kernel
     args += ["--time_limit", str(int(timeout)), "--rlimit_as", "max", "--rlimit_fsize", "65536"]
     args += ["--rlimit_nofile", "1024", "--rlimit_cpu", "max", "--hostname", "sandbox"]
-    if uid is not None:
-        args += ["-u", f"{uid}:{uid}:1", "-g", f"{uid}:{uid}:1"]
+    # As the backend does: root runs every sandbox as MAPPED_ROOT_ID outside (the hand-off
+    # sockets are that id's alone), whoever it is inside.
+    outside = MAPPED_ROOT_ID if os.getuid() == 0 else uid
+    if uid is not None or os.getuid() == 0:
+        inside = 0 if uid is None else uid
+        args += ["-u", f"{inside}:{outside}:1", "-g", f"{inside}:{outside}:1"]
     for src, dst in mounts:
         args += ["-R", f"{src}:{dst}"]
     full_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
