@@ -9,8 +9,8 @@ a fresh network namespace with loopback only, the host's system read-only.
 from __future__ import annotations
 
 import contextlib
-import os
 import http.server
+import os
 import shutil
 import socket
 import ssl
