@@ -283,6 +283,9 @@ class Gateway:
         # key twice (`"tools"` foreign first, ours last) could mean other tools to the provider.
         changed = key.tools is not None
         if cfg.content is not ContentMode.OFF:
+            # Likewise for the content policy: the scan reads the parsed body, where a repeated
+            # key's last value wins; a provider keeping the first would get what was never read.
+            changed = True
             rules = self.scanner.rules(strings(body))
             if rules and cfg.content is ContentMode.BLOCK:
                 rule = sorted(rules)[0]

@@ -296,3 +296,22 @@ def test_the_gateway_takes_the_gil_back_quickly(tmp_path: Path, upstream: Provid
             assert sys.getswitchinterval() == pytest.approx(0.0001, abs=2e-6)
     finally:
         sys.setswitchinterval(before)
+
+
+@pytest.mark.asyncio
+async def test_a_repeated_key_cannot_carry_content_past_the_scan(
+    tmp_path: Path, upstream: ProviderStandIn
+) -> None:
+    """JSON with `messages` twice: the scan reads the parsed body (the last one wins), a provider
+    may keep the first. With a content policy on, what leaves is what was scanned."""
+    secret = "AKIAIOSFODNN7EXAMPLE"
+    raw = (b'{"model": "claude-test", "max_tokens": 50, '
+           b'"messages": [{"role": "user", "content": "deploy with ' + secret.encode() + b'"}], '
+           b'"messages": [{"role": "user", "content": "hi"}]}')
+    with running_gateway(tmp_path, config_text(upstream.url)) as gw:
+        key, _ = KeyStore.at_home(tmp_path).create()
+        status, _ = await _post(url_of(gw), key, None, raw=raw)
+    assert status == 200  # the call went through (what the scan saw was clean)
+    assert len(upstream.received) == 1
+    assert secret.encode() not in upstream.received[0].raw  # the first `messages` never left
+    assert upstream.received[0].body["messages"] == [{"role": "user", "content": "hi"}]
