@@ -12,13 +12,17 @@ order of preference:
 3. Otherwise memory is watched: the backend polls the run's resident memory and stops the run
    past the limit, and the run says so (a burst between two polls can exceed it briefly). pids
    fall back to RLIMIT_NPROC, cpus to CPU affinity.
+
+pids, though, go by RLIMIT_NPROC first wherever the kernel counts it per user namespace (5.14
+on: see Enforcer.RLIMIT_USERNS): as strong as the run's own pids cgroup, without its attach.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import assert_never
@@ -33,6 +37,11 @@ class Enforcer(StrEnum):
     CGROUP_V2 = "cgroup v2"
     CGROUP_V1 = "cgroup v1"
     FALLBACK = "fallback"  # per limit: see FALLBACKS
+    # pids only: RLIMIT_NPROC, counted per (user namespace, uid) since Linux 5.14, and every
+    # run has a user namespace of its own, so it bounds the run's processes and threads alone
+    # (nested namespaces count towards it too). Preferred over a cgroup: attaching each run to
+    # its own pids cgroup cost ~5.5 ms (cgroup v1 waits for an RCU grace period per attach).
+    RLIMIT_USERNS = "rlimit per user namespace"
 
 
 FALLBACKS = {"memory": "polled resident memory", "pids": "RLIMIT_NPROC", "cpus": "CPU affinity"}
@@ -56,6 +65,8 @@ class LimitPlan:
                 return f"cgroup v1 ({V1_ROOT}/*/{CGROUP_PARENT})"
             case Enforcer.FALLBACK:
                 return FALLBACKS[limit]
+            case Enforcer.RLIMIT_USERNS:
+                return "RLIMIT_NPROC in the run's own user namespace"
             case _:
                 assert_never(e)
 
@@ -67,6 +78,21 @@ class LimitPlan:
 def plan_limits(*, prepare: bool) -> LimitPlan:
     """The mechanisms for this caller. prepare=True creates/enables what a run needs (launch);
     False only looks (doctor)."""
+    plan = _cgroup_plan(prepare=prepare)
+    if nproc_per_userns():
+        return replace(plan, pids=Enforcer.RLIMIT_USERNS)
+    return plan
+
+
+def nproc_per_userns(release: str | None = None) -> bool:
+    """Does this kernel count RLIMIT_NPROC per user namespace (5.14, "ucounts" rlimits)?
+    Before it, the count is the outside uid's across the host: the caller's own processes, or
+    every root sandbox at once (they share one mapped uid)."""
+    m = re.match(r"(\d+)\.(\d+)", release or os.uname().release)
+    return m is not None and (int(m.group(1)), int(m.group(2))) >= (5, 14)
+
+
+def _cgroup_plan(*, prepare: bool) -> LimitPlan:
     v2 = _v2_plan(prepare=prepare)
     if v2 is not None:
         return v2

@@ -186,7 +186,10 @@ def _apply_limits(cfg: Any, lim: Limits, plan: LimitPlan) -> None:
         if plan.memory is v1:
             cfg.cgroup_mem_parent = CGROUP_PARENT
     if lim.pids is not None:
-        if plan.pids is fallback:
+        if plan.pids is Enforcer.RLIMIT_USERNS:  # soft and hard: the run cannot raise it
+            cfg.rlimit_nproc = lim.pids
+            cfg.rlimit_nproc_type = rl.VALUE
+        elif plan.pids is fallback:
             # RLIMIT_NPROC counts every process of the outside uid, so allow for those the
             # caller already runs; the sandbox gets `pids` more on top.
             cfg.rlimit_nproc = _own_process_count() + lim.pids

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Cli, require_root
+from tests.support.procs import Running
 
 
 def _json(proc: subprocess.CompletedProcess[bytes]) -> dict[str, object]:
@@ -149,6 +151,42 @@ def test_memory_and_pids_limits(cli: Cli, workspace: Path) -> None:
     r = cli("run", "-C", str(workspace), "--pids-limit", "20", "--", "python3", "-c", fork_bomb)
     assert r.returncode == 0, r.stderr
     assert 0 < int(r.stdout) < 20  # stopped by the limit, not by the loop's end
+
+
+def test_the_pids_limit_is_the_run_s_own_and_cannot_be_raised(sbx: tuple[Cli, Path]) -> None:
+    """By RLIMIT_NPROC in the run's user namespace (Linux >= 5.14), the limit must hold as the
+    run's pids cgroup did: per run, although every root sandbox shares one outside uid (and a
+    user's runs share the user's uid with all the user's processes), and not liftable from
+    inside. Run A holds 30 processes while run B, limited to 20, still forks 12 of its own and
+    is stopped before 20."""
+    from sandbox.backends._limits import Enforcer, nproc_per_userns, plan_limits
+
+    cli, ws = sbx
+    hold = Running(cli, "run", "-C", str(ws), "--session", "hold", "--pids-limit", "100", "--",
+                   "sh", "-c", "for i in $(seq 30); do sleep 60 & done; exec sleep 61",
+                   ready="sleep 61")
+    try:
+        hold.wait_for("sleep 60", count=30)  # run A's 30 processes are there
+        fork_bomb = ("import os, signal, subprocess\n"
+                     "raise_hard = subprocess.run(['sh', '-c', 'ulimit -Hu 100000'])\n"
+                     "raise_soft = subprocess.run(['sh', '-c', 'ulimit -Su 100000'])\n"
+                     "kids = []\n"
+                     "for _ in range(60):\n"
+                     "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
+                     "    if pid == 0:\n        signal.pause()\n    kids.append(pid)\n"
+                     "print(len(kids), raise_hard.returncode, raise_soft.returncode)\n"
+                     "for k in kids:\n    os.kill(k, signal.SIGKILL)\n")
+        r = cli("run", "-C", str(ws), "--session", "bomb", "--pids-limit", "20", "--",
+                "python3", "-c", fork_bomb)
+        assert r.returncode == 0, r.stderr
+        forked, raise_hard, raise_soft = (int(x) for x in r.stdout.split())
+        assert 12 <= forked < 20  # its own count, whatever else the outside uid runs
+        assert raise_hard != 0 and raise_soft != 0
+    finally:
+        hold.signal(signal.SIGTERM)
+        hold.finish()
+    if nproc_per_userns():
+        assert plan_limits(prepare=False).pids is Enforcer.RLIMIT_USERNS
 
 
 def test_unprivileged_user_run(user_cli: tuple[Cli, Path]) -> None:

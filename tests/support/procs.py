@@ -48,19 +48,21 @@ class Running:
             time.sleep(0.02)
         raise AssertionError("sandbox run did not start")
 
-    def wait_for(self, marker: str, timeout: float = 20) -> None:
-        """Until a process of the run has exactly `marker` as its command line (say the
-        `sleep 60` a script execs once it has done its writes)."""
+    def wait_for(self, marker: str, timeout: float = 20, *, count: int = 1) -> None:
+        """Until `count` processes of the run have exactly `marker` as their command line (say
+        the `sleep 60` a script execs once it has done its writes)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             kids = self.sandbox.children(recursive=True)
+            found = 0
             for p in kids:
                 try:
-                    if " ".join(p.cmdline()) == marker:
-                        self.tree = kids
-                        return
+                    found += " ".join(p.cmdline()) == marker
                 except psutil.Error:
                     continue
+            if found >= count:
+                self.tree = kids
+                return
             time.sleep(0.02)
         raise AssertionError(f"no process of the run shows {marker!r}")
 

@@ -64,3 +64,21 @@ def test_the_delegated_subtree_is_the_highest_owned_ancestor(tmp_path: Path) -> 
     assert delegated_ancestor(mount, own, uid) == service / "app.slice"
     os.chown(service / "app.slice", uid + 4242, -1)
     assert delegated_ancestor(mount, own, uid) is None
+
+
+def test_pids_by_rlimit_per_user_namespace_is_exactly_the_limit_and_hard(tmp_path: Path) -> None:
+    """Counted per user namespace, the run's RLIMIT_NPROC bounds its own processes: no allowance
+    for the caller's, no cgroup (its attach cost ~5.5 ms per run), soft = hard (VALUE)."""
+    rl = _light_import_nsjail()[0].RLimitType
+    plan = LimitPlan(Enforcer.CGROUP_V1, Enforcer.RLIMIT_USERNS, Enforcer.CGROUP_V1)
+    cfg = _cfg(tmp_path, plan)
+    assert cfg.rlimit_nproc == 100 and cfg.rlimit_nproc_type == rl.VALUE
+    assert not cfg.cgroup_pids_max and cfg.cgroup_mem_max == 2 * GIB
+    assert plan.mechanism("pids") == "RLIMIT_NPROC in the run's own user namespace"
+
+
+def test_rlimit_per_user_namespace_only_from_linux_5_14() -> None:
+    from sandbox.backends._limits import nproc_per_userns
+
+    assert not nproc_per_userns("5.13.19-generic") and not nproc_per_userns("4.19.0")
+    assert nproc_per_userns("5.14.0") and nproc_per_userns("6.18.44-fc-v669")
