@@ -89,8 +89,11 @@ class Cli:
             args = ("run", "--backend", self.backend, *args[1:])
         if "-C" in args[:-1]:
             self.here["ws"] = Path(args[args.index("-C") + 1])
-        if cwd is None and self.here.get("ws", Path("/nonexistent")).is_dir():
-            cwd = self.here["ws"]
+        # No sentinel path: /nonexistent exists on hosts where a tool with HOME=/nonexistent
+        # (nobody's home) wrote its cache.
+        here = self.here.get("ws")
+        if cwd is None and here is not None and here.is_dir():
+            cwd = here
         argv = [str(SANDBOX_BIN), *args]
         if self.user is not None:
             e = self.env(env)
