@@ -119,6 +119,11 @@ def api_routes(server: Server) -> list[Route]:
         return JSONResponse(data)
 
     async def events(request: Request, _who: Principal) -> Response:
+        from sandbox.server._events import MAX_SUBSCRIBERS
+
+        if server.events.full:  # a closed stream frees its place
+            return JSONResponse({"error": f"{MAX_SUBSCRIBERS} event streams are open; close "
+                                          "one first"}, 429, headers={"Retry-After": "5"})
         return StreamingResponse(server.events.stream(request.query_params.get("session")),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})

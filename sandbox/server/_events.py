@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 from sandbox.audit._record import AuditRecord
 
-__all__ = ["EventHub"]
+__all__ = ["MAX_SUBSCRIBERS", "EventHub"]
 
 _QUEUE = 1000  # a subscriber this far behind is dropped (it reconnects and re-reads the log)
 _KEEPALIVE_S = 15.0
+MAX_SUBSCRIBERS = 16  # streams a server holds at once (each: a queue of up to _QUEUE records)
 
 
 @dataclass
@@ -41,7 +42,18 @@ class EventHub:
                         q.put_nowait(None)
                     break
 
+    @property
+    def full(self) -> bool:
+        """No place for another subscriber: each holds a queue of up to _QUEUE records, so
+        a viewer opening streams in a loop took the host's memory and the fan-out's time."""
+        return len(self._subscribers) >= MAX_SUBSCRIBERS
+
     async def stream(self, session: str | None = None) -> AsyncIterator[bytes]:
+        # Held from the stream's start to its end (a stream never started holds nothing);
+        # those that passed the caller's check together are held to the cap here.
+        if self.full:
+            yield b"event: error\ndata: {\"error\": \"too many event streams\"}\n\n"
+            return
         q: asyncio.Queue[AuditRecord | None] = asyncio.Queue(_QUEUE)
         self._subscribers.add(q)
         try:

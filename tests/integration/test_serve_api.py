@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -103,6 +105,47 @@ def test_events_stream_audit_records_as_they_land(home: Path) -> None:
         conn.close()
         assert lines[0] == b"id: 2\n" and lines[1] == b"event: run.started\n"
         assert b'"session":"s9"' in lines[2]
+
+
+def test_event_streams_are_bounded(home: Path) -> None:
+    """Each events stream holds a queue of up to 1000 records the fan-out fills: a viewer
+    opening them in a loop took the host's memory. Past the cap the next is refused (429);
+    a closed one frees its place."""
+    from sandbox.server._events import MAX_SUBSCRIBERS
+
+    cli = Cli(home=home)
+    token = make_token(cli, "vera", "viewer")
+    listen = f"127.0.0.1:{free_port()}"
+
+    def open_stream() -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        conn = Client(listen).connection(timeout=60)
+        conn.request("GET", "/api/v1/events", headers={"Authorization": f"Bearer {token}"})
+        return conn, conn.getresponse()
+
+    conns: list[http.client.HTTPConnection] = []
+    with serving(cli, listen):
+        try:
+            for _ in range(MAX_SUBSCRIBERS):
+                conn, resp = open_stream()
+                conns.append(conn)
+                assert resp.status == 200 and resp.readline() == b": connected\n"  # live
+            conn, resp = open_stream()
+            conn.close()
+            assert resp.status == 429, resp.status
+            conns.pop().close()
+            deadline = time.monotonic() + 30
+            while True:  # until the server has seen that stream end
+                conn, resp = open_stream()
+                if resp.status == 200:
+                    conns.append(conn)
+                    assert resp.readline() == b": connected\n"
+                    break
+                conn.close()
+                assert resp.status == 429 and time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            for c in conns:
+                c.close()
 
 
 def test_admins_manage_tokens_and_gateway_keys(home: Path) -> None:
