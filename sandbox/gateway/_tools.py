@@ -14,6 +14,10 @@ Every dialect the gateway serves is read, failing closed on anything it cannot n
 - OpenAI Responses: `tools` (functions by name, `namespace` groups as `ns__tool`, as Codex
   groups an MCP server's tools, hosted tools such as web_search by type) and `prompt` (a stored
   prompt brings tools of its own that the request does not list).
+On both OpenAI dialects a model whose name holds `search` (gpt-4o-search-preview,
+gpt-5-search-api...) searches the web on every request with no tool field at all: it counts as
+the hosted tool `model:NAME`, so a restricted key never reaches it (the rule is the name alone:
+OpenAI names its search models so, and a false match costs a refusal, never a leak).
 """
 
 from __future__ import annotations
@@ -142,12 +146,23 @@ def offered_tools(api: Api, body: Mapping[str, object]) -> list[str]:
                     label = s.get("name") if isinstance(s, dict) else None
                     names.append(f"mcp_servers:{label if isinstance(label, str) else '?'}")
         case Api.CHAT:
+            names += _search_model(body)
             names += tool_names(body.get("functions"))
             if body.get("web_search_options") is not None:
                 names.append("web_search_options (hosted web search)")
         case Api.RESPONSES:
+            names += _search_model(body)
             if body.get("prompt") is not None:
                 names.append("prompt (a stored prompt's tools)")
         case _:
             assert_never(api)
     return names
+
+
+def _search_model(body: Mapping[str, object]) -> list[str]:
+    """OpenAI's search models search the web whatever the request offers (casefolded: a
+    provider that matches names loosely must not find one we did not)."""
+    model = body.get("model")
+    if isinstance(model, str) and "search" in model.casefold():
+        return [f"model:{model} (searches the web itself)"]
+    return []

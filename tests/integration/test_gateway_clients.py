@@ -273,6 +273,33 @@ def test_a_restricted_key_cannot_switch_on_chat_web_search(
     assert ok.choices and len(upstream.received) == 1  # the same key without it passes
 
 
+def test_a_restricted_key_cannot_reach_a_search_model(tmp_path: Path, upstream: ProviderStandIn) -> None:
+    """OpenAI's search models (gpt-4o-search-preview...) search the web with no tool field at
+    all, so the tool gate saw nothing: a restricted key's request reached one. Refused now on
+    both OpenAI dialects (403, the provider's shape), audited as llm.blocked, never dispatched;
+    an unrestricted key still reaches it."""
+    model = "gpt-4o-search-preview"
+    price = f'[prices."{model}"]\ninput = 2.5\noutput = 10.0\n'
+    with running_gateway(tmp_path, config_text(upstream.url, extra=price)) as gw:
+        secret, vk = KeyStore.at_home(tmp_path).create(tools=OUR_TOOLS, budget_usd=1.0)
+        o = openai.OpenAI(base_url=url_of(gw) + "/openai/v1", api_key=secret, max_retries=0)
+        with pytest.raises(openai.PermissionDeniedError) as ce:
+            o.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
+        assert ce.value.code == "tool_not_allowed" and model in ce.value.message
+        with pytest.raises(openai.PermissionDeniedError) as re_:
+            o.responses.create(model=model, input="x")
+        assert re_.value.code == "tool_not_allowed"
+        assert upstream.received == []  # never dispatched
+        blocked = [dict(r.data) for r in AuditLog(tmp_path / "audit.log").records()
+                   if r.event is AuditEvent.LLM_BLOCKED]
+        assert [(b["reason"], b["model"], b["key"]) for b in blocked] == [
+            ("tools", model, vk.id), ("tools", model, vk.id)]
+        assert KeyStore.at_home(tmp_path).spent(f"key:{vk.id}") == 0.0
+        free = openai.OpenAI(base_url=url_of(gw) + "/openai/v1", api_key=_key(tmp_path), max_retries=0)
+        ok = free.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
+        assert ok.choices and len(upstream.received) == 1  # the call itself works
+
+
 def test_an_unrestricted_key_offers_any_tool(
     tmp_path: Path, upstream: ProviderStandIn, gw: EmbeddedGateway
 ) -> None:
