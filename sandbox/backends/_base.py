@@ -99,6 +99,17 @@ _CREDENTIAL_FILES: dict[str, Callable[[Path], bool]] = {
     "gitconfig": _gitconfig_secret, "npmrc": _npmrc_secret, "environment": _environment_secret,
     "xdg": _xdg_secret}
 
+# npm's global config when npm lives under /usr or /usr/local (its `globalconfig` is
+# PREFIX/etc/npmrc): inside the /usr bind, so every sandbox saw it, `_authToken` and all.
+USR_NPMRC = ("/usr/etc/npmrc", "/usr/local/etc/npmrc")
+
+
+def usr_hidden(root: Path) -> list[str]:
+    """Files inside the /usr bind a sandbox must not see: each is covered by an empty file.
+    Only those the host has (a mount needs its mount point), by the /etc/npmrc rule."""
+    return [dst for dst in USR_NPMRC
+            if (p := root / dst.lstrip("/")).is_file() and _npmrc_secret(p)]
+
 
 # The sandbox's own /etc/passwd and /etc/group: root and nobody, nothing of the host's users.
 PASSWD = b"root:x:0:0:sandbox:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"

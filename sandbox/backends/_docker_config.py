@@ -24,7 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandbox.backends._base import GROUP, PASSWD, SYSTEM_DIRS, LaunchSpec, Network, etc_entries
+from sandbox.backends._base import (
+    GROUP,
+    PASSWD,
+    SYSTEM_DIRS,
+    LaunchSpec,
+    Network,
+    etc_entries,
+    usr_hidden,
+)
 from sandbox.backends._mountns import MAPPED_ROOT_ID
 from sandbox.errors import EnforcementError
 
@@ -205,6 +213,9 @@ def host_view_mounts(root: Path) -> list[dict[str, Any]]:
     etc = root / "etc"
     for name in etc_entries(root):
         mounts.append(_bind(etc / name, f"/etc/{name}", rw=False))
+    # Over a file inside the /usr bind (Docker mounts a parent before its children): an
+    # empty one in its place, so a credential in it is not shown.
+    mounts += [_bind(Path("/dev/null"), dst, rw=False) for dst in usr_hidden(root)]
     return mounts
 
 

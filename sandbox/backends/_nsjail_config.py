@@ -22,6 +22,7 @@ from sandbox.backends._base import (
     Limits,
     Network,
     etc_entries,
+    usr_hidden,
 )
 from sandbox.backends._limits import CGROUP_PARENT, Enforcer, LimitPlan
 from sandbox.backends._mountns import STAGE_WORKSPACE, OverlayLayers
@@ -86,6 +87,9 @@ def build_config(
         p = etc / name
         mounts.append(mp(src=str(source / "etc" / name), dst=f"/etc/{name}", is_bind=True,
                          mandatory=False, nosuid=True, nodev=True, is_dir=p.is_dir()))
+    # After the /usr bind: a file of one comment over each credential-bearing one inside it
+    # (nsjail reads empty content as no source at all).
+    mounts += [mp(src_content=b"; not shown in a sandbox\n", dst=dst) for dst in usr_hidden(root)]
     passwd, group, inside = PASSWD, GROUP, "0"
     if spec.user != "root":  # an unprivileged user inside, who owns what root owned
         inside = str(USER_ID)

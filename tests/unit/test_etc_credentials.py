@@ -80,3 +80,28 @@ def test_plain_npmrc_and_environment_are_still_shown(tmp_path: Path) -> None:
     (tmp_path / "etc" / "xdg" / "pip" / "pip.conf").write_text("[global]\nconstraint = c.txt\n")
     for view in _seen(tmp_path):
         assert {"/etc/npmrc", "/etc/environment", "/etc/xdg"} <= view, view
+
+
+@pytest.mark.parametrize(("content", "hidden"), [
+    (f"//registry.npmjs.org/:_authToken={TOKEN}\n", True),
+    ("prefix=/usr/local\n", False),
+])
+def test_npm_global_config_under_usr(tmp_path: Path, content: str, hidden: bool) -> None:
+    """/usr/etc/npmrc and /usr/local/etc/npmrc lie inside the /usr bind: one that might hold a
+    credential is covered (nsjail: a file over it; Docker: a read-only bind over it), a plain
+    one is left to show, and one the host lacks gets no mount (it would need a mount point)."""
+    (tmp_path / "usr" / "etc").mkdir(parents=True)
+    (tmp_path / "usr" / "etc" / "npmrc").write_text(content)
+    spec = LaunchSpec(argv=("true",), snapshot=Snapshot(tmp_path, tmp_path, tmp_path),
+                      scratch=tmp_path, env={}, seccomp=Seccomp("default", "d", "ALLOW {}"),
+                      limits=Limits())
+    plan = LimitPlan(Enforcer.FALLBACK, Enforcer.FALLBACK, Enforcer.FALLBACK)
+    cfg = build_config(spec, outside_uid=1000, outside_gid=1000, rootless_overlay=True,
+                       limits=plan, host_root=tmp_path)
+    dsts = [m.dst for m in cfg.mount]
+    over = {"/usr/etc/npmrc"} if hidden else set()
+    assert {d for d in dsts if d.endswith("npmrc")} == over
+    if hidden:  # after the /usr bind, or the bind would cover it again
+        assert dsts.index("/usr") < dsts.index("/usr/etc/npmrc")
+    docker = {str(m["Target"]) for m in host_view_mounts(tmp_path)}
+    assert {d for d in docker if d.endswith("npmrc")} == over
