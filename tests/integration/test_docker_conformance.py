@@ -30,6 +30,10 @@ _NOT_ON_DOCKER = {
     # About the host and the nsjail binary, not about what a backend enforces.
     "test_doctor_reports_each_prerequisite",
     "test_missing_nsjail_fails_closed_with_125",
+    # About nsjail's mechanism (RLIMIT_NPROC per user namespace, where the pids cgroup was) and
+    # it watches the run's processes as children of `sandbox run`; a container's are the shim's.
+    # Docker's limit is the container's own pids cgroup (PidsLimit), tested by the fork tests.
+    "test_the_pids_limit_is_the_run_s_own_and_cannot_be_raised",
     # Replaced below by a version that also covers daemons older than Docker 23.
     "test_denied_inside_and_reached_outside",
 }
