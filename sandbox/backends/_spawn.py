@@ -89,14 +89,22 @@ def _serve(wrapper: list[str]) -> None:
     cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     while True:
         req = _QUEUE.get()
+        proc: subprocess.Popen[bytes] | None = None
+        error: BaseException | None = None
         try:
-            req.done.set_result(_start(req, wrapper))
+            proc = _start(req, wrapper)
         except BaseException as exc:  # the caller's to handle, in its own thread
-            req.done.set_exception(exc)
+            error = exc
         finally:
             if req.stage is not None:  # back to the host's namespace, and our cwd there
                 os.setns(host, os.CLONE_NEWNS)
                 os.fchdir(cwd)
+        # Only now is the caller told: by then this thread holds no staged namespace.
+        if error is not None:
+            req.done.set_exception(error)
+        else:
+            assert proc is not None
+            req.done.set_result(proc)
 
 
 def _start(req: _Request, wrapper: list[str]) -> subprocess.Popen[bytes]:

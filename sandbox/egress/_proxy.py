@@ -145,10 +145,12 @@ class EgressProxy:
         for sock in live:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # wakes recv/send; the owner closes it
-        for _ in range(len(self._threads)):
+        with self._lock:  # _spawn adds and starts a thread under it: none here unstarted
+            threads = list(self._threads)
+        for _ in range(len(threads)):
             self._tasks.put(None)  # releases idle workers
         deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         for lst in listeners:
             lst.close()

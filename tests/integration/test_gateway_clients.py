@@ -290,6 +290,7 @@ def test_a_restricted_key_cannot_reach_a_search_model(tmp_path: Path, upstream: 
             o.responses.create(model=model, input="x")
         assert re_.value.code == "tool_not_allowed"
         assert upstream.received == []  # never dispatched
+        gw.gateway.recorder.flush()  # the audit writer is a thread of its own
         blocked = [dict(r.data) for r in AuditLog(tmp_path / "audit.log").records()
                    if r.event is AuditEvent.LLM_BLOCKED]
         assert [(b["reason"], b["model"], b["key"]) for b in blocked] == [

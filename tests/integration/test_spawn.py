@@ -72,6 +72,8 @@ def test_a_failed_staging_leaves_nothing_and_the_next_run_works(workspace: Path,
     the half-staged namespace, nor leak its fds, and must say what failed."""
     require_root()
     require_nsjail()
+    # the spawner thread (and the fds it keeps for the process's life) exists before we count
+    assert spawn(["true"], stdout=None, pass_fds=(), stage=None).wait() == 0
     fd = make_idmap_userns(0, 0)
     fds_before = set(os.listdir("/proc/self/fd"))
     gone = base_dir / "gone"
