@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -119,12 +119,10 @@ def api_routes(server: Server) -> list[Route]:
         return JSONResponse(data)
 
     async def events(request: Request, _who: Principal) -> Response:
-        from sandbox.server._events import MAX_SUBSCRIBERS
-
-        if server.events.full:  # a closed stream frees its place
-            return JSONResponse({"error": f"{MAX_SUBSCRIBERS} event streams are open; close "
-                                          "one first"}, 429, headers={"Retry-After": "5"})
-        return StreamingResponse(server.events.stream(request.query_params.get("session")),
+        if (refused := server.event_streams.refusal()) is not None:
+            return refused
+        stream = server.events.stream(request.query_params.get("session"))
+        return StreamingResponse(server.event_streams.hold(stream),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
 
@@ -178,30 +176,14 @@ def _session_routes(server: Server) -> list[Route]:
         return handler
 
     async def watch(request: Request, _who: Principal) -> Response:
-        from sandbox.server._watch import MAX_WATCHES, watch_session
+        from sandbox.server._watch import watch_session
 
-        # Each live watch is an inotify observer (a thread, a watch per directory of the
-        # workspace): a viewer opening them in a loop took the host's threads and inotify.
-        if server.live_watches >= MAX_WATCHES:
-            return JSONResponse({"error": f"{MAX_WATCHES} live watches are open; close one "
-                                          "first"}, 429, headers={"Retry-After": "5"})
+        # Each live watch is an inotify observer (a thread, a watch per directory).
+        if (refused := server.watches.refusal()) is not None:
+            return refused
         sid = request.path_params["sid"]
         where = await asyncio.to_thread(_sessions.watch_target, server, sid)
-
-        async def counted() -> AsyncIterator[bytes]:
-            # Counted from the stream's start to its end (a stream never started holds
-            # nothing); those that passed the check together are held to the cap here.
-            if server.live_watches >= MAX_WATCHES:
-                yield b"event: error\ndata: {\"error\": \"too many live watches\"}\n\n"
-                return
-            server.live_watches += 1
-            try:
-                async for chunk in watch_session(*where):
-                    yield chunk
-            finally:
-                server.live_watches -= 1
-
-        return StreamingResponse(counted(), media_type="text/event-stream",
+        return StreamingResponse(server.watches.hold(watch_session(*where)), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
 
     v = "/api/v1/sessions"

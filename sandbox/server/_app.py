@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from starlette.applications import Starlette
 
 from sandbox.audit import AuditLog
-from sandbox.server._events import EventHub
+from sandbox.server._caps import MAX_WATCHES, StreamCap
+from sandbox.server._events import MAX_SUBSCRIBERS, EventHub
 from sandbox.server._logins import Logins
 from sandbox.server._tokens import TokenStore
 
@@ -64,7 +65,10 @@ class Server:
         self.audit = AuditLog(self.layout.audit)
         self.events = EventHub()
         self.logins = Logins(self.tokens)  # console sessions: the browser never holds a token
-        self.live_watches = 0  # /watch streams going on (bounded: _watch.MAX_WATCHES)
+        # Long-lived streams, each bounded (a viewer opening them in a loop took the host's
+        # memory, threads and inotify): event streams and live watches.
+        self.event_streams = StreamCap(MAX_SUBSCRIBERS, "event streams")
+        self.watches = StreamCap(MAX_WATCHES, "live watches")
         self.checkpointer.listeners.append(self.events.publish)
         self.checkpointer.signed.extend(s.notify for s in self.senders)
         from sandbox.server._mcp import McpHost

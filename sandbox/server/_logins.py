@@ -15,12 +15,13 @@ Sessions live in the server's memory only, so a restart of `sandbox serve` logs 
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
+
+from sandbox.server._tokens import digest
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,10 +45,6 @@ class Login:
     seen: float
 
 
-def _digest(sid: str) -> str:
-    return hashlib.sha256(sid.encode()).hexdigest()
-
-
 @dataclass
 class Logins:
     tokens: TokenStore
@@ -69,14 +66,14 @@ class Logins:
             mine = sorted((v.seen, k) for k, v in self._by_digest.items() if v.token_id == token.id)
             for _seen, k in mine[:max(0, len(mine) - self.per_token + 1)]:
                 del self._by_digest[k]
-            self._by_digest[_digest(sid)] = Login(token.id, token.sha256, token.name, token.role,
+            self._by_digest[digest(sid)] = Login(token.id, token.sha256, token.name, token.role,
                                                   now, now)
         return sid
 
     def resolve(self, sid: str) -> Login | None:
         """The live session `sid` names (and it counts as used now), or None: unknown, expired,
         or its token revoked, in which case it is ended here."""
-        key, now = _digest(sid), self.clock()
+        key, now = digest(sid), self.clock()
         with self._lock:
             login = self._by_digest.get(key)
             if login is None:
@@ -96,7 +93,7 @@ class Logins:
 
     def close(self, sid: str) -> None:
         with self._lock:
-            self._by_digest.pop(_digest(sid), None)
+            self._by_digest.pop(digest(sid), None)
 
     def close_token(self, token_id: str) -> int:
         """End every session of a revoked token; how many there were."""

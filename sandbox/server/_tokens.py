@@ -20,7 +20,7 @@ from pathlib import Path
 from sandbox.audit._record import utc_timestamp
 from sandbox.errors import NotFoundError, StateError, UsageError
 
-__all__ = ["Role", "Token", "TokenStore"]
+__all__ = ["Role", "Token", "TokenStore", "digest"]
 
 _PREFIX = "sbx_"
 
@@ -46,7 +46,8 @@ class Token:
     created: str
 
 
-def _digest(secret: str) -> str:
+def digest(secret: str) -> str:
+    """How a secret (a token, a console session id) is kept: its sha256, never itself."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -94,7 +95,7 @@ class TokenStore:
             raise UsageError("--name must be 1-100 printable characters")
         secret = _PREFIX + secrets.token_urlsafe(32)
         token = Token(id="tok_" + secrets.token_hex(4), name=name, role=role,
-                      sha256=_digest(secret), created=utc_timestamp())
+                      sha256=digest(secret), created=utc_timestamp())
         with self._locked():
             self._save([*self._load(), token])
         return token, secret
@@ -116,5 +117,5 @@ class TokenStore:
         return next((t for t in self._load() if t.id == token_id), None)
 
     def lookup(self, secret: str) -> Token | None:
-        digest = _digest(secret)
-        return next((t for t in self._load() if secrets.compare_digest(t.sha256, digest)), None)
+        wanted = digest(secret)
+        return next((t for t in self._load() if secrets.compare_digest(t.sha256, wanted)), None)

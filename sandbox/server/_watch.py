@@ -17,7 +17,6 @@ from watchdog.observers import Observer
 __all__ = ["watch_session"]
 
 _IGNORED = {"opened", "closed_no_write"}
-MAX_WATCHES = 16  # live watches a server holds at once (each: a thread and inotify watches)
 
 
 class _Handler(FileSystemEventHandler):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import http.client
 import os
 import stat
-import time
 from pathlib import Path
 
 import pytest
 
 from sandbox.audit import AuditEvent, AuditLog
 from tests.conftest import Cli
-from tests.support.serve import Client, free_port, make_token, serving, state_home
+from tests.support.serve import Client, check_stream_bound, free_port, make_token, serving, state_home
 
 
 @pytest.fixture
@@ -122,30 +121,8 @@ def test_event_streams_are_bounded(home: Path) -> None:
         conn.request("GET", "/api/v1/events", headers={"Authorization": f"Bearer {token}"})
         return conn, conn.getresponse()
 
-    conns: list[http.client.HTTPConnection] = []
     with serving(cli, listen):
-        try:
-            for _ in range(MAX_SUBSCRIBERS):
-                conn, resp = open_stream()
-                conns.append(conn)
-                assert resp.status == 200 and resp.readline() == b": connected\n"  # live
-            conn, resp = open_stream()
-            conn.close()
-            assert resp.status == 429, resp.status
-            conns.pop().close()
-            deadline = time.monotonic() + 30
-            while True:  # until the server has seen that stream end
-                conn, resp = open_stream()
-                if resp.status == 200:
-                    conns.append(conn)
-                    assert resp.readline() == b": connected\n"
-                    break
-                conn.close()
-                assert resp.status == 429 and time.monotonic() < deadline
-                time.sleep(0.05)
-        finally:
-            for c in conns:
-                c.close()
+        check_stream_bound(open_stream, MAX_SUBSCRIBERS, b": connected\n")
 
 
 def test_admins_manage_tokens_and_gateway_keys(home: Path) -> None:

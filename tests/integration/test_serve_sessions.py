@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from sandbox.audit import AuditLog
 from tests.conftest import Cli
-from tests.support.serve import Client, free_port, make_token, serving
+from tests.support.serve import Client, check_stream_bound, free_port, make_token, serving
 
 README = "".join(f"line {i}\n" for i in range(1, 31))
 
@@ -210,7 +209,7 @@ def test_live_watches_are_bounded(served: Served) -> None:
     """Each watch holds an inotify observer over the workspace (a thread, a watch per
     directory): a viewer opening them in a loop took the host's threads and inotify watches.
     Past the cap the next is refused (429); a closed one frees its place."""
-    from sandbox.server._watch import MAX_WATCHES
+    from sandbox.server._caps import MAX_WATCHES
 
     def open_watch() -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         conn = served.viewer.connection(timeout=60)
@@ -218,28 +217,7 @@ def test_live_watches_are_bounded(served: Served) -> None:
                      headers={"Authorization": f"Bearer {served.viewer.token}"})
         return conn, conn.getresponse()
 
-    conns: list[http.client.HTTPConnection] = []
-    try:
-        for _ in range(MAX_WATCHES):
-            conn, resp = open_watch()
-            conns.append(conn)
-            assert resp.status == 200 and resp.readline() == b": watching\n"  # it is live
-        conn, resp = open_watch()
-        conn.close()
-        assert resp.status == 429, resp.status
-        conns.pop().close()
-        deadline = time.monotonic() + 30
-        while True:  # until the server has seen that stream end
-            conn, resp = open_watch()
-            if resp.status == 200:
-                conns.append(conn)
-                break
-            conn.close()
-            assert resp.status == 429 and time.monotonic() < deadline
-            time.sleep(0.05)
-    finally:
-        for c in conns:
-            c.close()
+    check_stream_bound(open_watch, MAX_WATCHES, b": watching\n")
 
 
 def test_sessions_over_the_owner_socket(cli: Cli, workspace: Path, base_dir: Path) -> None:

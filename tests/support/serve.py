@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,3 +131,34 @@ def state_home(base: Path) -> Path:
     (home.parent / "org.toml").write_text("# org policy for tests: empty\n")
     HomeLayout(home).ensure()
     return home
+
+
+Opened = tuple[http.client.HTTPConnection, http.client.HTTPResponse]
+
+
+def check_stream_bound(open_stream: Callable[[], Opened], limit: int, greeting: bytes) -> None:
+    """`limit` streams open and live (each greets with `greeting`), the next is refused with
+    429, and once one is closed a new one is let in (waiting until the server saw it end)."""
+    conns: list[http.client.HTTPConnection] = []
+    try:
+        for _ in range(limit):
+            conn, resp = open_stream()
+            conns.append(conn)
+            assert resp.status == 200 and resp.readline() == greeting  # it is live
+        conn, resp = open_stream()
+        conn.close()
+        assert resp.status == 429, resp.status
+        conns.pop().close()
+        deadline = time.monotonic() + 30
+        while True:  # until the server has seen that stream end
+            conn, resp = open_stream()
+            if resp.status == 200:
+                conns.append(conn)
+                assert resp.readline() == greeting
+                return
+            conn.close()
+            assert resp.status == 429 and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        for c in conns:
+            c.close()
