@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, TextIO
 
 from sandbox.cli._render import change_table, esc
 from sandbox.errors import UsageError
-from sandbox.policy import Level
 
 if TYPE_CHECKING:
     from sandbox.mcp import Finished, McpConfig
@@ -70,7 +69,7 @@ def run_mcp(args: argparse.Namespace) -> int:
         raise UsageError("sandbox mcp takes no command", hint="sandbox mcp -C WS [--session ID]")
     scrub_environment()
     cfg = mcp_config(args)
-    confirm = TerminalConfirm.open() if cfg.policy.policy.level is Level.HUMAN_IN_THE_LOOP else None
+    confirm = TerminalConfirm.open() if cfg.asks_person else None
 
     def ready(session_id: str) -> None:
         sys.stderr.write(f"sandbox: MCP server for session {session_id} of {cfg.workspace} "
@@ -88,7 +87,7 @@ def run_agent(args: argparse.Namespace) -> int:
     # No scrub here: this process is the control plane; the in-process gateway reads the
     # provider keys from it. No sandbox inherits it (only named variables pass).
     cfg = mcp_config(args)
-    confirm = TerminalConfirm.open() if cfg.policy.policy.level is Level.HUMAN_IN_THE_LOOP else None
+    confirm = TerminalConfirm.open() if cfg.asks_person else None
     req = AgentRequest(kind=AgentKind(args.agent), binary=Path(args.bin) if args.bin else None,
                        args=tuple(args.agent_args), mcp=cfg)
     out = run(req, confirm=confirm)

@@ -54,6 +54,12 @@ class McpConfig:
     env: Mapping[str, str | None] = field(default_factory=dict)  # -e KEY[=VAL]
     home: Path | None = None
 
+    @property
+    def asks_person(self) -> bool:
+        """Level 1: every command and write is confirmed by a person (the `confirm` given to
+        the session); the front end attaches one only then."""
+        return self.policy.policy.level is Level.HUMAN_IN_THE_LOOP
+
 
 @dataclass(frozen=True)
 class Finished:
@@ -191,7 +197,7 @@ class McpSession:
                 raise
 
     def _confirm(self, what: str) -> None:
-        if self.policy.level is not Level.HUMAN_IN_THE_LOOP:
+        if not self.cfg.asks_person:
             return
         if self.confirm is None:
             raise ToolRefused("level 1: every command and write needs a person at the terminal "
