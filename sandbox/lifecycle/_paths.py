@@ -54,10 +54,13 @@ def normalize_paths(paths: Sequence[str], cs: ChangeSet, *, workspace: Path,
     missing: list[str] = []
     for raw in paths:
         if not raw:
-            raise UsageError("an empty PATH is not a path")
+            raise UsageError("an empty PATH is not a path",
+                             hint="name a pending path, or leave PATH out for all of them")
         readings = _relative(raw, workspace, here)
         if not readings:
-            raise UsageError(f"{raw} is outside the workspace {workspace}")
+            raise UsageError(f"{raw} is outside the workspace {workspace}",
+                             hint="PATH is relative to the workspace or the current directory, or "
+                                  "absolute inside the workspace")
         if "" in readings:
             return None  # the workspace itself: everything pending
         chosen = next((r for r in readings if cs.select([r])), None)

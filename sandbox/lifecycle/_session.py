@@ -313,7 +313,8 @@ class Lifecycle:
             # export judges ignored output itself (and says what it left out, and why)
             p = self.pending(ref, include_ignored=True)
             if not p.changeset:
-                raise UsageError(f"nothing pending in session {p.session.id} to export")
+                raise UsageError(f"nothing pending in session {p.session.id} to export",
+                                 hint=f"`sandbox show {p.session.id}` lists what it did")
             result = export_changeset(p.changeset, p.verdicts(), upper=p.upper,
                                       workspace=p.session.workspace, branch=branch,
                                       message=message or default_message(p.ref),
